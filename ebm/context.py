@@ -1,0 +1,107 @@
+"""Causal multi-scale context encoder (DESIGN.md section 5).
+
+Notation: B batch, L tokens in a window (history + targets), T positions whose context is
+wanted (the last T of the window), D latent_dim, W = context_local, M = context_medium,
+G = context_global.
+
+For position p the encoder reads tokens <= p only:
+  local   a self-attention block over tokens p-W+1..p with learned relative positions,
+  medium  a causal mean over tokens p-M+1..p, then an MLP,
+  global  a causal mean over tokens p-G+1..p, then an MLP.
+Outputs: g(c) (unit direction for E_geo), u(c) = sum_s W_s h_s (for E_comp) and a summary
+h(c) that the decoder reads.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import EBMConfig
+from .geometry import normalize
+
+Tensor = torch.Tensor
+
+
+class ContextOut(NamedTuple):
+    g: Tensor  # (B, T, D) unit vectors
+    u: Tensor  # (B, T, D)
+    h: Tensor  # (B, T, D)
+
+
+def causal_window_mean(x: Tensor, window: int, last: int) -> Tensor:
+    """Mean of x over positions p-window+1..p for the last `last` positions: (B, L, D) -> (B, T, D)."""
+    L = x.shape[1]
+    csum = F.pad(x.cumsum(1), (0, 0, 1, 0))  # (B, L+1, D); csum[:, p+1] = sum_{q<=p} x_q
+    ends = torch.arange(L - last, L, device=x.device) + 1
+    starts = (ends - window).clamp_min(0)
+    counts = (ends - starts).to(x.dtype).view(1, -1, 1)
+    return (csum[:, ends] - csum[:, starts]) / counts
+
+
+def _mlp(d: int, hidden: int) -> nn.Sequential:
+    return nn.Sequential(nn.LayerNorm(d), nn.Linear(d, hidden), nn.GELU(), nn.Linear(hidden, d))
+
+
+class LocalAttention(nn.Module):
+    """One pre-norm attention block whose queries see only the last W tokens."""
+
+    def __init__(self, d: int, heads: int, window: int):
+        super().__init__()
+        self.heads, self.window = heads, window
+        self.norm = nn.LayerNorm(d)
+        self.q = nn.Linear(d, d)
+        self.kv = nn.Linear(d, 2 * d)
+        self.rel_pos = nn.Parameter(torch.zeros(window, d))  # offset 0 = the query's own token
+        self.out = nn.Linear(d, d)
+        self.mlp = _mlp(d, 2 * d)
+
+    def forward(self, x: Tensor, last: int) -> Tensor:
+        B, L, D = x.shape
+        W, H = self.window, self.heads
+        xn = self.norm(x)
+        positions = torch.arange(L - last, L, device=x.device)  # (T,)
+        offsets = torch.arange(W, device=x.device)  # (W,)
+        src = positions[:, None] - offsets[None, :]  # (T, W) token index of each window slot
+        valid = src >= 0
+        windows = xn[:, src.clamp_min(0)] + self.rel_pos  # (B, T, W, D)
+        k, v = self.kv(windows).chunk(2, dim=-1)  # (B, T, W, D) each
+        q = self.q(xn[:, positions])  # (B, T, D)
+        q = q.view(B, last, H, D // H)
+        k = k.view(B, last, W, H, D // H)
+        v = v.view(B, last, W, H, D // H)
+        scores = torch.einsum("bthe,btwhe->bthw", q, k) / (D // H) ** 0.5  # (B, T, H, W)
+        scores = scores.masked_fill(~valid[None, :, None, :], float("-inf"))
+        attn = torch.softmax(scores, dim=-1)
+        mixed = torch.einsum("bthw,btwhe->bthe", attn, v).reshape(B, last, D)
+        h = x[:, positions] + self.out(mixed)
+        return h + self.mlp(h)
+
+
+class ContextEncoder(nn.Module):
+    def __init__(self, cfg: EBMConfig):
+        super().__init__()
+        d = cfg.latent_dim
+        self.cfg = cfg
+        self.input_scale = d**0.5  # unit embeddings have entries ~ 1/sqrt(d)
+        self.local = LocalAttention(d, cfg.context_heads, cfg.context_local)
+        self.medium = _mlp(d, 2 * d)
+        self.glob = _mlp(d, 2 * d)
+        self.to_g = nn.Linear(3 * d, d)
+        self.to_u = nn.ModuleDict({s: nn.Linear(d, d) for s in ("local", "medium", "global")})
+        self.summary_norm = nn.LayerNorm(d)
+
+    def forward(self, emb: Tensor, last: int) -> ContextOut:
+        """emb (B, L, D) unit token embeddings -> contexts of the last `last` positions."""
+        x = emb * self.input_scale
+        h_local = self.local(x, last)  # (B, T, D)
+        h_medium = self.medium(causal_window_mean(x, self.cfg.context_medium, last))
+        h_global = self.glob(causal_window_mean(x, self.cfg.context_global, last))
+        scales = {"local": h_local, "medium": h_medium, "global": h_global}
+        g = normalize(self.to_g(torch.cat([h_local, h_medium, h_global], dim=-1)))
+        u = sum(self.to_u[s](h) for s, h in scales.items())
+        h = self.summary_norm(h_local + h_medium + h_global)
+        return ContextOut(g=g, u=u, h=h)

@@ -1,0 +1,61 @@
+"""Mixture-of-experts decoder p_D(w | z, c) (DESIGN.md section 8).
+
+Notation: N inputs, D latent_dim, E experts, A active experts per input, V vocabulary.
+Input [z; h(c)] (N, 2D); a linear router picks the top-A experts and renormalises their
+gates; each expert is an MLP 2D -> hidden -> D whose output o is scored against the tied,
+unit token embeddings: logits = o . e_w.
+Load balancing (Switch Transformer, Fedus et al. 2021): E * sum_e f_e P_e, where f_e is the
+share of routed slots that go to expert e and P_e the mean router probability; it is 1 when
+routing is uniform.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from .config import EBMConfig
+
+Tensor = torch.Tensor
+
+
+class DecoderOut(NamedTuple):
+    logits: Tensor  # (N, V)
+    balance: Tensor  # () load-balancing loss
+    load: Tensor  # (E,) share of routed slots per expert
+
+
+def balance_loss(router_probs: Tensor, chosen: Tensor, n_experts: int) -> tuple[Tensor, Tensor]:
+    """(N, E) probabilities, (N, A) chosen expert ids -> (loss, load (E,))."""
+    counts = torch.bincount(chosen.reshape(-1), minlength=n_experts).to(router_probs.dtype)
+    load = counts / counts.sum().clamp_min(1)
+    return n_experts * (load * router_probs.mean(0)).sum(), load
+
+
+class MoEDecoder(nn.Module):
+    def __init__(self, cfg: EBMConfig):
+        super().__init__()
+        d = cfg.latent_dim
+        self.n_experts, self.active = cfg.moe_experts, cfg.moe_active
+        self.norm = nn.LayerNorm(2 * d)
+        self.router = nn.Linear(2 * d, cfg.moe_experts)
+        self.experts = nn.ModuleList(
+            nn.Sequential(nn.Linear(2 * d, cfg.hidden_dim), nn.GELU(), nn.Linear(cfg.hidden_dim, d))
+            for _ in range(cfg.moe_experts)
+        )
+
+    def forward(self, z: Tensor, h: Tensor, embeddings: Tensor) -> DecoderOut:
+        """z (N, D), h (N, D), embeddings (V, D) -> logits (N, V)."""
+        x = self.norm(torch.cat([z * z.shape[-1] ** 0.5, h], dim=-1))  # (N, 2D)
+        probs = torch.softmax(self.router(x), dim=-1)  # (N, E)
+        gates, chosen = probs.topk(self.active, dim=-1)  # (N, A)
+        gates = gates / gates.sum(-1, keepdim=True)
+        out = x.new_zeros(x.shape[0], embeddings.shape[1])  # (N, D)
+        for e, expert in enumerate(self.experts):
+            rows, slot = torch.nonzero(chosen == e, as_tuple=True)
+            if rows.numel():
+                out.index_add_(0, rows, gates[rows, slot, None] * expert(x[rows]))
+        loss, load = balance_loss(probs, chosen, self.n_experts)
+        return DecoderOut(logits=out @ embeddings.T, balance=loss, load=load)

@@ -1,0 +1,228 @@
+"""SplatStore: the learned landscape of vMF attractors and their statistics (DESIGN.md s. 3).
+
+Parameters: mu (K, D) stored unnormalised and read through `mu` (unit rows); log alpha (K,);
+kappa stored unconstrained and mapped into [min_kappa, max_kappa] by a sigmoid.
+Statistics (buffers, saved in every checkpoint): usage frequency (EMA of the share of
+training targets that have the splat among their neighbours), birth step, last step used,
+birth phase.
+
+The store changes size under merge / prune / spawn. `resize` keeps the same Parameter
+objects and rewrites their data and the optimiser's per-row state, so an optimiser built
+once stays valid for the whole run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .config import EBMConfig
+from .energy import splat_energy, splat_log_kernels
+from .geometry import normalize
+
+Tensor = torch.Tensor
+
+USAGE_EMA = 0.99
+
+
+@dataclass
+class EditCounts:
+    merged: int = 0
+    pruned: int = 0
+    spawned: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {"merged": self.merged, "pruned": self.pruned, "spawned": self.spawned}
+
+
+class SplatStore(nn.Module):
+    def __init__(self, cfg: EBMConfig, n: int, mu_init: Tensor | None = None, generator: torch.Generator | None = None):
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.latent_dim
+        if mu_init is None:
+            mu_init = torch.randn(n, d, generator=generator)
+        if mu_init.shape != (n, d):
+            raise ValueError(f"mu_init has shape {tuple(mu_init.shape)}, expected {(n, d)}")
+        self.mu_raw = nn.Parameter(normalize(mu_init.float()).clone())
+        self.log_alpha = nn.Parameter(torch.zeros(n))
+        self.kappa_raw = nn.Parameter(self.kappa_to_raw(torch.full((n,), cfg.init_kappa)))
+        self.register_buffer("usage", torch.zeros(n))
+        self.register_buffer("birth_step", torch.zeros(n, dtype=torch.long))
+        self.register_buffer("last_used", torch.zeros(n, dtype=torch.long))
+        self.register_buffer("birth_phase", torch.zeros(n, dtype=torch.long))
+        self.register_buffer("tau", torch.tensor(float(cfg.splat_temperature)))
+        self.version = 0  # bumped on every edit; the model refreshes neighbour tables on change
+
+    # --- views
+    @property
+    def n(self) -> int:
+        return self.mu_raw.shape[0]
+
+    @property
+    def mu(self) -> Tensor:
+        return normalize(self.mu_raw)  # (K, D)
+
+    @property
+    def kappa(self) -> Tensor:
+        lo, hi = self.cfg.min_kappa, self.cfg.max_kappa
+        return lo + (hi - lo) * torch.sigmoid(self.kappa_raw)  # (K,)
+
+    def kappa_to_raw(self, kappa: Tensor) -> Tensor:
+        lo, hi = self.cfg.min_kappa, self.cfg.max_kappa
+        p = ((kappa - lo) / (hi - lo)).clamp(1e-4, 1 - 1e-4)
+        return torch.log(p) - torch.log1p(-p)
+
+    # --- energy
+    def log_kernels(self, z: Tensor, idx: Tensor) -> Tensor:
+        """(N, D), (N, k) -> (N, k) log k_i(z)."""
+        return splat_log_kernels(z, self.mu, self.log_alpha, self.kappa, float(self.tau), idx)
+
+    def energy(self, z: Tensor, idx: Tensor) -> Tensor:
+        return splat_energy(self.log_kernels(z, idx), float(self.tau))  # (N,)
+
+    def max_kernel(self, z: Tensor, idx: Tensor) -> Tensor:
+        """max_i k_i(z) over the given neighbours, (N,); the coverage test uses it."""
+        with torch.no_grad():
+            return self.log_kernels(z, idx).max(-1).values.exp()
+
+    # --- statistics
+    @torch.no_grad()
+    def record_usage(self, idx: Tensor, step: int) -> None:
+        """idx (N, k): neighbour ids of this step's training targets."""
+        counts = torch.bincount(idx.reshape(-1), minlength=self.n).float()
+        self.usage.mul_(USAGE_EMA).add_((1 - USAGE_EMA) * counts / max(1, idx.shape[0]))
+        self.last_used[counts > 0] = step
+
+    @torch.no_grad()
+    def apply_alpha_decay(self, strength: float, lr: float, step: int) -> None:
+        """Shrink alpha more the older a splat is: log alpha -= lr * strength * age / (age + a0)."""
+        if strength <= 0:
+            return
+        age = (step - self.birth_step).clamp_min(0).float()
+        self.log_alpha.sub_(lr * strength * age / (age + self.cfg.splat_decay_age))
+
+    def decay_strength(self, epoch_progress: float) -> float:
+        """Scheduled from splat_weight_decay_start to splat_weight_decay over the curriculum."""
+        t = min(1.0, max(0.0, epoch_progress / self.cfg.curriculum_epochs))
+        return (1 - t) * self.cfg.splat_weight_decay_start + t * self.cfg.splat_weight_decay
+
+    @torch.no_grad()
+    def stats(self, step: int) -> dict[str, float]:
+        kappa, alpha = self.kappa, self.log_alpha.exp()
+        age = (step - self.birth_step).float()
+        q = torch.tensor([0.1, 0.5, 0.9])
+        out = {"n_splats": float(self.n)}
+        for name, values in (("kappa", kappa), ("alpha", alpha), ("usage", self.usage), ("age", age)):
+            qs = torch.quantile(values.float(), q) if self.n else torch.zeros(3)
+            out.update({f"{name}_mean": values.mean().item() if self.n else 0.0,
+                        f"{name}_p10": qs[0].item(), f"{name}_p50": qs[1].item(), f"{name}_p90": qs[2].item()})
+        out["n_active"] = float((self.usage > 1e-4).sum().item())
+        out["kappa_at_max"] = float((kappa > self.cfg.max_kappa * 0.98).float().mean().item()) if self.n else 0.0
+        out["tau"] = float(self.tau)
+        return out
+
+    # --- edits (SOC and curriculum)
+    @torch.no_grad()
+    def resize(
+        self,
+        keep: Tensor,
+        new_mu: Tensor | None = None,
+        step: int = 0,
+        phase: int = 0,
+        optimizer: torch.optim.Optimizer | None = None,
+    ) -> None:
+        """Keep rows `keep` (long ids) in that order, then append splats at `new_mu` (M, D)."""
+        n_new = 0 if new_mu is None else new_mu.shape[0]
+        new_rows = {
+            "mu_raw": normalize(new_mu) if n_new else None,
+            "log_alpha": torch.zeros(n_new),
+            "kappa_raw": self.kappa_to_raw(torch.full((n_new,), self.cfg.init_kappa)),
+        }
+        for name in ("mu_raw", "log_alpha", "kappa_raw"):
+            param = getattr(self, name)
+            kept = param.data[keep]
+            fresh = new_rows[name] if n_new else kept[:0]
+            if optimizer is not None:
+                _remap_optimizer_rows(optimizer, param, keep, n_new)
+            param.data = torch.cat([kept, fresh.to(kept)])
+            if param.grad is not None:
+                param.grad = None
+        fills = {"usage": 0.0, "birth_step": step, "last_used": step, "birth_phase": phase}
+        for name, fill in fills.items():
+            buf = getattr(self, name)
+            setattr(self, name, torch.cat([buf[keep], torch.full((n_new,), fill, dtype=buf.dtype)]))
+        self.version += 1
+
+    @torch.no_grad()
+    def merge_close(self, index_search, step: int, optimizer=None) -> int:
+        """Merge pairs whose means have cosine >= soc_merge_cos (weighted by alpha).
+
+        `index_search(queries, k)` returns neighbour ids among the current means.
+        """
+        if self.n < 2:
+            return 0
+        mu, alpha = self.mu, self.log_alpha.exp()
+        nbr = index_search(mu, 2)  # (K, 2): itself and its nearest other
+        other = torch.where(nbr[:, 0] == torch.arange(self.n), nbr[:, 1], nbr[:, 0])
+        cos = (mu * mu[other]).sum(-1)
+        order = torch.argsort(cos, descending=True)
+        absorbed = torch.zeros(self.n, dtype=torch.bool)
+        touched = torch.zeros(self.n, dtype=torch.bool)
+        merged = 0
+        for i in order.tolist():
+            if cos[i] < self.cfg.soc_merge_cos:
+                break
+            j = other[i].item()
+            if touched[i] or touched[j]:
+                continue
+            wi, wj = alpha[i], alpha[j]
+            self.mu_raw.data[i] = normalize(wi * mu[i] + wj * mu[j])
+            self.log_alpha.data[i] = torch.log(wi + wj)
+            self.kappa_raw.data[i] = self.kappa_to_raw((wi * self.kappa[i] + wj * self.kappa[j]) / (wi + wj))
+            self.usage[i] += self.usage[j]
+            self.birth_step[i] = torch.minimum(self.birth_step[i], self.birth_step[j])
+            absorbed[j] = True
+            touched[i] = touched[j] = True
+            merged += 1
+        if merged:
+            self.resize(torch.nonzero(~absorbed).squeeze(1), step=step, optimizer=optimizer)
+        return merged
+
+    @torch.no_grad()
+    def prune_dead(self, step: int, optimizer=None, usage_floor: float = 1e-4) -> int:
+        """Remove splats with negligible weight and usage that are old enough to judge."""
+        age = step - self.birth_step
+        dead = (self.log_alpha.exp() < self.cfg.soc_prune_alpha) & (self.usage < usage_floor) & (age >= self.cfg.soc_prune_min_age)
+        n_dead = int(dead.sum())
+        if n_dead and n_dead < self.n:
+            self.resize(torch.nonzero(~dead).squeeze(1), step=step, optimizer=optimizer)
+            return n_dead
+        return 0
+
+    def spawn(self, points: Tensor, step: int, phase: int, optimizer=None) -> int:
+        if points.shape[0] == 0:
+            return 0
+        self.resize(torch.arange(self.n), new_mu=points, step=step, phase=phase, optimizer=optimizer)
+        return points.shape[0]
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # The store's size is part of its state: adopt it before the values are copied.
+        n = state_dict.get(prefix + "mu_raw", self.mu_raw).shape[0]
+        if n != self.n:
+            extra = torch.randn(max(0, n - self.n), self.cfg.latent_dim)
+            self.resize(torch.arange(min(n, self.n)), new_mu=extra)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
+def _remap_optimizer_rows(optimizer: torch.optim.Optimizer, param: nn.Parameter, keep: Tensor, n_new: int) -> None:
+    """Rewrite per-row optimiser state (Adam moments) for kept rows; new rows start at zero."""
+    state = optimizer.state.get(param)
+    if not state:
+        return
+    for key, value in state.items():
+        if torch.is_tensor(value) and value.dim() > 0 and value.shape[0] == param.shape[0]:
+            kept = value[keep]
+            state[key] = torch.cat([kept, kept.new_zeros((n_new, *kept.shape[1:]))])

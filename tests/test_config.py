@@ -1,0 +1,45 @@
+import pytest
+
+from ebm.config import ConfigError, EBMConfig
+
+
+def test_defaults_follow_design():
+    cfg = EBMConfig()
+    assert (cfg.latent_dim, cfg.knn_k, cfg.max_splats, cfg.n_splats_init) == (640, 64, 150000, 10000)
+    assert cfg.noise_levels == (0.01, 0.05, 0.1, 0.2, 0.5)
+    assert (cfg.langevin_steps, cfg.langevin_dt, cfg.langevin_gamma, cfg.langevin_T) == (200, 0.001, 0.1, 1.0)
+    assert (cfg.context_local, cfg.context_medium, cfg.context_global) == (12, 64, 512)
+    assert cfg.curriculum_capacities == (5000, 30000, 50000)
+
+
+def test_json_roundtrip():
+    cfg = EBMConfig(latent_dim=64, context_heads=4, noise_levels=(0.1, 0.3))
+    assert EBMConfig.from_json(cfg.to_json()) == cfg
+
+
+@pytest.mark.parametrize("changes,fragment", [
+    ({"knn_k": 0}, "knn_k"),
+    ({"min_kappa": 60.0}, "min_kappa"),
+    ({"moe_active": 5}, "moe_active"),
+    ({"soc_threshold": 1.5}, "soc_threshold"),
+    ({"knn_index": "ivf"}, "knn_index"),
+    ({"latent_dim": 30, "context_heads": 8}, "divisible"),
+    ({"curriculum_boundaries": (3, 1)}, "increasing"),
+    ({"noise_levels": ()}, "noise_levels"),
+])
+def test_invalid_values_raise_clear_errors(changes, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        EBMConfig(**changes)
+
+
+def test_overrides_are_typed():
+    cfg = EBMConfig().with_overrides(["knn_k=16", "learning_rate=3e-4", "curriculum=false",
+                                      "noise_levels=0.1,0.2", "knn_index=hnsw"])
+    assert cfg.knn_k == 16 and cfg.learning_rate == 3e-4 and cfg.curriculum is False
+    assert cfg.noise_levels == (0.1, 0.2) and cfg.knn_index == "hnsw"
+    with pytest.raises(ConfigError, match="cannot parse"):
+        EBMConfig().with_overrides(["knn_k=many"])
+    with pytest.raises(ConfigError, match="bad override"):
+        EBMConfig().with_overrides(["no_such_key=1"])
+    with pytest.raises(ConfigError, match="unknown config keys"):
+        EBMConfig.from_dict({"nope": 1})
