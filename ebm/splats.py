@@ -195,7 +195,8 @@ class SplatStore(nn.Module):
     def prune_dead(self, step: int, optimizer=None, usage_floor: float = 1e-4) -> int:
         """Remove splats with negligible weight and usage that are old enough to judge."""
         age = step - self.birth_step
-        dead = (self.log_alpha.exp() < self.cfg.soc_prune_alpha) & (self.usage < usage_floor) & (age >= self.cfg.soc_prune_min_age)
+        weak = (self.log_alpha.exp() < self.cfg.soc_prune_alpha) & (self.usage < usage_floor)
+        dead = weak & (age >= self.cfg.soc_prune_min_age)
         n_dead = int(dead.sum())
         if n_dead and n_dead < self.n:
             self.resize(torch.nonzero(~dead).squeeze(1), step=step, optimizer=optimizer)
