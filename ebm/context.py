@@ -62,22 +62,23 @@ class LocalAttention(nn.Module):
     def forward(self, x: Tensor, last: int) -> Tensor:
         B, L, D = x.shape
         W, H = self.window, self.heads
-        xn = self.norm(x)
-        positions = torch.arange(L - last, L, device=x.device)  # (T,)
-        offsets = torch.arange(W, device=x.device)  # (W,)
-        src = positions[:, None] - offsets[None, :]  # (T, W) token index of each window slot
+        first = max(0, L - last - W + 1)  # earliest token any query can see
+        xn = self.norm(x[:, first:])  # (B, L', D)
+        positions = torch.arange(L - last, L, device=x.device) - first  # (T,) in the tail
+        src = positions[:, None] - torch.arange(W, device=x.device)[None, :]  # (T, W) token of each slot
         valid = src >= 0
-        windows = xn[:, src.clamp_min(0)] + self.rel_pos  # (B, T, W, D)
-        k, v = self.kv(windows).chunk(2, dim=-1)  # (B, T, W, D) each
-        q = self.q(xn[:, positions])  # (B, T, D)
-        q = q.view(B, last, H, D // H)
+        # kv is linear: project each token once, then add the projected relative positions.
+        kv_tokens = self.kv(xn)  # (B, L', 2D)
+        kv_pos = self.rel_pos @ self.kv.weight.T  # (W, 2D)
+        k, v = (kv_tokens[:, src.clamp_min(0)] + kv_pos).chunk(2, dim=-1)  # (B, T, W, D) each
+        q = self.q(xn[:, positions]).view(B, last, H, D // H)
         k = k.view(B, last, W, H, D // H)
         v = v.view(B, last, W, H, D // H)
         scores = torch.einsum("bthe,btwhe->bthw", q, k) / (D // H) ** 0.5  # (B, T, H, W)
         scores = scores.masked_fill(~valid[None, :, None, :], float("-inf"))
         attn = torch.softmax(scores, dim=-1)
         mixed = torch.einsum("bthw,btwhe->bthe", attn, v).reshape(B, last, D)
-        h = x[:, positions] + self.out(mixed)
+        h = x[:, L - last :] + self.out(mixed)
         return h + self.mlp(h)
 
 
