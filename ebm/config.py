@@ -35,7 +35,7 @@ class EBMConfig:
     splat_temperature: float = 0.1  # tau
     min_kappa: float = 1.0
     max_kappa: float = 50.0
-    init_kappa: float = 1.0  # new splats start broad; see docs/design-notes.md
+    init_kappa: float = 2.0  # new splats start broad; see docs/design-notes.md
     splat_weight_decay: float = 0.0  # alpha decay strength at the end of the curriculum
     splat_weight_decay_start: float = 1.0  # ... and at its start
     splat_decay_age: int = 1000  # age (steps) at which the decay reaches half strength

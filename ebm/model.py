@@ -72,7 +72,9 @@ def initial_splat_means(embeddings: Tensor, n: int, token_freq: Tensor | None = 
 
 class EBMModel(nn.Module):
     def __init__(self, cfg: EBMConfig, n_splats: int | None = None, token_init: Tensor | None = None,
-                 splat_init: Tensor | None = None, seed: int | None = None):
+                 splat_init: Tensor | None = None, token_freq: Tensor | None = None, seed: int | None = None):
+        """Splats start at `splat_init`, else at the embeddings of the most frequent tokens
+        (`token_freq`), else at k-means centroids of the embeddings."""
         super().__init__()
         self.cfg = cfg
         gen = torch.Generator().manual_seed(cfg.seed if seed is None else seed)
@@ -81,7 +83,7 @@ class EBMModel(nn.Module):
             token_init = torch.randn(cfg.vocab_size, cfg.latent_dim, generator=gen)
         self.token_raw = nn.Parameter(normalize(token_init.float()).clone())
         if splat_init is None:
-            splat_init = initial_splat_means(self.embeddings.detach(), n_splats, seed=cfg.seed)
+            splat_init = initial_splat_means(self.embeddings.detach(), n_splats, token_freq, seed=cfg.seed)
         self.splats = SplatStore(cfg, n_splats, splat_init)
         self.context = ContextEncoder(cfg)
         self.log_beta = nn.Parameter(torch.tensor(math.log(cfg.geo_beta)))
@@ -90,6 +92,20 @@ class EBMModel(nn.Module):
         self.register_buffer("vocab_nbr", torch.zeros(cfg.vocab_size, 1, dtype=torch.long), persistent=False)
         self._nbr_version = -1
         self._nbr_step = -(10**9)
+
+    # --- exact resume: the neighbour table and index snapshot are part of the state
+    def get_extra_state(self) -> dict:
+        return {"nbr_step": self._nbr_step, "nbr_version": self._nbr_version, "store_version": self.splats.version,
+                "vocab_nbr": self.vocab_nbr.clone(), "index_snapshot": self.index._snapshot}
+
+    def set_extra_state(self, state: dict) -> None:
+        self.splats.version = int(state["store_version"])
+        self._nbr_step, self._nbr_version = int(state["nbr_step"]), int(state["nbr_version"])
+        self.vocab_nbr = state["vocab_nbr"].clone()
+        if state["index_snapshot"] is not None:
+            self.index.build(state["index_snapshot"])
+        else:
+            self.index.invalidate()
 
     # --- views
     @property

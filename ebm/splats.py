@@ -1,7 +1,7 @@
 """SplatStore: the learned landscape of vMF attractors and their statistics (DESIGN.md s. 3).
 
 Parameters: mu (K, D) stored unnormalised and read through `mu` (unit rows); log alpha (K,);
-kappa stored unconstrained and mapped into [min_kappa, max_kappa] by a sigmoid.
+kappa stored unconstrained and mapped into [min_kappa, max_kappa] by a sigmoid on log kappa.
 Statistics (buffers, saved in every checkpoint): usage frequency (EMA of the share of
 training targets that have the splat among their neighbours), birth step, last step used,
 birth phase.
@@ -13,6 +13,7 @@ once stays valid for the whole run.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -67,12 +68,13 @@ class SplatStore(nn.Module):
 
     @property
     def kappa(self) -> Tensor:
-        lo, hi = self.cfg.min_kappa, self.cfg.max_kappa
-        return lo + (hi - lo) * torch.sigmoid(self.kappa_raw)  # (K,)
+        # Log-scale sigmoid: equal steps of kappa_raw change kappa by equal factors.
+        lo, hi = math.log(self.cfg.min_kappa), math.log(self.cfg.max_kappa)
+        return torch.exp(lo + (hi - lo) * torch.sigmoid(self.kappa_raw))  # (K,)
 
     def kappa_to_raw(self, kappa: Tensor) -> Tensor:
-        lo, hi = self.cfg.min_kappa, self.cfg.max_kappa
-        p = ((kappa - lo) / (hi - lo)).clamp(1e-4, 1 - 1e-4)
+        lo, hi = math.log(self.cfg.min_kappa), math.log(self.cfg.max_kappa)
+        p = ((torch.log(kappa) - lo) / (hi - lo)).clamp(1e-4, 1 - 1e-4)
         return torch.log(p) - torch.log1p(-p)
 
     # --- energy

@@ -1,0 +1,85 @@
+"""Alert rules on metric histories. Each rule is a pure function of recent values that returns
+an Alert (what it saw, what to try) or None; tests fire and silence each one."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Alert:
+    rule: str
+    message: str
+    advice: str
+    severity: str = "warning"
+
+    def as_dict(self) -> dict:
+        return {"rule": self.rule, "message": self.message, "advice": self.advice, "severity": self.severity}
+
+
+def trend(values: list[float]) -> tuple[float, float]:
+    """Least-squares slope per step and its t statistic."""
+    n = len(values)
+    if n < 3:
+        return 0.0, 0.0
+    mx = (n - 1) / 2
+    my = sum(values) / n
+    sxx = sum((i - mx) ** 2 for i in range(n))
+    slope = sum((i - mx) * (v - my) for i, v in enumerate(values)) / sxx
+    resid = sum((v - my - slope * (i - mx)) ** 2 for i, v in enumerate(values))
+    se = math.sqrt(resid / (n - 2) / sxx) if resid > 0 else 0.0
+    return slope, (slope / se if se > 0 else (math.inf if slope > 0 else -math.inf if slope < 0 else 0.0))
+
+
+def energy_rising(energies: list[float], window: int = 200, t_crit: float = 4.0) -> Alert | None:
+    """Mean energy at targets rising significantly over the last `window` batches."""
+    tail = [e for e in energies[-window:] if e is not None and math.isfinite(e)]
+    if len(tail) < window // 2:
+        return None
+    slope, t = trend(tail)
+    if t > t_crit:
+        return Alert("energy_rising", f"target energy rose by {slope * len(tail):+.3f} over {len(tail)} batches (t = {t:.1f})",
+                     "lower learning_rate, or raise splat_temperature; check the SOC spawn rate")
+    return None
+
+
+def soc_too_fast(activities_avalanche: list[bool], window: int = 10, limit: float = 0.8) -> Alert | None:
+    tail = activities_avalanche[-window:]
+    if len(tail) >= window and sum(tail) / len(tail) >= limit:
+        return Alert("soc_too_fast", f"{sum(tail)} avalanches in the last {len(tail)} SOC checks",
+                     "raise soc_threshold or coverage kernel reach (lower coverage_kernel), or grow capacity sooner")
+    return None
+
+
+def validation_worse(ppls: list[float], patience: int = 2, tolerance: float = 0.02) -> Alert | None:
+    """Validation perplexity above its best by > tolerance for `patience` evaluations in a row."""
+    finite = [p for p in ppls if p is not None and math.isfinite(p)]
+    if len(finite) <= patience:
+        return None
+    best = min(finite[:-patience])
+    if all(p > best * (1 + tolerance) for p in finite[-patience:]):
+        return Alert("validation_worse", f"validation ppl {finite[-1]:.2f} is above its best {best:.2f} for {patience} evaluations",
+                     "overfitting or too high a learning rate: lower learning_rate or stop at the best checkpoint")
+    return None
+
+
+def plateau(losses: list[float], target: float, window: int = 500, min_gain: float = 0.005) -> Alert | None:
+    """Loss flat (relative gain < min_gain over the window) while still far (> 1.5x) from target."""
+    tail = [v for v in losses[-window:] if v is not None and math.isfinite(v)]
+    if len(tail) < window:
+        return None
+    half = len(tail) // 2
+    early, late = sum(tail[:half]) / half, sum(tail[half:]) / (len(tail) - half)
+    if (early - late) / max(abs(early), 1e-9) < min_gain and late > 1.5 * target:
+        return Alert("plateau", f"nll flat at {late:.3f} over {len(tail)} batches, target {target:.3f}",
+                     "raise learning_rate or model capacity (hidden_dim, n_splats), or check the data")
+    return None
+
+
+def non_finite(metrics: dict[str, float]) -> Alert | None:
+    bad = sorted(k for k, v in metrics.items() if isinstance(v, float) and not math.isfinite(v))
+    if bad:
+        return Alert("nan", f"non-finite values in {', '.join(bad)}; the update was skipped",
+                     "lower learning_rate or grad_clip; the trainer rolls back to the last checkpoint if it repeats", "error")
+    return None

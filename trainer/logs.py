@@ -1,0 +1,119 @@
+"""The run log: append-only JSON lines (DESIGN.md section 12). No torch here: the dashboard
+imports this module cheaply.
+
+Every line has v (schema version), type, t (unix time), step, epoch and its own fields; the
+first line of a log is a `meta` record with the config. `LogReader` keeps a byte offset and
+parses only complete new lines: a half-written last line is left for the next read, a corrupt
+line is counted and skipped, and a file that shrank (rewritten) is read again from the start.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+LOG_SCHEMA_VERSION = 1
+EVENT_TYPES = ("meta", "batch", "epoch", "eval", "soc", "phase", "alert", "checkpoint", "sample", "status")
+
+
+def log_path(log_dir: str | Path, run_id: str) -> Path:
+    return Path(log_dir) / "ebm" / f"{run_id}.jsonl"
+
+
+def _clean(value):
+    """JSON has no NaN/Inf: write them as null so every reader can parse the line."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+class RunLogger:
+    def __init__(self, path: str | Path, echo=None):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - kept open for the run
+        self.echo = echo  # optional callable(record) for alerts on stderr
+
+    def log(self, type_: str, step: int, epoch: int, **fields) -> dict:
+        if type_ not in EVENT_TYPES:
+            raise ValueError(f"unknown log event type {type_!r}")
+        record = {"v": LOG_SCHEMA_VERSION, "type": type_, "t": time.time(), "step": int(step), "epoch": int(epoch)}
+        record.update(_clean(fields))
+        self._fh.write(json.dumps(record, separators=(",", ":")) + "\n")
+        self._fh.flush()
+        if self.echo is not None:
+            self.echo(record)
+        return record
+
+    def sync(self) -> None:
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
+    def close(self) -> None:
+        if not self._fh.closed:
+            self.sync()
+            self._fh.close()
+
+
+class LogReader:
+    """Incremental reader of one run log."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.offset = 0
+        self.corrupt_lines = 0
+        self.records: list[dict] = []
+
+    def read_new(self) -> list[dict]:
+        """Parse lines appended since the last call; returns only the new records."""
+        try:
+            size = self.path.stat().st_size
+        except FileNotFoundError:
+            return []
+        if size < self.offset:  # truncated or replaced: start again
+            self.offset, self.records, self.corrupt_lines = 0, [], 0
+        if size == self.offset:
+            return []
+        with open(self.path, "rb") as fh:
+            fh.seek(self.offset)
+            chunk = fh.read(size - self.offset)
+        end = chunk.rfind(b"\n")
+        if end < 0:
+            return []  # only a partial line so far
+        new = []
+        for line in chunk[: end + 1].splitlines():
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                if not isinstance(record, dict) or "type" not in record:
+                    raise ValueError("not a log record")
+            except ValueError:
+                self.corrupt_lines += 1
+                continue
+            new.append(record)
+        self.offset += end + 1
+        self.records.extend(new)
+        return new
+
+    def of_type(self, type_: str) -> list[dict]:
+        return [r for r in self.records if r.get("type") == type_]
+
+    @property
+    def meta(self) -> dict | None:
+        return next((r for r in self.records if r.get("type") == "meta"), None)
+
+
+def list_runs(log_dir: str | Path) -> list[str]:
+    folder = Path(log_dir) / "ebm"
+    if not folder.is_dir():
+        return []
+    runs = sorted(folder.glob("*.jsonl"), key=lambda p: p.stat().st_mtime, reverse=True)
+    return [p.stem for p in runs]
