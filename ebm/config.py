@@ -107,29 +107,66 @@ class EBMConfig:
 
     def _validate(self) -> None:
         positive_ints = [
-            "latent_dim", "vocab_size", "n_splats_init", "max_splats", "knn_k",
-            "knn_refresh_interval", "context_local", "context_medium", "context_global",
-            "context_heads", "moe_experts", "moe_active", "hidden_dim", "langevin_steps",
-            "langevin_knn_refresh", "soc_check_interval", "soc_buffer_size", "soc_spawn_max",
-            "batch_size", "seq_length", "epochs", "eval_interval", "eval_tokens",
-            "checkpoint_keep_every", "splat_decay_age", "curriculum_epochs",
+            "latent_dim",
+            "vocab_size",
+            "n_splats_init",
+            "max_splats",
+            "knn_k",
+            "knn_refresh_interval",
+            "context_local",
+            "context_medium",
+            "context_global",
+            "context_heads",
+            "moe_experts",
+            "moe_active",
+            "hidden_dim",
+            "langevin_steps",
+            "langevin_knn_refresh",
+            "soc_check_interval",
+            "soc_buffer_size",
+            "soc_spawn_max",
+            "batch_size",
+            "seq_length",
+            "epochs",
+            "eval_interval",
+            "eval_tokens",
+            "checkpoint_keep_every",
+            "splat_decay_age",
+            "curriculum_epochs",
         ]
         for name in positive_ints:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
         positive_floats = [
-            "vocab_temperature", "splat_temperature", "min_kappa", "max_kappa", "init_kappa",
-            "geo_beta", "langevin_dt", "learning_rate",
+            "vocab_temperature",
+            "splat_temperature",
+            "min_kappa",
+            "max_kappa",
+            "init_kappa",
+            "geo_beta",
+            "langevin_dt",
+            "learning_rate",
         ]
         for name in positive_floats:
             if not float(getattr(self, name)) > 0:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)!r}")
         non_negative = [
-            "lambda_dsm", "lambda_dec", "lambda_bal", "langevin_gamma", "langevin_T",
-            "weight_decay", "grad_clip", "splat_weight_decay", "splat_weight_decay_start",
-            "soc_prune_alpha", "warmup_steps", "eval_flow_steps", "checkpoint_keep_last",
-            "soc_prune_min_age", "seed",
+            "lambda_dsm",
+            "lambda_dec",
+            "lambda_bal",
+            "langevin_gamma",
+            "langevin_T",
+            "weight_decay",
+            "grad_clip",
+            "splat_weight_decay",
+            "splat_weight_decay_start",
+            "soc_prune_alpha",
+            "warmup_steps",
+            "eval_flow_steps",
+            "checkpoint_keep_last",
+            "soc_prune_min_age",
+            "seed",
         ]
         for name in non_negative:
             if getattr(self, name) < 0:
@@ -232,13 +269,30 @@ def _parse_value(key: str, hint: typing.Any, raw: str) -> typing.Any:
 def small_config(**changes: typing.Any) -> EBMConfig:
     """A tiny config for tests and quick experiments on a laptop CPU."""
     base = dict(
-        latent_dim=32, vocab_size=128, n_splats_init=64, max_splats=512, knn_k=8,
-        knn_refresh_interval=10, context_local=4, context_medium=8, context_global=16,
-        context_heads=2, hidden_dim=64, batch_size=16, seq_length=16, learning_rate=3e-3,
-        langevin_steps=20, langevin_dt=0.01, eval_interval=50, eval_tokens=1024,
-        soc_check_interval=20, soc_buffer_size=256, soc_prune_min_age=50, soc_spawn_max=16,
-        curriculum_capacities=(64, 128, 256), warmup_steps=10,
+        latent_dim=32,
+        vocab_size=128,
+        n_splats_init=64,
+        max_splats=512,
+        knn_k=8,
+        knn_refresh_interval=10,
+        context_local=4,
+        context_medium=8,
+        context_global=16,
+        context_heads=2,
+        hidden_dim=64,
+        batch_size=16,
+        seq_length=16,
+        learning_rate=3e-3,
+        langevin_steps=20,
+        langevin_dt=0.01,
+        eval_interval=50,
+        eval_tokens=1024,
+        soc_check_interval=20,
+        soc_buffer_size=256,
+        soc_prune_min_age=50,
+        soc_spawn_max=16,
+        curriculum_capacities=(64, 128, 256),
+        warmup_steps=10,
     )
     base.update(changes)
     return EBMConfig(**base)
-

@@ -31,8 +31,9 @@ class LangevinResult(NamedTuple):
     energies: dict[str, Tensor]  # name -> (steps + 1, B), energy before each step and at the end
 
 
-def langevin_step(z: Tensor, v: Tensor, grad: Tensor, dt: float, gamma: float, temperature: float,
-                  generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+def langevin_step(
+    z: Tensor, v: Tensor, grad: Tensor, dt: float, gamma: float, temperature: float, generator: torch.Generator | None = None
+) -> tuple[Tensor, Tensor]:
     """One step from (z, v) given the Euclidean gradient at z; returns (z', v')."""
     v = v - dt * project(z, grad)
     decay = math.exp(-gamma * dt)

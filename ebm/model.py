@@ -71,8 +71,15 @@ def initial_splat_means(embeddings: Tensor, n: int, token_freq: Tensor | None = 
 
 
 class EBMModel(nn.Module):
-    def __init__(self, cfg: EBMConfig, n_splats: int | None = None, token_init: Tensor | None = None,
-                 splat_init: Tensor | None = None, token_freq: Tensor | None = None, seed: int | None = None):
+    def __init__(
+        self,
+        cfg: EBMConfig,
+        n_splats: int | None = None,
+        token_init: Tensor | None = None,
+        splat_init: Tensor | None = None,
+        token_freq: Tensor | None = None,
+        seed: int | None = None,
+    ):
         """Splats start at `splat_init`, else at the embeddings of the most frequent tokens
         (`token_freq`), else at k-means centroids of the embeddings."""
         super().__init__()
@@ -95,8 +102,13 @@ class EBMModel(nn.Module):
 
     # --- exact resume: the neighbour table and index snapshot are part of the state
     def get_extra_state(self) -> dict:
-        return {"nbr_step": self._nbr_step, "nbr_version": self._nbr_version, "store_version": self.splats.version,
-                "vocab_nbr": self.vocab_nbr.clone(), "index_snapshot": self.index._snapshot}
+        return {
+            "nbr_step": self._nbr_step,
+            "nbr_version": self._nbr_version,
+            "store_version": self.splats.version,
+            "vocab_nbr": self.vocab_nbr.clone(),
+            "index_snapshot": self.index._snapshot,
+        }
 
     def set_extra_state(self, state: dict) -> None:
         self.splats.version = int(state["store_version"])
@@ -163,8 +175,9 @@ class EBMModel(nn.Module):
         x_noisy, s_star = noisy_targets(e_t.detach(), sigma, generator)
         self.index.ensure(self.splats.mu)
         nbr_noisy = self.index.search(x_noisy, cfg.knn_k)
-        _, grad_splat = splat_energy_and_grad(x_noisy, self.splats.mu, self.splats.log_alpha, self.splats.kappa,
-                                              float(self.splats.tau), nbr_noisy)
+        _, grad_splat = splat_energy_and_grad(
+            x_noisy, self.splats.mu, self.splats.log_alpha, self.splats.kappa, float(self.splats.tau), nbr_noisy
+        )
         grad = grad_splat + context_grad(g, beta, u)
         dsm = dsm_loss(project(x_noisy, grad), s_star, sigma, max(cfg.langevin_T, 1e-6))
 
@@ -175,10 +188,17 @@ class EBMModel(nn.Module):
         loss = nll + cfg.lambda_dsm * dsm + cfg.lambda_dec * dec + cfg.lambda_bal * dec_out.balance
         total_t = (splat_t + geo_t + comp_t).detach()
         metrics = {
-            "loss": loss.item(), "nll": nll.item(), "ppl": math.exp(min(nll.item(), 50.0)), "dsm": dsm.item(),
-            "dec": dec.item(), "balance": dec_out.balance.item(), "energy": total_t.mean().item(),
-            "energy_splat": splat_t.mean().item(), "energy_geo": geo_t.mean().item(),
-            "energy_comp": comp_t.mean().item(), "beta": beta.item(),
+            "loss": loss.item(),
+            "nll": nll.item(),
+            "ppl": math.exp(min(nll.item(), 50.0)),
+            "dsm": dsm.item(),
+            "dec": dec.item(),
+            "balance": dec_out.balance.item(),
+            "energy": total_t.mean().item(),
+            "energy_splat": splat_t.mean().item(),
+            "energy_geo": geo_t.mean().item(),
+            "energy_comp": comp_t.mean().item(),
+            "beta": beta.item(),
         }
         return ModelOutput(loss, metrics, e_t.detach(), total_t, self.vocab_nbr[targets])
 
@@ -194,8 +214,9 @@ class EBMModel(nn.Module):
         """log p_E(target | c) for the last T tokens of each window: (B, L) -> (B, T)."""
         T = n_targets or self.cfg.seq_length
         ctx = self.contexts(tokens[:, :-1], T)
-        logits = vocab_logits(self.embeddings, self.vocab_splat_energy(), ctx.g, self.beta, ctx.u,
-                              self.cfg.vocab_temperature)  # (B, T, V)
+        logits = vocab_logits(
+            self.embeddings, self.vocab_splat_energy(), ctx.g, self.beta, ctx.u, self.cfg.vocab_temperature
+        )  # (B, T, V)
         return torch.log_softmax(logits, -1).gather(-1, tokens[:, -T:, None]).squeeze(-1)
 
     @torch.no_grad()
@@ -205,8 +226,9 @@ class EBMModel(nn.Module):
         T = n_targets or cfg.seq_length
         ctx = self.contexts(tokens[:, :-1], T)
         g, u, h = (x.reshape(-1, cfg.latent_dim) for x in ctx)
-        run = self.sample(g, g, u, SamplerSettings(cfg.eval_flow_steps if steps is None else steps,
-                                                   cfg.langevin_dt, cfg.langevin_gamma, 0.0))
+        run = self.sample(
+            g, g, u, SamplerSettings(cfg.eval_flow_steps if steps is None else steps, cfg.langevin_dt, cfg.langevin_gamma, 0.0)
+        )
         logits = self.decoder(run.z, h, self.embeddings).logits
         logp = torch.log_softmax(logits, -1).gather(-1, tokens[:, -T:].reshape(-1, 1))
         return logp.view(tokens.shape[0], T)
@@ -231,15 +253,24 @@ class EBMModel(nn.Module):
         return fn
 
     @torch.no_grad()
-    def sample(self, z0: Tensor, g: Tensor, u: Tensor, settings: SamplerSettings,
-               generator: torch.Generator | None = None) -> LangevinResult:
-        return langevin_sample(z0, self.energy_fn(g, u), settings.steps, settings.dt, settings.gamma,
-                               settings.temperature, generator)
+    def sample(
+        self, z0: Tensor, g: Tensor, u: Tensor, settings: SamplerSettings, generator: torch.Generator | None = None
+    ) -> LangevinResult:
+        return langevin_sample(
+            z0, self.energy_fn(g, u), settings.steps, settings.dt, settings.gamma, settings.temperature, generator
+        )
 
     @torch.no_grad()
-    def generate_stream(self, prompt_ids: list[int], n: int, settings: SamplerSettings | None = None,
-                        sample_temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
-                        seed: int = 0) -> Iterator[GeneratedToken]:
+    def generate_stream(
+        self,
+        prompt_ids: list[int],
+        n: int,
+        settings: SamplerSettings | None = None,
+        sample_temperature: float = 1.0,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        seed: int = 0,
+    ) -> Iterator[GeneratedToken]:
         """Yield n tokens one by one: Langevin from g(c) + noise, then decode and sample."""
         cfg = self.cfg
         settings = settings or SamplerSettings(cfg.langevin_steps, cfg.langevin_dt, cfg.langevin_gamma, cfg.langevin_T)
@@ -247,7 +278,7 @@ class EBMModel(nn.Module):
         ids = list(prompt_ids) or [0]
         emb = self.embeddings
         for _ in range(n):
-            window = torch.tensor([ids[-(cfg.context_global + 1):] + [0]])  # dummy last token: target slot
+            window = torch.tensor([ids[-(cfg.context_global + 1) :] + [0]])  # dummy last token: target slot
             ctx = self.contexts(window[:, :-1], 1)
             g, u, h = (x.reshape(1, -1) for x in ctx)
             z0 = normalize(g + 0.01 * torch.randn(g.shape, generator=gen))
@@ -273,8 +304,9 @@ class EBMModel(nn.Module):
         return [{"params": decay, "weight_decay": self.cfg.weight_decay}, {"params": plain, "weight_decay": 0.0}]
 
 
-def sample_token(logits: Tensor, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
-                 generator: torch.Generator | None = None) -> int:
+def sample_token(
+    logits: Tensor, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, generator: torch.Generator | None = None
+) -> int:
     """Sample one id from (V,) logits with temperature, top-k and nucleus filtering."""
     if temperature <= 0:
         return int(logits.argmax())

@@ -81,8 +81,9 @@ def load_minilm_for_gpt2(decode_token) -> Tensor | None:
     return torch.stack(out)
 
 
-def pretrained_embeddings(vocab_size: int, dim: int, source: str = "auto", gpt2_path: str | None = None,
-                          allow_download: bool = False, decode_token=None) -> tuple[Tensor | None, str]:
+def pretrained_embeddings(
+    vocab_size: int, dim: int, source: str = "auto", gpt2_path: str | None = None, allow_download: bool = False, decode_token=None
+) -> tuple[Tensor | None, str]:
     """(embeddings (V, dim) unit rows or None, name of the source used)."""
     if source not in ("auto", "gpt2", "minilm", "own"):
         raise ValueError(f"unknown embedding source {source!r}; use auto, gpt2, minilm or own")

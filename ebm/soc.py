@@ -67,8 +67,13 @@ class SOCEvent:
     n_splats: int = 0
 
     def as_dict(self) -> dict:
-        return {"activity": self.activity, "avalanche": self.avalanche, "n_splats": self.n_splats,
-                "size": self.counts.merged + self.counts.pruned + self.counts.spawned, **self.counts.as_dict()}
+        return {
+            "activity": self.activity,
+            "avalanche": self.avalanche,
+            "n_splats": self.n_splats,
+            "size": self.counts.merged + self.counts.pruned + self.counts.spawned,
+            **self.counts.as_dict(),
+        }
 
 
 def coverage(store: SplatStore, index: SplatIndex, points: Tensor, k: int, kernel_level: float) -> Tensor:
@@ -99,8 +104,15 @@ class SOCController:
         return sum(tail) / len(tail) if tail else 0.0
 
     @torch.no_grad()
-    def check(self, store: SplatStore, index: SplatIndex, step: int, capacity: int, phase: int = 0,
-              optimizer: torch.optim.Optimizer | None = None) -> SOCEvent:
+    def check(
+        self,
+        store: SplatStore,
+        index: SplatIndex,
+        step: int,
+        capacity: int,
+        phase: int = 0,
+        optimizer: torch.optim.Optimizer | None = None,
+    ) -> SOCEvent:
         points, _ = self.buffer.contents()
         covered = coverage(store, index, points, self.cfg.knn_k, self.cfg.coverage_kernel)
         activity = 1.0 - covered.float().mean().item() if len(points) else 0.0
@@ -113,8 +125,17 @@ class SOCController:
         event.n_splats = store.n
         return event
 
-    def avalanche(self, store: SplatStore, index: SplatIndex, step: int, capacity: int, phase: int,
-                  optimizer, points: Tensor, covered: Tensor) -> EditCounts:
+    def avalanche(
+        self,
+        store: SplatStore,
+        index: SplatIndex,
+        step: int,
+        capacity: int,
+        phase: int,
+        optimizer,
+        points: Tensor,
+        covered: Tensor,
+    ) -> EditCounts:
         counts = EditCounts()
         index.build(store.mu)
         counts.merged = store.merge_close(index.search, step, optimizer)
@@ -127,8 +148,12 @@ class SOCController:
         return counts
 
     def state_dict(self) -> dict:
-        return {"buffer": self.buffer.state_dict(), "checks": self.checks, "avalanches": self.avalanches,
-                "recent": list(self.recent)}
+        return {
+            "buffer": self.buffer.state_dict(),
+            "checks": self.checks,
+            "avalanches": self.avalanches,
+            "recent": list(self.recent),
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.buffer.load_state_dict(state["buffer"])

@@ -119,8 +119,14 @@ class SplatStore(nn.Module):
         out = {"n_splats": float(self.n)}
         for name, values in (("kappa", kappa), ("alpha", alpha), ("usage", self.usage), ("age", age)):
             qs = torch.quantile(values.float(), q) if self.n else torch.zeros(3)
-            out.update({f"{name}_mean": values.mean().item() if self.n else 0.0,
-                        f"{name}_p10": qs[0].item(), f"{name}_p50": qs[1].item(), f"{name}_p90": qs[2].item()})
+            out.update(
+                {
+                    f"{name}_mean": values.mean().item() if self.n else 0.0,
+                    f"{name}_p10": qs[0].item(),
+                    f"{name}_p50": qs[1].item(),
+                    f"{name}_p90": qs[2].item(),
+                }
+            )
         out["n_active"] = float((self.usage > 1e-4).sum().item())
         out["kappa_at_max"] = float((kappa > self.cfg.max_kappa * 0.98).float().mean().item()) if self.n else 0.0
         out["tau"] = float(self.tau)

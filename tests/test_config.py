@@ -17,24 +17,28 @@ def test_json_roundtrip():
     assert EBMConfig.from_json(cfg.to_json()) == cfg
 
 
-@pytest.mark.parametrize("changes,fragment", [
-    ({"knn_k": 0}, "knn_k"),
-    ({"min_kappa": 60.0}, "min_kappa"),
-    ({"moe_active": 5}, "moe_active"),
-    ({"soc_threshold": 1.5}, "soc_threshold"),
-    ({"knn_index": "ivf"}, "knn_index"),
-    ({"latent_dim": 30, "context_heads": 8}, "divisible"),
-    ({"curriculum_boundaries": (3, 1)}, "increasing"),
-    ({"noise_levels": ()}, "noise_levels"),
-])
+@pytest.mark.parametrize(
+    "changes,fragment",
+    [
+        ({"knn_k": 0}, "knn_k"),
+        ({"min_kappa": 60.0}, "min_kappa"),
+        ({"moe_active": 5}, "moe_active"),
+        ({"soc_threshold": 1.5}, "soc_threshold"),
+        ({"knn_index": "ivf"}, "knn_index"),
+        ({"latent_dim": 30, "context_heads": 8}, "divisible"),
+        ({"curriculum_boundaries": (3, 1)}, "increasing"),
+        ({"noise_levels": ()}, "noise_levels"),
+    ],
+)
 def test_invalid_values_raise_clear_errors(changes, fragment):
     with pytest.raises(ConfigError, match=fragment):
         EBMConfig(**changes)
 
 
 def test_overrides_are_typed():
-    cfg = EBMConfig().with_overrides(["knn_k=16", "learning_rate=3e-4", "curriculum=false",
-                                      "noise_levels=0.1,0.2", "knn_index=hnsw"])
+    cfg = EBMConfig().with_overrides(
+        ["knn_k=16", "learning_rate=3e-4", "curriculum=false", "noise_levels=0.1,0.2", "knn_index=hnsw"]
+    )
     assert cfg.knn_k == 16 and cfg.learning_rate == 3e-4 and cfg.curriculum is False
     assert cfg.noise_levels == (0.1, 0.2) and cfg.knn_index == "hnsw"
     with pytest.raises(ConfigError, match="cannot parse"):

@@ -18,10 +18,12 @@ def _setup(gen):
 def test_splat_energy_reference(gen):
     mu, log_alpha, kappa, z, idx = _setup(gen)
     tau = 0.1
-    slow = torch.stack([
-        -tau * torch.log(sum(log_alpha[i].exp() * torch.exp(kappa[i] * (mu[i] @ z[n] - 1) / tau) for i in idx[n]))
-        for n in range(N)
-    ])
+    slow = torch.stack(
+        [
+            -tau * torch.log(sum(log_alpha[i].exp() * torch.exp(kappa[i] * (mu[i] @ z[n] - 1) / tau) for i in idx[n]))
+            for n in range(N)
+        ]
+    )
     fast = splat_energy(splat_log_kernels(z, mu, log_alpha, kappa, tau, idx), tau)
     torch.testing.assert_close(fast, slow)
 
@@ -45,8 +47,10 @@ def test_riemannian_gradients_match_finite_differences_along_geodesics(gen):
     beta = torch.tensor(1.7, dtype=torch.float64)
     v = normalize(tangent_noise(z, 1.0, gen))
     terms = {
-        "splat": (lambda x: splat_energy_and_grad(x, mu, log_alpha, kappa, 0.1, idx)[0],
-                  splat_energy_and_grad(z, mu, log_alpha, kappa, 0.1, idx)[1]),
+        "splat": (
+            lambda x: splat_energy_and_grad(x, mu, log_alpha, kappa, 0.1, idx)[0],
+            splat_energy_and_grad(z, mu, log_alpha, kappa, 0.1, idx)[1],
+        ),
         "geo": (lambda x: context_energies(x, g, beta, u)[0], -beta * g),
         "comp": (lambda x: context_energies(x, g, beta, u)[1], -u),
     }
@@ -62,6 +66,10 @@ def test_single_splat_is_a_vmf_energy(gen):
     z = random_points(N, D, gen, torch.float64)
     idx = torch.zeros(N, 1, dtype=torch.long)
     for tau in (0.05, 0.3, 2.0):
-        e = splat_energy(splat_log_kernels(z, mu, torch.tensor([0.4], dtype=torch.float64),
-                                           torch.tensor([7.0], dtype=torch.float64), tau, idx), tau)
+        e = splat_energy(
+            splat_log_kernels(
+                z, mu, torch.tensor([0.4], dtype=torch.float64), torch.tensor([7.0], dtype=torch.float64), tau, idx
+            ),
+            tau,
+        )
         torch.testing.assert_close(e, -tau * 0.4 + 7.0 * (1 - z @ mu[0]))

@@ -1,4 +1,3 @@
-
 from ebm.geometry import random_points
 from ebm.knn import SplatIndex, exact_knn, recall
 

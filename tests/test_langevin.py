@@ -12,6 +12,7 @@ from ebm.vmf import kappa_for_mean_cosine, mean_resultant_length
 def _vmf_energy(mu, kappa):
     def fn(z, step):
         return {"total": -kappa * (z @ mu)}, (-kappa * mu).expand_as(z)
+
     return fn
 
 

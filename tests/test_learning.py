@@ -49,8 +49,10 @@ def test_ppl_energy_approaches_entropy_rate():
     held_out = windows(valid, 64)
 
     def ppl():
-        return (math.exp(-model.token_logprobs(held_out).mean().item()),
-                math.exp(-model.decoder_logprobs(held_out).mean().item()))
+        return (
+            math.exp(-model.token_logprobs(held_out).mean().item()),
+            math.exp(-model.decoder_logprobs(held_out).mean().item()),
+        )
 
     start_e, start_d = ppl()
     t0 = time.perf_counter()
@@ -64,9 +66,11 @@ def test_ppl_energy_approaches_entropy_rate():
         opt.step()
     elapsed = time.perf_counter() - t0
     end_e, end_d = ppl()
-    print(f"optimum {optimum:.3f}; ppl_energy {start_e:.1f} -> {end_e:.3f} ({end_e / optimum:.3f}x); "
-          f"ppl_decoder {start_d:.1f} -> {end_d:.3f}; {steps} steps in {elapsed:.1f}s "
-          f"({steps * cfg.batch_size * cfg.seq_length / elapsed:.0f} tokens/s)")
+    print(
+        f"optimum {optimum:.3f}; ppl_energy {start_e:.1f} -> {end_e:.3f} ({end_e / optimum:.3f}x); "
+        f"ppl_decoder {start_d:.1f} -> {end_d:.3f}; {steps} steps in {elapsed:.1f}s "
+        f"({steps * cfg.batch_size * cfg.seq_length / elapsed:.0f} tokens/s)"
+    )
     assert 0.5 * V < start_e < 3 * V
     assert end_e < 1.25 * optimum
     assert end_d < start_d / 10

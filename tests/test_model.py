@@ -70,8 +70,16 @@ def test_forward_backward_reaches_every_part(gen):
     tokens = _window(model.cfg, batch=4, gen=gen)
     out = model(tokens, generator=gen)
     out.loss.backward()
-    for name in ("token_raw", "log_beta", "splats.mu_raw", "splats.log_alpha", "splats.kappa_raw",
-                 "context.to_g.weight", "decoder.router.weight", "decoder.experts.0.0.weight"):
+    for name in (
+        "token_raw",
+        "log_beta",
+        "splats.mu_raw",
+        "splats.log_alpha",
+        "splats.kappa_raw",
+        "context.to_g.weight",
+        "decoder.router.weight",
+        "decoder.experts.0.0.weight",
+    ):
         grad = dict(model.named_parameters())[name].grad
         assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0, name
     assert set(out.metrics) >= {"nll", "dsm", "dec", "balance", "energy", "energy_splat", "energy_geo", "energy_comp"}

@@ -39,16 +39,22 @@ def energy_rising(energies: list[float], window: int = 200, t_crit: float = 4.0)
         return None
     slope, t = trend(tail)
     if t > t_crit:
-        return Alert("energy_rising", f"target energy rose by {slope * len(tail):+.3f} over {len(tail)} batches (t = {t:.1f})",
-                     "lower learning_rate, or raise splat_temperature; check the SOC spawn rate")
+        return Alert(
+            "energy_rising",
+            f"target energy rose by {slope * len(tail):+.3f} over {len(tail)} batches (t = {t:.1f})",
+            "lower learning_rate, or raise splat_temperature; check the SOC spawn rate",
+        )
     return None
 
 
 def soc_too_fast(activities_avalanche: list[bool], window: int = 10, limit: float = 0.8) -> Alert | None:
     tail = activities_avalanche[-window:]
     if len(tail) >= window and sum(tail) / len(tail) >= limit:
-        return Alert("soc_too_fast", f"{sum(tail)} avalanches in the last {len(tail)} SOC checks",
-                     "raise soc_threshold or coverage kernel reach (lower coverage_kernel), or grow capacity sooner")
+        return Alert(
+            "soc_too_fast",
+            f"{sum(tail)} avalanches in the last {len(tail)} SOC checks",
+            "raise soc_threshold or coverage kernel reach (lower coverage_kernel), or grow capacity sooner",
+        )
     return None
 
 
@@ -59,8 +65,11 @@ def validation_worse(ppls: list[float], patience: int = 2, tolerance: float = 0.
         return None
     best = min(finite[:-patience])
     if all(p > best * (1 + tolerance) for p in finite[-patience:]):
-        return Alert("validation_worse", f"validation ppl {finite[-1]:.2f} is above its best {best:.2f} for {patience} evaluations",
-                     "overfitting or too high a learning rate: lower learning_rate or stop at the best checkpoint")
+        return Alert(
+            "validation_worse",
+            f"validation ppl {finite[-1]:.2f} is above its best {best:.2f} for {patience} evaluations",
+            "overfitting or too high a learning rate: lower learning_rate or stop at the best checkpoint",
+        )
     return None
 
 
@@ -72,14 +81,21 @@ def plateau(losses: list[float], target: float, window: int = 500, min_gain: flo
     half = len(tail) // 2
     early, late = sum(tail[:half]) / half, sum(tail[half:]) / (len(tail) - half)
     if (early - late) / max(abs(early), 1e-9) < min_gain and late > 1.5 * target:
-        return Alert("plateau", f"nll flat at {late:.3f} over {len(tail)} batches, target {target:.3f}",
-                     "raise learning_rate or model capacity (hidden_dim, n_splats), or check the data")
+        return Alert(
+            "plateau",
+            f"nll flat at {late:.3f} over {len(tail)} batches, target {target:.3f}",
+            "raise learning_rate or model capacity (hidden_dim, n_splats), or check the data",
+        )
     return None
 
 
 def non_finite(metrics: dict[str, float]) -> Alert | None:
     bad = sorted(k for k, v in metrics.items() if isinstance(v, float) and not math.isfinite(v))
     if bad:
-        return Alert("nan", f"non-finite values in {', '.join(bad)}; the update was skipped",
-                     "lower learning_rate or grad_clip; the trainer rolls back to the last checkpoint if it repeats", "error")
+        return Alert(
+            "nan",
+            f"non-finite values in {', '.join(bad)}; the update was skipped",
+            "lower learning_rate or grad_clip; the trainer rolls back to the last checkpoint if it repeats",
+            "error",
+        )
     return None

@@ -141,8 +141,9 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("EBM_CACHE", Path.home() / ".cache" / "ebm-lab"))
 
 
-def tokenize_split(corpus: Corpus, split: str, tokenizer: TextTokenizer, cache_dir: Path | None = None,
-                   progress: bool = True) -> np.ndarray:
+def tokenize_split(
+    corpus: Corpus, split: str, tokenizer: TextTokenizer, cache_dir: Path | None = None, progress: bool = True
+) -> np.ndarray:
     """Token ids of one split (documents joined by an end-of-text token), memory-mapped from cache."""
     cache_dir = cache_dir or default_cache_dir()
     dtype = np.uint16 if tokenizer.vocab_size <= 65536 else np.uint32

@@ -30,8 +30,14 @@ def score(model: EBMModel, windows: Windows, window_ids: np.ndarray, batch_size:
         if progress is not None:
             progress(n)
     model.train()
-    return {"ppl_energy": math.exp(nll_e / n), "ppl_decoder": math.exp(nll_d / n), "nll_energy": nll_e / n,
-            "nll_decoder": nll_d / n, "coverage": covered / n, "tokens": n}
+    return {
+        "ppl_energy": math.exp(nll_e / n),
+        "ppl_decoder": math.exp(nll_d / n),
+        "nll_energy": nll_e / n,
+        "nll_decoder": nll_d / n,
+        "coverage": covered / n,
+        "tokens": n,
+    }
 
 
 def distinct_n(tokens: list[int], n: int) -> float:
@@ -47,16 +53,24 @@ def repetition_rate(tokens: list[int]) -> float:
 
 
 @torch.no_grad()
-def generate_samples(model: EBMModel, prompts: list[list[int]], n_tokens: int, decode, seed: int = 0,
-                     settings: SamplerSettings | None = None, top_k: int = 40) -> tuple[list[dict], dict]:
+def generate_samples(
+    model: EBMModel,
+    prompts: list[list[int]],
+    n_tokens: int,
+    decode,
+    seed: int = 0,
+    settings: SamplerSettings | None = None,
+    top_k: int = 40,
+) -> tuple[list[dict], dict]:
     """Generate from each prompt; returns per-sample records and aggregate quality metrics."""
     samples, all_tokens, energies, cosines = [], [], [], []
     for i, prompt in enumerate(prompts):
         ids, steps = model.generate(prompt, n_tokens, settings=settings, top_k=top_k, seed=seed + i)
         path_energy = float(np.mean([s.energies["total"].mean().item() for s in steps])) if steps else float("nan")
         cos = float(np.mean([s.cosine_to_token for s in steps])) if steps else float("nan")
-        samples.append({"prompt": decode(prompt), "text": decode(ids), "tokens": ids, "mean_energy": path_energy,
-                        "mean_cosine": cos})
+        samples.append(
+            {"prompt": decode(prompt), "text": decode(ids), "tokens": ids, "mean_energy": path_energy, "mean_cosine": cos}
+        )
         all_tokens.append(ids)
         energies.append(path_energy)
         cosines.append(cos)
@@ -67,6 +81,7 @@ def generate_samples(model: EBMModel, prompts: list[list[int]], n_tokens: int, d
         "repetition": float(np.mean([repetition_rate(t) for t in all_tokens])) if all_tokens else 0.0,
         "mean_path_energy": float(np.mean(energies)) if energies else float("nan"),
         "mean_cosine_to_token": float(np.mean(cosines)) if cosines else float("nan"),
-        "n_samples": len(samples), "n_tokens": len(flat),
+        "n_samples": len(samples),
+        "n_tokens": len(flat),
     }
     return samples, metrics

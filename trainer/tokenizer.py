@@ -69,7 +69,9 @@ def gpt2_files() -> tuple[Path, Path]:
     return data / "encoder.json", data / "vocab.bpe"
 
 
-def load_tokenizer(spec: str = "gpt2", train_texts: Iterable[str] | None = None, cache_dir: str | Path | None = None) -> TextTokenizer:
+def load_tokenizer(
+    spec: str = "gpt2", train_texts: Iterable[str] | None = None, cache_dir: str | Path | None = None
+) -> TextTokenizer:
     if spec == "gpt2":
         vocab, merges = gpt2_files()
         return TextTokenizer(_byte_level(models.BPE.from_file(str(vocab), str(merges))), "gpt2")

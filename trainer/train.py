@@ -57,8 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=".", help="folder holding checkpoints/ and logs/ (default: the working directory)")
     p.add_argument("--config", help="EBMConfig as JSON")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field (repeatable)")
-    p.add_argument("--embeddings", default="auto", choices=["auto", "gpt2", "minilm", "own"],
-                   help="pretrained source for token embeddings and splat means")
+    p.add_argument(
+        "--embeddings",
+        default="auto",
+        choices=["auto", "gpt2", "minilm", "own"],
+        help="pretrained source for token embeddings and splat means",
+    )
     p.add_argument("--no-curriculum", action="store_true", help="use n_splats_init and splat_temperature throughout")
     p.add_argument("--detach", action="store_true", help="run in the background; print run id, pid and log path")
     p.add_argument("--seed", type=int, help="random seed (config: seed)")
@@ -116,8 +120,18 @@ def latest_run(checkpoint_root: Path) -> str:
 class Trainer:
     """Coordinates one run: data, model, optimiser, SOC, curriculum, logs and checkpoints."""
 
-    def __init__(self, cfg: EBMConfig, args, run_id: str, out: Path, tokenizer, corpus_name: str,
-                 train_tokens: np.ndarray, valid_tokens: np.ndarray, resume_state: dict | None = None):
+    def __init__(
+        self,
+        cfg: EBMConfig,
+        args,
+        run_id: str,
+        out: Path,
+        tokenizer,
+        corpus_name: str,
+        train_tokens: np.ndarray,
+        valid_tokens: np.ndarray,
+        resume_state: dict | None = None,
+    ):
         self.cfg, self.args, self.run_id = cfg, args, run_id
         self.run_dir = out / "checkpoints" / run_id
         self.status_file = status_path(out / "checkpoints", run_id)
@@ -155,8 +169,9 @@ class Trainer:
     # ----- set-up helpers
     def _fresh_model(self) -> EBMModel:
         cfg = self.cfg
-        emb, source = pretrained_embeddings(cfg.vocab_size, cfg.latent_dim, source=self.args.embeddings,
-                                            decode_token=self.tokenizer.token_text)
+        emb, source = pretrained_embeddings(
+            cfg.vocab_size, cfg.latent_dim, source=self.args.embeddings, decode_token=self.tokenizer.token_text
+        )
         self.embedding_source = source
         model = EBMModel(cfg, n_splats=self.curriculum.initial_splats(), token_init=emb, token_freq=self.freq)
         model.splats.tau.fill_(self.curriculum.phase(0, 0).temperature)
@@ -181,12 +196,21 @@ class Trainer:
     # ----- state
     def state_dict(self) -> dict:
         return {
-            "model": self.model.state_dict(), "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
-            "soc": self.soc.state_dict(), "config": self.cfg.to_dict(), "tokenizer": self.tokenizer.name,
-            "tokenizer_fingerprint": self.tokenizer.fingerprint, "run_id": self.run_id,
+            "model": self.model.state_dict(),
+            "optimizer": self.opt.state_dict(),
+            "scheduler": self.sched.state_dict(),
+            "soc": self.soc.state_dict(),
+            "config": self.cfg.to_dict(),
+            "tokenizer": self.tokenizer.name,
+            "tokenizer_fingerprint": self.tokenizer.fingerprint,
+            "run_id": self.run_id,
             "rng": {"torch": torch.get_rng_state(), "gen": self.gen.get_state()},
-            "data": {"epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch}, "step": self.step,
-            "epoch": self.epoch, "phase": self.phase.index, "history": self.history, "rollbacks": self.rollbacks,
+            "data": {"epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch},
+            "step": self.step,
+            "epoch": self.epoch,
+            "phase": self.phase.index,
+            "history": self.history,
+            "rollbacks": self.rollbacks,
         }
 
     def _restore(self, state: dict) -> None:
@@ -202,16 +226,24 @@ class Trainer:
         self.phase = self.curriculum.phase(self.epoch, self.step)
 
     def save(self, epoch: int | None = None) -> Path:
-        path = save_checkpoint(self.state_dict(), self.run_dir, epoch, self.cfg.checkpoint_keep_every,
-                               self.cfg.checkpoint_keep_last)
+        path = save_checkpoint(
+            self.state_dict(), self.run_dir, epoch, self.cfg.checkpoint_keep_every, self.cfg.checkpoint_keep_last
+        )
         self.logger.log("checkpoint", self.step, self.epoch, path=str(path), latest=str(self.run_dir / "latest.pt"))
         return path
 
     def heartbeat(self, state: str = "running", force: bool = False) -> None:
         now = time.time()
         if force or now - getattr(self, "_last_beat", 0) > 5:
-            write_status(self.status_file, state, run_id=self.run_id, step=self.step, epoch=self.epoch,
-                         phase=self.phase.name, total_steps=self.total_steps)
+            write_status(
+                self.status_file,
+                state,
+                run_id=self.run_id,
+                step=self.step,
+                epoch=self.epoch,
+                phase=self.phase.name,
+                total_steps=self.total_steps,
+            )
             self._last_beat = now
 
     # ----- the loop
@@ -220,18 +252,44 @@ class Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.tokenizer.save(self.run_dir / "tokenizer.json")
         if self.step == 0:
-            self.logger.log("meta", 0, 0, run_id=self.run_id, schema=1, config=cfg.to_dict(), tokenizer=self.tokenizer.name,
-                            data=args.data, data_note=BUILTIN_LICENSE if args.data == "builtin" else args.data,
-                            train_tokens=int(len(self.train.tokens)), valid_tokens=int(len(self.valid.tokens)),
-                            embedding_source=self.embedding_source, device=str(self.device), pid=os.getpid(),
-                            n_params=sum(p.numel() for p in self.model.parameters()))
-            self.logger.log("phase", 0, 0, phase=self.phase.index, name=self.phase.name, capacity=self.phase.capacity,
-                            tau=self.phase.temperature, spawned=0, n_splats=self.model.splats.n)
+            self.logger.log(
+                "meta",
+                0,
+                0,
+                run_id=self.run_id,
+                schema=1,
+                config=cfg.to_dict(),
+                tokenizer=self.tokenizer.name,
+                data=args.data,
+                data_note=BUILTIN_LICENSE if args.data == "builtin" else args.data,
+                train_tokens=int(len(self.train.tokens)),
+                valid_tokens=int(len(self.valid.tokens)),
+                embedding_source=self.embedding_source,
+                device=str(self.device),
+                pid=os.getpid(),
+                n_params=sum(p.numel() for p in self.model.parameters()),
+            )
+            self.logger.log(
+                "phase",
+                0,
+                0,
+                phase=self.phase.index,
+                name=self.phase.name,
+                capacity=self.phase.capacity,
+                tau=self.phase.temperature,
+                spawned=0,
+                n_splats=self.model.splats.n,
+            )
         self.heartbeat(force=True)
         from tqdm import tqdm
 
-        bar = tqdm(total=self.total_steps, initial=self.step, disable=args.quiet or not sys.stderr.isatty(),
-                   unit="step", dynamic_ncols=True)
+        bar = tqdm(
+            total=self.total_steps,
+            initial=self.step,
+            disable=args.quiet or not sys.stderr.isatty(),
+            unit="step",
+            dynamic_ncols=True,
+        )
         state = "finished"
         try:
             while self.epoch < cfg.epochs and self.step < self.total_steps and not self.stop_requested:
@@ -264,8 +322,12 @@ class Trainer:
             metrics = self.train_step(torch.from_numpy(self.train.batch(ids)))
             self.batch_in_epoch += 1
             bar.update(1)
-            bar.set_postfix(loss=f"{metrics['loss']:.3f}", ppl=f"{metrics['ppl']:.1f}",
-                            tok_s=f"{metrics['tokens_per_s']:.0f}", epoch=self.epoch)
+            bar.set_postfix(
+                loss=f"{metrics['loss']:.3f}",
+                ppl=f"{metrics['ppl']:.1f}",
+                tok_s=f"{metrics['tokens_per_s']:.0f}",
+                epoch=self.epoch,
+            )
             if self.step % self.cfg.eval_interval == 0:
                 self._evaluate()
             self.heartbeat()
@@ -282,7 +344,9 @@ class Trainer:
         out = model(tokens.to(self.device), generator=self.gen)
         self.opt.zero_grad(set_to_none=True)
         out.loss.backward()
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else float("inf")))
+        grad_norm = float(
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
+        )
         metrics = {**out.metrics, "grad_norm": grad_norm, "lr": self.opt.param_groups[0]["lr"]}
         alert = alerts.non_finite({k: float(v) for k, v in metrics.items()})
         if alert is not None:
@@ -292,8 +356,11 @@ class Trainer:
         self.opt.step()
         self.sched.step()
         self.step += 1
-        model.splats.apply_alpha_decay(model.splats.decay_strength(self.epoch + self.batch_in_epoch / max(1, len(self.train) // cfg.batch_size)),
-                                       metrics["lr"], self.step)
+        model.splats.apply_alpha_decay(
+            model.splats.decay_strength(self.epoch + self.batch_in_epoch / max(1, len(self.train) // cfg.batch_size)),
+            metrics["lr"],
+            self.step,
+        )
         model.splats.record_usage(out.target_nbr, self.step)
         self.soc.observe(out.target_points, out.target_energy)
         elapsed = time.perf_counter() - t0
@@ -320,9 +387,15 @@ class Trainer:
             return
         latest = self.run_dir / "latest.pt"
         if self.rollbacks >= 2 or not latest.exists():
-            self.logger.log("alert", self.step, self.epoch, rule="nan_stop", severity="error",
-                            message="training stays non-finite; stopped with a checkpoint of the last finite state",
-                            advice="lower learning_rate, raise warmup_steps, or check the data")
+            self.logger.log(
+                "alert",
+                self.step,
+                self.epoch,
+                rule="nan_stop",
+                severity="error",
+                message="training stays non-finite; stopped with a checkpoint of the last finite state",
+                advice="lower learning_rate, raise warmup_steps, or check the data",
+            )
             self.stop_requested = True
             return
         state = load_checkpoint(latest)
@@ -333,9 +406,15 @@ class Trainer:
             group["lr"] *= 0.5
         self.sched.base_lrs = [lr * 0.5 for lr in self.sched.base_lrs]
         self.bad_steps = 0
-        self.logger.log("alert", self.step, self.epoch, rule="rollback", severity="error",
-                        message=f"rolled back to step {self.step} from {latest.name}; learning rate halved",
-                        advice="if this repeats, lower learning_rate in the config")
+        self.logger.log(
+            "alert",
+            self.step,
+            self.epoch,
+            rule="rollback",
+            severity="error",
+            message=f"rolled back to step {self.step} from {latest.name}; learning rate halved",
+            advice="if this repeats, lower learning_rate in the config",
+        )
 
     def _soc_check(self) -> None:
         event = self.soc.check(self.model.splats, self.model.index, self.step, self.phase.capacity, self.phase.index, self.opt)
@@ -346,8 +425,7 @@ class Trainer:
             self.logger.log("alert", self.step, self.epoch, **alert.as_dict())
 
     def _check_trends(self) -> None:
-        for alert in (alerts.energy_rising(self.history["energy"]),
-                      alerts.plateau(self.history["nll"], target=math.log(100))):
+        for alert in (alerts.energy_rising(self.history["energy"]), alerts.plateau(self.history["nll"], target=math.log(100))):
             if alert is not None:
                 self.logger.log("alert", self.step, self.epoch, **alert.as_dict())
 
@@ -358,8 +436,17 @@ class Trainer:
         spawned = self._grow(new)
         self.phase = new
         self.model.splats.tau.fill_(new.temperature)
-        self.logger.log("phase", self.step, self.epoch, phase=new.index, name=new.name, capacity=new.capacity,
-                        tau=new.temperature, spawned=spawned, n_splats=self.model.splats.n)
+        self.logger.log(
+            "phase",
+            self.step,
+            self.epoch,
+            phase=new.index,
+            name=new.name,
+            capacity=new.capacity,
+            tau=new.temperature,
+            spawned=spawned,
+            n_splats=self.model.splats.n,
+        )
 
     @torch.no_grad()
     def _grow(self, phase: Phase) -> int:
@@ -379,8 +466,15 @@ class Trainer:
         result = score(self.model, self.valid, self.eval_ids, self.cfg.batch_size)
         self.history["ppl_val"].append(result["ppl_energy"])
         stats = self.model.splats.stats(self.step)
-        record = {**result, **stats, "soc_rate": self.soc.rate(), "phase": self.phase.index, "phase_name": self.phase.name,
-                  "split": "valid", "tokenizer": self.tokenizer.name}
+        record = {
+            **result,
+            **stats,
+            "soc_rate": self.soc.rate(),
+            "phase": self.phase.index,
+            "phase_name": self.phase.name,
+            "split": "valid",
+            "tokenizer": self.tokenizer.name,
+        }
         self.logger.log("epoch" if epoch_end else "eval", self.step, self.epoch, **record)
         alert = alerts.validation_worse(self.history["ppl_val"])
         if alert is not None:
@@ -392,11 +486,20 @@ class Trainer:
         prompts = [self.valid.batch(np.array([i]))[0, -9:-1].tolist() for i in self.eval_ids[:n]]
         cfg = self.cfg
         settings = SamplerSettings(cfg.langevin_steps, cfg.langevin_dt, cfg.langevin_gamma, cfg.langevin_T)
-        samples, quality = generate_samples(self.model, prompts, n_tokens, self.tokenizer.decode, seed=self.step,
-                                            settings=settings)
+        samples, quality = generate_samples(
+            self.model, prompts, n_tokens, self.tokenizer.decode, seed=self.step, settings=settings
+        )
         for s in samples:
-            self.logger.log("sample", self.step, self.epoch, prompt=s["prompt"], text=s["text"],
-                            mean_energy=s["mean_energy"], mean_cosine=s["mean_cosine"], **quality)
+            self.logger.log(
+                "sample",
+                self.step,
+                self.epoch,
+                prompt=s["prompt"],
+                text=s["text"],
+                mean_energy=s["mean_energy"],
+                mean_cosine=s["mean_cosine"],
+                **quality,
+            )
 
 
 # --------------------------------------------------------------------------- entry points
@@ -411,12 +514,20 @@ def detach(argv: list[str], args) -> int:
     if "--run-id" not in child_argv and not args.resume:
         child_argv += ["--run-id", run_id]
     console = open(run_dir / "train.out", "ab")  # noqa: SIM115 - handed to the child
-    proc = subprocess.Popen([sys.executable, "-m", "trainer.train", *child_argv, "--quiet"], stdout=console,
-                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-                            cwd=os.getcwd(), env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "trainer.train", *child_argv, "--quiet"],
+        stdout=console,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+        cwd=os.getcwd(),
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     shown = args.resume if args.resume and args.resume != "latest" else run_id
-    print(f"run id:    {shown}\npid:       {proc.pid}\nlog:       {log_path(out / 'logs', shown)}\n"
-          f"console:   {run_dir / 'train.out'}\ndashboard: ebm-dashboard --logs {out / 'logs'} --checkpoints {out / 'checkpoints'}")
+    print(
+        f"run id:    {shown}\npid:       {proc.pid}\nlog:       {log_path(out / 'logs', shown)}\n"
+        f"console:   {run_dir / 'train.out'}\ndashboard: ebm-dashboard --logs {out / 'logs'} --checkpoints {out / 'checkpoints'}"
+    )
     return 0
 
 
@@ -454,8 +565,11 @@ def run(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
     if not args.quiet:
-        print(f"run {run_id}: {len(trainer.train)} training windows, {trainer.total_steps} steps planned; "
-              f"log {trainer.logger.path}", file=sys.stderr)
+        print(
+            f"run {run_id}: {len(trainer.train)} training windows, {trainer.total_steps} steps planned; "
+            f"log {trainer.logger.path}",
+            file=sys.stderr,
+        )
     state = trainer.fit()
     print(f"run {run_id} {state} at step {trainer.step}", file=sys.stderr)
     return 0
