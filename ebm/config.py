@@ -83,6 +83,7 @@ class EBMConfig:
     curriculum_temperatures: tuple[float, ...] = (0.3, 0.2, 0.1)
     curriculum_boundaries: tuple[int, ...] = (1, 3)  # epoch (or step) at which phase 2, 3 start
     curriculum_unit: str = "epoch"  # "epoch" or "step"
+    curriculum_growth_fill: float = 0.5  # share of new capacity filled from frequent tokens; SOC spawns the rest
 
     # --- optimisation
     batch_size: int = 32
@@ -189,6 +190,8 @@ class EBMConfig:
             raise ConfigError(f"soc_threshold must lie in [0, 1], got {self.soc_threshold}")
         if not 0 < self.soc_merge_cos <= 1:
             raise ConfigError(f"soc_merge_cos must lie in (0, 1], got {self.soc_merge_cos}")
+        if not 0 < self.curriculum_growth_fill <= 1:
+            raise ConfigError(f"curriculum_growth_fill must lie in (0, 1], got {self.curriculum_growth_fill}")
         if not 0 < self.coverage_kernel <= 1:
             raise ConfigError(f"coverage_kernel must lie in (0, 1], got {self.coverage_kernel}")
         if self.knn_index not in ("flat", "hnsw"):

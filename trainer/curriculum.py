@@ -1,6 +1,7 @@
 """The three-phase curriculum (DESIGN.md section 11): each phase has a splat capacity and a
-splat temperature; phases change at epoch (or step) boundaries. Growth at a phase change spawns
-splats at the embeddings of the most frequent tokens not yet covered."""
+splat temperature; phases change at epoch (or step) boundaries. A phase starts with a share
+(curriculum_growth_fill) of its new room filled at the embeddings of the most frequent tokens not
+yet covered; the rest is left to SOC avalanches, which spawn where the data is poorly explained."""
 
 from __future__ import annotations
 
@@ -33,4 +34,10 @@ class Curriculum:
         return Phase(index, name, cfg.curriculum_capacities[index], cfg.curriculum_temperatures[index])
 
     def initial_splats(self) -> int:
-        return self.phase(0, 0).capacity if self.cfg.curriculum else self.cfg.n_splats_init
+        if not self.cfg.curriculum:
+            return self.cfg.n_splats_init
+        return max(1, int(self.phase(0, 0).capacity * self.cfg.curriculum_growth_fill))
+
+    def growth(self, n_splats: int, phase: Phase) -> int:
+        """Splats to spawn from frequent tokens on entering `phase`; SOC fills the rest of the room."""
+        return max(0, int((phase.capacity - n_splats) * self.cfg.curriculum_growth_fill))

@@ -178,15 +178,19 @@ class Trainer:
         return model
 
     def _planned_steps(self) -> int:
-        steps_per_epoch = max(1, len(self.train) // self.cfg.batch_size)
-        planned = steps_per_epoch * self.cfg.epochs
-        return min(planned, self.args.max_steps) if self.args.max_steps else planned
+        return min(self.schedule_steps, self.args.max_steps) if self.args.max_steps else self.schedule_steps
+
+    @property
+    def schedule_steps(self) -> int:
+        # The learning-rate schedule spans the configured epochs, never --max-steps, so a run
+        # stopped early and resumed follows the same schedule as one that never stopped.
+        return max(1, len(self.train) // self.cfg.batch_size) * self.cfg.epochs
 
     def _lr_factor(self, step: int) -> float:
         warm = self.cfg.warmup_steps
         if step < warm:
             return (step + 1) / warm
-        progress = min(1.0, (step - warm) / max(1, self.total_steps - warm))
+        progress = min(1.0, (step - warm) / max(1, self.schedule_steps - warm))
         return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
 
     def _echo(self, record: dict) -> None:
@@ -450,9 +454,9 @@ class Trainer:
 
     @torch.no_grad()
     def _grow(self, phase: Phase) -> int:
-        """Spawn splats at the most frequent tokens that no splat covers, up to the new capacity."""
+        """Spawn splats at the most frequent tokens that no splat covers (curriculum_growth_fill of the room)."""
         model = self.model
-        room = phase.capacity - model.splats.n
+        room = self.curriculum.growth(model.splats.n, phase)
         if room <= 0:
             return 0
         order = torch.argsort(self.freq, descending=True, stable=True)

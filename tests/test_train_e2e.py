@@ -1,0 +1,241 @@
+"""End to end: the real ebm-train CLI on a small slice of WikiText-2 with a tiny config."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from trainer.checkpoint import load_checkpoint, model_from_checkpoint
+from trainer.logs import EVENT_TYPES, LogReader
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = dict(
+    latent_dim=32,
+    context_heads=2,
+    hidden_dim=64,
+    context_local=8,
+    context_medium=16,
+    context_global=32,
+    knn_k=8,
+    n_splats_init=64,
+    curriculum_capacities=[64, 128, 256],
+    curriculum_boundaries=[1, 2],
+    eval_interval=40,
+    eval_tokens=1024,
+    soc_check_interval=10,
+    soc_threshold=0.0,
+    soc_spawn_max=8,
+    learning_rate=3e-3,
+    langevin_steps=10,
+    warmup_steps=10,
+    seq_length=32,
+    batch_size=16,
+    epochs=3,
+    knn_refresh_interval=10,
+)
+REQUIRED = {
+    "meta": {"config", "tokenizer", "embedding_source", "run_id"},
+    "batch": {
+        "loss",
+        "nll",
+        "dsm",
+        "dec",
+        "balance",
+        "energy",
+        "energy_splat",
+        "energy_geo",
+        "energy_comp",
+        "grad_norm",
+        "lr",
+        "tokens_per_s",
+    },
+    "eval": {"ppl_energy", "ppl_decoder", "coverage", "tokens", "n_splats", "kappa_mean", "alpha_p50", "soc_rate"},
+    "epoch": {"ppl_energy", "ppl_decoder", "coverage", "phase"},
+    "soc": {"activity", "avalanche", "merged", "pruned", "spawned", "n_splats", "soc_rate"},
+    "phase": {"name", "capacity", "tau", "spawned"},
+    "alert": {"rule", "message", "advice"},
+    "checkpoint": {"path"},
+    "sample": {"prompt", "text", "distinct_1", "mean_energy"},
+    "status": {"state"},
+}
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory, request):
+    path = Path(__file__).resolve().parents[2] / "shared" / "data" / "wikitext-2" / "wiki.valid.tokens"
+    if not path.exists():
+        pytest.skip(f"shared corpus not found at {path}")
+    ws = tmp_path_factory.mktemp("train")
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)[:500]
+    (ws / "corpus.txt").write_text("".join(lines))
+    (ws / "tiny.json").write_text(json.dumps(TINY))
+    return ws
+
+
+def train(ws: Path, *extra: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    cmd = [
+        sys.executable,
+        "-m",
+        "trainer.train",
+        "--data",
+        str(ws / "corpus.txt"),
+        "--tokenizer",
+        "bpe:300",
+        "--config",
+        str(ws / "tiny.json"),
+        "--out",
+        str(ws),
+        "--quiet",
+        *extra,
+    ]
+    env = {**os.environ, "EBM_CACHE": str(ws / "cache"), "PYTHONPATH": str(ROOT)}
+    return subprocess.run(cmd, cwd=ws, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def records(ws: Path, run_id: str) -> list[dict]:
+    reader = LogReader(ws / "logs" / "ebm" / f"{run_id}.jsonl")
+    reader.read_new()
+    assert reader.corrupt_lines == 0
+    return reader.records
+
+
+@pytest.fixture(scope="module")
+def full_run(workspace):
+    proc = train(workspace, "--run-id", "full", "--epochs", "2")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return workspace, records(workspace, "full")
+
+
+def test_log_schema_every_event_type(full_run):
+    _, recs = full_run
+    assert recs[0]["type"] == "meta"
+    for r in recs:
+        assert {"v", "type", "t", "step", "epoch"} <= set(r) and r["type"] in EVENT_TYPES and r["v"] == 1
+    seen = {r["type"] for r in recs}
+    assert seen == set(REQUIRED), set(REQUIRED) - seen
+    for type_, fields in REQUIRED.items():
+        for r in (r for r in recs if r["type"] == type_):
+            assert fields <= set(r), (type_, fields - set(r))
+    assert recs[-1] == {**recs[-1], "type": "status", "state": "finished"}
+    assert {r["name"] for r in recs if r["type"] == "phase"} == {"init", "mid"}
+    assert any(r["avalanche"] and r["spawned"] > 0 for r in recs if r["type"] == "soc")
+
+
+def test_validation_perplexity_falls_and_checkpoints_load(full_run):
+    ws, recs = full_run
+    evals = [r for r in recs if r["type"] in ("eval", "epoch")]
+    assert evals[-1]["ppl_energy"] < 0.8 * evals[0]["ppl_energy"], [e["ppl_energy"] for e in evals]
+    assert evals[-1]["ppl_decoder"] < evals[0]["ppl_decoder"]
+    run = ws / "checkpoints" / "full"
+    assert {p.name for p in run.glob("*.pt")} == {"ebm_epoch_1.pt", "ebm_epoch_2.pt", "latest.pt"}
+    state = load_checkpoint(run / "ebm_epoch_2.pt")
+    model = model_from_checkpoint(state)
+    assert model.splats.n == state["model"]["splats.mu_raw"].shape[0] and state["epoch"] == 2
+    assert (run / "tokenizer.json").exists()
+    assert json.loads((run / "status.json").read_text())["state"] == "finished"
+
+
+def test_resume_continues_exactly(workspace):
+    assert train(workspace, "--run-id", "straight", "--max-steps", "50").returncode == 0
+    assert train(workspace, "--run-id", "split", "--max-steps", "25").returncode == 0
+    proc = train(workspace, "--resume", "split", "--max-steps", "50")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    a = {r["step"]: r["loss"] for r in records(workspace, "straight") if r["type"] == "batch"}
+    b = {r["step"]: r["loss"] for r in records(workspace, "split") if r["type"] == "batch"}
+    assert sorted(b) == list(range(1, 51))  # no step twice, none missing
+    for step in range(26, 51):
+        assert abs(a[step] - b[step]) < 1e-4 * max(1.0, abs(a[step])), (step, a[step], b[step])
+
+
+def test_evaluate_and_diagnose_on_checkpoint(full_run):
+    ws, _ = full_run
+    env = {**os.environ, "EBM_CACHE": str(ws / "cache"), "PYTHONPATH": str(ROOT)}
+    ev = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "trainer.evaluate",
+            "--checkpoint",
+            str(ws / "checkpoints" / "full"),
+            "--data",
+            str(ws / "corpus.txt"),
+            "--max-tokens",
+            "512",
+            "--samples",
+            "2",
+            "--json",
+        ],
+        cwd=ws,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert ev.returncode == 0, ev.stderr[-2000:]
+    result = json.loads(ev.stdout)
+    assert result["tokens"] == 512 and 1 < result["ppl_energy"] < 300 and len(result["samples"]) == 2
+    assert 0 <= result["generation"]["distinct_1"] <= 1
+    dg = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "trainer.diagnose",
+            "--checkpoint",
+            str(ws / "checkpoints/full/latest.pt"),
+            "--report",
+            str(ws / "report"),
+            "--out",
+            str(ws),
+        ],
+        cwd=ws,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert dg.returncode == 0, dg.stderr[-2000:]
+    report = (ws / "report" / "report.md").read_text()
+    assert "## Recommendations" in report and "kappa" in report and (ws / "report" / "hist_kappa.html").exists()
+    bad = subprocess.run(
+        [sys.executable, "-m", "trainer.evaluate", "--checkpoint", str(ws / "nope.pt")],
+        cwd=ws,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "no checkpoint" in bad.stderr
+
+
+def test_detach_returns_at_once_and_sigterm_stops_cleanly(workspace):
+    t0 = time.time()
+    proc = train(workspace, "--run-id", "bg", "--detach")
+    assert proc.returncode == 0 and time.time() - t0 < 15
+    pid = int(next(line.split()[-1] for line in proc.stdout.splitlines() if line.startswith("pid:")))
+    log = workspace / "logs" / "ebm" / "bg.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (log.exists() and sum(1 for r in records(workspace, "bg") if r["type"] == "batch") >= 5):
+        time.sleep(0.5)
+    assert sum(1 for r in records(workspace, "bg") if r["type"] == "batch") >= 5, "background run made no progress"
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.time() + 60
+    status = workspace / "checkpoints" / "bg" / "status.json"
+    while time.time() < deadline and json.loads(status.read_text())["state"] == "running":
+        time.sleep(0.3)
+    assert json.loads(status.read_text())["state"] == "stopped"
+    assert load_checkpoint(workspace / "checkpoints" / "bg")["step"] >= 5
+
+
+def test_bad_input_gives_one_line_errors(workspace):
+    for extra, fragment in (
+        (["--set", "knn_k=0"], "knn_k"),
+        (["--data", "/no/such/file"], "no such file"),
+        (["--device", "vulkan"], "not available yet"),
+        (["--resume", "ghost"], "no checkpoint"),
+    ):
+        proc = train(workspace, *extra)
+        assert proc.returncode == 2 and fragment in proc.stderr, proc.stderr
+        assert "Traceback" not in proc.stderr

@@ -1,0 +1,245 @@
+"""ebm-diagnose: splat statistics, convergence verdict and recommendations for a checkpoint,
+or a table over every checkpoint of a run (--batch). The dashboard's Diagnose page calls
+`diagnose` and `render_markdown` from here."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .alerts import trend
+from .checkpoint import CheckpointError, list_checkpoints, load_checkpoint
+from .logs import LogReader, log_path
+
+
+def splat_arrays(state: dict) -> dict[str, np.ndarray]:
+    """Per-splat kappa, alpha, usage and age from a checkpoint, without building the model."""
+    from ebm.config import EBMConfig
+    from ebm.splats import SplatStore
+
+    cfg = EBMConfig.from_dict(state["config"])
+    sd = {k.removeprefix("splats."): v for k, v in state["model"].items() if k.startswith("splats.")}
+    store = SplatStore(cfg, sd["mu_raw"].shape[0])
+    store.load_state_dict(sd)
+    with torch.no_grad():
+        return {
+            "kappa": store.kappa.numpy(),
+            "alpha": store.log_alpha.exp().numpy(),
+            "usage": store.usage.numpy(),
+            "age": (state["step"] - store.birth_step).numpy().astype(float),
+            "phase": store.birth_phase.numpy(),
+        }
+
+
+def convergence_verdict(values: list[float], window: int = 200) -> tuple[str, float]:
+    """converging / stable / diverging / plateau from the trend of the last `window` values."""
+    tail = [v for v in values[-window:] if v is not None and math.isfinite(v)]
+    if len(tail) < 10:
+        return "too short", 0.0
+    slope, t = trend(tail)
+    rel = slope * len(tail) / max(abs(float(np.mean(tail))), 1e-9)
+    if t < -3 and rel < -0.01:
+        return "converging", rel
+    if t > 3 and rel > 0.01:
+        return "diverging", rel
+    return ("plateau" if abs(rel) < 0.002 else "stable"), rel
+
+
+def recommendations(
+    arrays: dict[str, np.ndarray], cfg: dict, coverage: float | None, soc_rate: float | None, verdict: str
+) -> list[str]:
+    recs = []
+    kappa, usage = arrays["kappa"], arrays["usage"]
+    at_max = float((kappa > 0.98 * cfg["max_kappa"]).mean())
+    at_min = float((kappa < 1.02 * cfg["min_kappa"]).mean())
+    if at_max > 0.2:
+        recs.append(f"kappa saturates at max_kappa for {at_max:.0%} of splats: raise max_kappa or lower splat_temperature")
+    if at_min > 0.5:
+        recs.append(
+            f"kappa sits at min_kappa for {at_min:.0%} of splats: the splat term is nearly flat; lower min_kappa "
+            "or raise splat_temperature's phase values"
+        )
+    unused = float((usage < 1e-4).mean())
+    if unused > 0.3:
+        recs.append(
+            f"{unused:.0%} of splats are never among a target's neighbours: lower soc_prune_alpha to prune them, "
+            "or spawn from data (lower soc_threshold)"
+        )
+    if coverage is not None and coverage < 0.8:
+        recs.append(f"coverage {coverage:.0%} is below the 80% target: more splats (capacity) or lower coverage_kernel")
+    if soc_rate is not None and soc_rate > 0.5:
+        recs.append(f"SOC rate {soc_rate:.2f} avalanches per check: raise soc_threshold or capacity")
+    if verdict == "diverging":
+        recs.append("energy/loss is rising: lower learning_rate or raise grad_clip strictness")
+    if verdict == "plateau":
+        recs.append("loss is flat: raise learning_rate, model width (hidden_dim) or the splat capacity")
+    return recs or ["no problems found"]
+
+
+def histogram_text(values: np.ndarray, bins: int = 10, width: int = 40) -> str:
+    counts, edges = np.histogram(values, bins=bins)
+    top = max(1, counts.max())
+    return "\n".join(f"{edges[i]:10.4g} .. {edges[i + 1]:<10.4g} {'#' * int(width * c / top)} {c}" for i, c in enumerate(counts))
+
+
+def diagnose(checkpoint: Path, log_dir: Path | None = None) -> dict:
+    state = load_checkpoint(checkpoint)
+    arrays = splat_arrays(state)
+    records: list[dict] = []
+    run_id = state.get("run_id")
+    if log_dir is not None and run_id:
+        reader = LogReader(log_path(log_dir, run_id))
+        reader.read_new()
+        records = reader.records
+    batches = [r for r in records if r["type"] == "batch" and r["step"] <= state["step"]]
+    evals = [r for r in records if r["type"] in ("eval", "epoch") and r["step"] <= state["step"]]
+    socs = [r for r in records if r["type"] == "soc" and r["step"] <= state["step"]]
+    verdict, rel = convergence_verdict([r.get("energy") for r in batches])
+    nll_verdict, nll_rel = convergence_verdict([r.get("nll") for r in batches])
+    coverage = evals[-1].get("coverage") if evals else None
+    soc_rate = socs[-1].get("soc_rate") if socs else None
+    soc_trend = trend([float(r.get("avalanche", False)) for r in socs])[0] if len(socs) >= 3 else None
+    stats = {
+        name: {
+            "mean": float(v.mean()),
+            "p10": float(np.quantile(v, 0.1)),
+            "p50": float(np.median(v)),
+            "p90": float(np.quantile(v, 0.9)),
+        }
+        for name, v in arrays.items()
+        if name != "phase"
+    }
+    return {
+        "checkpoint": str(checkpoint),
+        "run_id": run_id,
+        "step": state["step"],
+        "epoch": state["epoch"],
+        "n_splats": int(len(arrays["kappa"])),
+        "stats": stats,
+        "energy_verdict": verdict,
+        "energy_change": rel,
+        "nll_verdict": nll_verdict,
+        "nll_change": nll_rel,
+        "coverage": coverage,
+        "soc_rate": soc_rate,
+        "soc_trend": soc_trend,
+        "last_eval": evals[-1] if evals else None,
+        "alerts": [r for r in records if r["type"] == "alert"],
+        "recommendations": recommendations(arrays, state["config"], coverage, soc_rate, nll_verdict),
+        "arrays": arrays,
+    }
+
+
+def render_markdown(report: dict) -> str:
+    lines = [
+        f"# Diagnosis of {report['run_id']} at step {report['step']} (epoch {report['epoch']})",
+        "",
+        f"- splats: {report['n_splats']}",
+        f"- energy trend: **{report['energy_verdict']}** ({report['energy_change']:+.2%} over the window)",
+        f"- nll trend: **{report['nll_verdict']}** ({report['nll_change']:+.2%} over the window)",
+    ]
+    if report["coverage"] is not None:
+        lines.append(f"- coverage of validation targets: {report['coverage']:.1%}")
+    if report["soc_rate"] is not None:
+        lines.append(f"- SOC rate: {report['soc_rate']:.2f} avalanches per check")
+    if report["last_eval"]:
+        ev = report["last_eval"]
+        lines.append(
+            f"- last eval: ppl_energy {ev.get('ppl_energy', float('nan')):.2f}, "
+            f"ppl_decoder {ev.get('ppl_decoder', float('nan')):.2f} on {ev.get('tokens')} tokens"
+        )
+    lines += ["", "## Splat statistics", "", "| | mean | p10 | p50 | p90 |", "|---|---|---|---|---|"]
+    for name, s in report["stats"].items():
+        lines.append(f"| {name} | {s['mean']:.4g} | {s['p10']:.4g} | {s['p50']:.4g} | {s['p90']:.4g} |")
+    lines += ["", "## Recommendations", ""] + [f"- {r}" for r in report["recommendations"]]
+    if report["alerts"]:
+        lines += ["", "## Alerts", ""] + [
+            f"- step {a['step']}: {a.get('rule')}: {a.get('message')}" for a in report["alerts"][-20:]
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(report: dict, folder: Path) -> Path:
+    import plotly.express as px
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("kappa", "alpha", "usage", "age"):
+        fig = px.histogram(x=report["arrays"][name], nbins=50, title=f"splat {name}", labels={"x": name})
+        fig.write_html(folder / f"hist_{name}.html", include_plotlyjs="cdn")
+    md = (
+        render_markdown(report)
+        + "\n## Plots\n\n"
+        + "".join(f"- [{n}](hist_{n}.html)\n" for n in ("kappa", "alpha", "usage", "age"))
+    )
+    path = folder / "report.md"
+    path.write_text(md)
+    (folder / "report.json").write_text(json.dumps({k: v for k, v in report.items() if k != "arrays"}, default=float, indent=2))
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="ebm-diagnose", description="Diagnose a checkpoint or every checkpoint of a run.")
+    p.add_argument("--checkpoint", help="a .pt file or a run folder")
+    p.add_argument("--report", nargs="?", const="", metavar="DIR", help="write report.md + plots (default: <run>/report)")
+    p.add_argument("--batch", action="store_true", help="tabulate every checkpoint of a run")
+    p.add_argument("--run-id", help="with --batch: the run (default: the newest)")
+    p.add_argument("--out", default=".", help="folder holding checkpoints/ and logs/")
+    args = p.parse_args(argv)
+    out = Path(args.out)
+    try:
+        if args.batch:
+            return _batch(out, args.run_id)
+        if not args.checkpoint:
+            p.error("give --checkpoint PATH or --batch")
+        ckpt = Path(args.checkpoint)
+        report = diagnose(ckpt, out / "logs")
+        print(render_markdown(report))
+        for name in ("kappa", "alpha"):
+            print(f"{name} histogram\n{histogram_text(report['arrays'][name])}\n")
+        if args.report is not None:
+            folder = Path(args.report) if args.report else (ckpt if ckpt.is_dir() else ckpt.parent) / "report"
+            print(f"report written to {write_report(report, folder)}")
+    except CheckpointError as err:
+        print(f"ebm-diagnose: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _batch(out: Path, run_id: str | None) -> int:
+    root = out / "checkpoints"
+    if run_id is None:
+        runs = sorted((p for p in root.glob("*") if p.is_dir()), key=lambda p: p.stat().st_mtime)
+        if not runs:
+            raise CheckpointError(f"no runs under {root}")
+        run_id = runs[-1].name
+    paths = [p for _, p in list_checkpoints(root / run_id)] + [root / run_id / "latest.pt"]
+    print(
+        "| checkpoint | step | splats | kappa p50 | alpha p50 | coverage | ppl_energy | verdict |\n"
+        "|---|---|---|---|---|---|---|---|"
+    )
+    for path in paths:
+        if not path.exists():
+            continue
+        try:
+            r = diagnose(path, out / "logs")
+        except CheckpointError as err:
+            print(f"| {path.name} | unreadable: {err} | | | | | | |")
+            continue
+        ev = r["last_eval"] or {}
+        cov = f"{r['coverage']:.3f}" if r["coverage"] is not None else "-"
+        print(
+            f"| {path.name} | {r['step']} | {r['n_splats']} | {r['stats']['kappa']['p50']:.3g} "
+            f"| {r['stats']['alpha']['p50']:.3g} "
+            f"| {cov} | {ev.get('ppl_energy', float('nan')):.2f} | {r['nll_verdict']} |"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

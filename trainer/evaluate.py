@@ -1,0 +1,105 @@
+"""ebm-evaluate: exact perplexities and generation quality of a checkpoint."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
+from .data import DataError, Windows, default_cache_dir, load_corpus, tokenize_split
+from .evaluation import generate_samples, score
+from .tokenizer import TokenizerError, load_tokenizer
+from .wikitext import detokenize
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ebm-evaluate", description="Score a checkpoint: ppl_energy, ppl_decoder, samples.")
+    p.add_argument("--checkpoint", required=True, help="a .pt file or a run folder (uses its latest.pt)")
+    p.add_argument("--data", default="builtin", help="builtin, wikitext-2, wikitext-103, a folder or a text file")
+    p.add_argument("--split", default="valid", choices=["valid", "test", "all"], help="'all' scores a whole single file")
+    p.add_argument("--detokenize", action="store_true", help="undo WikiText tokenisation (' @-@ ' etc.) first")
+    p.add_argument("--max-tokens", type=int, default=16384, help="target tokens to score (evenly spaced windows)")
+    p.add_argument("--samples", type=int, default=4, help="generated samples for quality metrics")
+    p.add_argument("--sample-tokens", type=int, default=24)
+    p.add_argument("--device", default="cpu", help="cpu (vulkan is not available yet)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    return p
+
+
+def run(args) -> dict:
+    if args.device != "cpu":
+        raise CheckpointError(f"--device {args.device} is not available for evaluation yet; use --device cpu")
+    torch.manual_seed(args.seed)
+    path = Path(args.checkpoint)
+    state = load_checkpoint(path)
+    model = model_from_checkpoint(state)
+    run_dir = path if path.is_dir() else path.parent
+    tok_file = run_dir / "tokenizer.json"
+    if not tok_file.exists():
+        raise TokenizerError(f"{tok_file} is missing: the run's tokenizer is needed to score text")
+    tokenizer = load_tokenizer(str(tok_file))
+    tokens = _tokens(args, tokenizer)
+    cfg = model.cfg
+    windows = Windows(tokens, cfg.context_global, cfg.seq_length)
+    ids = windows.evenly_spaced(max(1, args.max_tokens // cfg.seq_length))
+    result = score(model, windows, ids, cfg.batch_size)
+    prompts = [windows.batch(np.array([i]))[0, -9:-1].tolist() for i in ids[: args.samples]]
+    samples, quality = generate_samples(model, prompts, args.sample_tokens, tokenizer.decode, seed=args.seed)
+    return {
+        "checkpoint": str(path),
+        "step": state["step"],
+        "tokenizer": state["tokenizer"],
+        "data": args.data,
+        "split": args.split,
+        "detokenized": args.detokenize,
+        **result,
+        "generation": quality,
+        "samples": samples,
+    }
+
+
+def _tokens(args, tokenizer) -> np.ndarray:
+    if args.split == "all" or args.detokenize:
+        file = Path(args.data)
+        if not file.is_file():
+            raise DataError("--detokenize and --split all need --data to be one text file")
+        text = file.read_text(encoding="utf-8")
+        text = detokenize(text) if args.detokenize else text
+        return np.asarray(tokenizer.encode(text), dtype=np.int64)
+    corpus = load_corpus(args.data)
+    return tokenize_split(corpus, args.split, tokenizer, default_cache_dir(), progress=False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result = run(args)
+    except (CheckpointError, DataError, TokenizerError) as err:
+        print(f"ebm-evaluate: error: {err}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps({k: v for k, v in result.items()}, default=float))
+        return 0
+    print(f"checkpoint  {result['checkpoint']} (step {result['step']})")
+    print(
+        f"data        {result['data']} / {result['split']}{' (detokenised)' if result['detokenized'] else ''}, "
+        f"tokenizer {result['tokenizer']}, {result['tokens']} target tokens"
+    )
+    print(
+        f"ppl_energy  {result['ppl_energy']:.3f}\nppl_decoder {result['ppl_decoder']:.3f}\ncoverage    {result['coverage']:.3f}"
+    )
+    for key, value in result["generation"].items():
+        print(f"{key:22s} {value:.4g}" if isinstance(value, float) else f"{key:22s} {value}")
+    for s in result["samples"]:
+        print(f"--- {s['prompt']!r} -> {s['text']!r}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
