@@ -7,4 +7,4 @@ bash scripts/setup.sh
 . .venv/bin/activate
 ebm-train --detach "$@"
 echo
-echo "Follow the run:  tail -f logs/ebm/*.jsonl   |   ebm-diagnose --batch"
+echo "Follow the run with: tail -f logs/ebm/*.jsonl"

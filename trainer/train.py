@@ -530,7 +530,8 @@ def detach(argv: list[str], args) -> int:
     shown = args.resume if args.resume and args.resume != "latest" else run_id
     print(
         f"run id:    {shown}\npid:       {proc.pid}\nlog:       {log_path(out / 'logs', shown)}\n"
-        f"console:   {run_dir / 'train.out'}\ndashboard: ebm-dashboard --logs {out / 'logs'} --checkpoints {out / 'checkpoints'}"
+        f"console:   {run_dir / 'train.out'}\nstatus:    {status_path(out / 'checkpoints', shown)}\n"
+        f"diagnose:  ebm-diagnose --batch --run-id {shown} --out {out}"
     )
     return 0
 
