@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ebm-evaluate: error: {err}", file=sys.stderr)
         return 2
     if args.json:
-        print(json.dumps({k: v for k, v in result.items()}, default=float))
+        print(json.dumps(result, default=float))
         return 0
     print(f"checkpoint  {result['checkpoint']} (step {result['step']})")
     print(

@@ -127,7 +127,6 @@ class Trainer:
         run_id: str,
         out: Path,
         tokenizer,
-        corpus_name: str,
         train_tokens: np.ndarray,
         valid_tokens: np.ndarray,
         resume_state: dict | None = None,
@@ -145,7 +144,8 @@ class Trainer:
         self.logger = RunLogger(log_path(out / "logs", run_id), echo=self._echo)
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
         self.stop_requested = False
-        self.history: dict[str, list] = {"energy": [], "nll": [], "ppl_val": [], "avalanche": []}
+        self.history: dict[str, list] = {"energy": [], "nll": [], "ppl_val": []}
+        self._last_beat = 0.0
         self.embedding_source = "checkpoint"
         if resume_state is None:
             self.model = self._fresh_model()
@@ -181,10 +181,14 @@ class Trainer:
         return min(self.schedule_steps, self.args.max_steps) if self.args.max_steps else self.schedule_steps
 
     @property
+    def steps_per_epoch(self) -> int:
+        return max(1, len(self.train) // self.cfg.batch_size)
+
+    @property
     def schedule_steps(self) -> int:
         # The learning-rate schedule spans the configured epochs, never --max-steps, so a run
         # stopped early and resumed follows the same schedule as one that never stopped.
-        return max(1, len(self.train) // self.cfg.batch_size) * self.cfg.epochs
+        return self.steps_per_epoch * self.cfg.epochs
 
     def _lr_factor(self, step: int) -> float:
         warm = self.cfg.warmup_steps
@@ -238,7 +242,7 @@ class Trainer:
 
     def heartbeat(self, state: str = "running", force: bool = False) -> None:
         now = time.time()
-        if force or now - getattr(self, "_last_beat", 0) > 5:
+        if force or now - self._last_beat > 5:
             write_status(
                 self.status_file,
                 state,
@@ -361,7 +365,7 @@ class Trainer:
         self.sched.step()
         self.step += 1
         model.splats.apply_alpha_decay(
-            model.splats.decay_strength(self.epoch + self.batch_in_epoch / max(1, len(self.train) // cfg.batch_size)),
+            model.splats.decay_strength(self.epoch + self.batch_in_epoch / self.steps_per_epoch),
             metrics["lr"],
             self.step,
         )
@@ -422,9 +426,8 @@ class Trainer:
 
     def _soc_check(self) -> None:
         event = self.soc.check(self.model.splats, self.model.index, self.step, self.phase.capacity, self.phase.index, self.opt)
-        self.history["avalanche"].append(event.avalanche)
         self.logger.log("soc", self.step, self.epoch, **event.as_dict(), soc_rate=self.soc.rate())
-        alert = alerts.soc_too_fast(self.history["avalanche"])
+        alert = alerts.soc_too_fast(self.soc.recent)
         if alert is not None:
             self.logger.log("alert", self.step, self.epoch, **alert.as_dict())
 
@@ -562,7 +565,7 @@ def run(argv: list[str]) -> int:
         raise UserError(f"checkpoint vocabulary {cfg.vocab_size} != tokenizer {tokenizer.vocab_size}")
     train_tokens = tokenize_split(corpus, "train", tokenizer, progress=not args.quiet)
     valid_tokens = tokenize_split(corpus, "valid", tokenizer, progress=not args.quiet)
-    trainer = Trainer(cfg, args, run_id, out, tokenizer, corpus.name, train_tokens, valid_tokens, resume_state)
+    trainer = Trainer(cfg, args, run_id, out, tokenizer, train_tokens, valid_tokens, resume_state)
 
     def on_term(signum, frame):
         trainer.stop_requested = True
