@@ -152,6 +152,16 @@ def test_resume_continues_exactly(workspace):
         assert abs(a[step] - b[step]) < 1e-4 * max(1.0, abs(a[step])), (step, a[step], b[step])
 
 
+def test_time_budget_stops_with_evaluation_and_checkpoint(workspace):
+    proc = train(workspace, "--run-id", "budget", "--max-minutes", "0.02")  # 1.2 s of optimiser steps
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    recs = records(workspace, "budget")
+    batches = [r for r in recs if r["type"] == "batch"]
+    assert 1.2 <= batches[-1]["train_seconds"] < 1.2 + 5 and batches[-2]["train_seconds"] < 1.2
+    assert recs[-1]["state"] == "finished" and any(r["type"] in ("eval", "epoch") and r["step"] == batches[-1]["step"] for r in recs)
+    assert load_checkpoint(workspace / "checkpoints" / "budget" / "latest.pt")["step"] == batches[-1]["step"]
+
+
 def test_evaluate_and_diagnose_on_checkpoint(full_run):
     ws, _ = full_run
     env = {**os.environ, "EBM_CACHE": str(ws / "cache"), "PYTHONPATH": str(ROOT)}

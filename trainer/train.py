@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, help="number of epochs (config: epochs)")
     p.add_argument("--batch-size", type=int, help="windows per batch (config: batch_size)")
     p.add_argument("--max-steps", type=int, help="stop after this many optimiser steps in total")
+    p.add_argument(
+        "--max-minutes", type=float, help="stop after this much training time (optimiser steps only, not evaluation)"
+    )
     p.add_argument("--resume", nargs="?", const="latest", metavar="RUN_ID", help="continue a run (default: the newest)")
     p.add_argument("--run-id", help="name of the run (default: date-time and a random suffix)")
     p.add_argument("--out", default=".", help="folder holding checkpoints/ and logs/ (default: the working directory)")
@@ -143,6 +146,7 @@ class Trainer:
         self.freq = torch.from_numpy(token_frequencies(train_tokens, cfg.vocab_size)).float()
         self.logger = RunLogger(log_path(out / "logs", run_id), echo=self._echo)
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
+        self.train_seconds = 0.0
         self.stop_requested = False
         self.history: dict[str, list] = {"energy": [], "nll": [], "ppl_val": []}
         self._last_beat = 0.0
@@ -176,6 +180,10 @@ class Trainer:
         model = EBMModel(cfg, n_splats=self.curriculum.initial_splats(), token_init=emb, token_freq=self.freq)
         model.splats.tau.fill_(self.curriculum.phase(0, 0).temperature)
         return model
+
+    def _within_budget(self) -> bool:
+        budget = self.args.max_minutes
+        return self.step < self.total_steps and (budget is None or self.train_seconds < 60 * budget)
 
     def _planned_steps(self) -> int:
         return min(self.schedule_steps, self.args.max_steps) if self.args.max_steps else self.schedule_steps
@@ -216,6 +224,7 @@ class Trainer:
             "data": {"epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch},
             "step": self.step,
             "epoch": self.epoch,
+            "train_seconds": self.train_seconds,
             "phase": self.phase.index,
             "history": self.history,
             "rollbacks": self.rollbacks,
@@ -231,6 +240,7 @@ class Trainer:
         self.batch_in_epoch = int(state["data"]["batch_in_epoch"])
         self.history = state.get("history", self.history)
         self.rollbacks = int(state.get("rollbacks", 0))
+        self.train_seconds = float(state.get("train_seconds", 0.0))
         self.phase = self.curriculum.phase(self.epoch, self.step)
 
     def save(self, epoch: int | None = None) -> Path:
@@ -300,7 +310,7 @@ class Trainer:
         )
         state = "finished"
         try:
-            while self.epoch < cfg.epochs and self.step < self.total_steps and not self.stop_requested:
+            while self.epoch < cfg.epochs and self._within_budget() and not self.stop_requested:
                 self._run_epoch(bar)
         except Exception:
             self.heartbeat("crashed", force=True)
@@ -311,7 +321,7 @@ class Trainer:
         if self.stop_requested:
             state = "stopped"
             self.save()
-        elif self.step >= self.total_steps and self.batch_in_epoch:
+        elif not self._within_budget() and self.batch_in_epoch:
             if self.step % self.cfg.eval_interval:
                 self._evaluate()
             self.save()
@@ -323,7 +333,7 @@ class Trainer:
     def _run_epoch(self, bar) -> None:
         order = self.train.epoch_order(self.cfg.seed, self.epoch)
         n_batches = len(order) // self.cfg.batch_size
-        while self.batch_in_epoch < n_batches and self.step < self.total_steps and not self.stop_requested:
+        while self.batch_in_epoch < n_batches and self._within_budget() and not self.stop_requested:
             self._maybe_change_phase()
             b = self.batch_in_epoch
             ids = order[b * self.cfg.batch_size : (b + 1) * self.cfg.batch_size]
@@ -372,6 +382,8 @@ class Trainer:
         model.splats.record_usage(out.target_nbr, self.step)
         self.soc.observe(out.target_points, out.target_energy)
         elapsed = time.perf_counter() - t0
+        self.train_seconds += elapsed
+        metrics["train_seconds"] = self.train_seconds
         metrics["tokens_per_s"] = tokens.shape[0] * cfg.seq_length / elapsed
         metrics["n_splats"] = model.splats.n
         metrics["phase"] = self.phase.index
@@ -407,8 +419,10 @@ class Trainer:
             self.stop_requested = True
             return
         state = load_checkpoint(latest)
+        spent = self.train_seconds  # a rollback undoes steps, not the time they took
         self.model.load_state_dict(state["model"])
         self._restore(state)
+        self.train_seconds = spent
         self.rollbacks += 1
         for group in self.opt.param_groups:
             group["lr"] *= 0.5
