@@ -158,7 +158,9 @@ def test_time_budget_stops_with_evaluation_and_checkpoint(workspace):
     recs = records(workspace, "budget")
     batches = [r for r in recs if r["type"] == "batch"]
     assert 1.2 <= batches[-1]["train_seconds"] < 1.2 + 5 and batches[-2]["train_seconds"] < 1.2
-    assert recs[-1]["state"] == "finished" and any(r["type"] in ("eval", "epoch") and r["step"] == batches[-1]["step"] for r in recs)
+    assert recs[-1]["state"] == "finished" and any(
+        r["type"] in ("eval", "epoch") and r["step"] == batches[-1]["step"] for r in recs
+    )
     assert load_checkpoint(workspace / "checkpoints" / "budget" / "latest.pt")["step"] == batches[-1]["step"]
 
 
