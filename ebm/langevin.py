@@ -29,6 +29,7 @@ class LangevinResult(NamedTuple):
     z: Tensor  # (B, D) final points
     v: Tensor  # (B, D) final momenta
     energies: dict[str, Tensor]  # name -> (steps + 1, B), energy before each step and at the end
+    path: Tensor | None = None  # (steps + 1, B, D) every point visited, when asked for
 
 
 def langevin_step(
@@ -55,6 +56,7 @@ def langevin_sample(
     temperature: float,
     generator: torch.Generator | None = None,
     v0: Tensor | None = None,
+    keep_path: bool = False,
 ) -> LangevinResult:
     """Run `steps` steps from z0 (B, D); momenta start at v0 or at equilibrium N(0, T) on T_z."""
     z = z0
@@ -65,6 +67,7 @@ def langevin_sample(
     else:
         v = torch.zeros_like(z)
     traces: dict[str, list[Tensor]] = {}
+    path = [z] if keep_path else None
     for step in range(steps + 1):
         terms, grad = energy_fn(z, step)
         for name, value in terms.items():
@@ -72,4 +75,7 @@ def langevin_sample(
         if step == steps:
             break
         z, v = langevin_step(z, v, grad, dt, gamma, temperature, generator)
-    return LangevinResult(z=z, v=v, energies={k: torch.stack(vals) for k, vals in traces.items()})
+        if path is not None:
+            path.append(z)
+    energies = {k: torch.stack(vals) for k, vals in traces.items()}
+    return LangevinResult(z=z, v=v, energies=energies, path=torch.stack(path) if path is not None else None)

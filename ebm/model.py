@@ -53,6 +53,7 @@ class GeneratedToken(NamedTuple):
     z: Tensor  # (D,) final latent
     energies: dict[str, Tensor]  # term -> (steps + 1,) trace
     cosine_to_token: float  # cosine of z to the chosen token's embedding
+    path: Tensor | None = None  # (steps + 1, D) the Langevin path, when asked for
 
 
 def initial_splat_means(embeddings: Tensor, n: int, token_freq: Tensor | None = None, seed: int = 0) -> Tensor:
@@ -254,10 +255,17 @@ class EBMModel(nn.Module):
 
     @torch.no_grad()
     def sample(
-        self, z0: Tensor, g: Tensor, u: Tensor, settings: SamplerSettings, generator: torch.Generator | None = None
+        self,
+        z0: Tensor,
+        g: Tensor,
+        u: Tensor,
+        settings: SamplerSettings,
+        generator: torch.Generator | None = None,
+        keep_path: bool = False,
     ) -> LangevinResult:
+        fn = self.energy_fn(g, u)
         return langevin_sample(
-            z0, self.energy_fn(g, u), settings.steps, settings.dt, settings.gamma, settings.temperature, generator
+            z0, fn, settings.steps, settings.dt, settings.gamma, settings.temperature, generator, keep_path=keep_path
         )
 
     @torch.no_grad()
@@ -270,6 +278,7 @@ class EBMModel(nn.Module):
         top_k: int = 0,
         top_p: float = 1.0,
         seed: int = 0,
+        keep_path: bool = False,
     ) -> Iterator[GeneratedToken]:
         """Yield n tokens one by one: Langevin from g(c) + noise, then decode and sample."""
         cfg = self.cfg
@@ -282,12 +291,13 @@ class EBMModel(nn.Module):
             ctx = self.contexts(window[:, :-1], 1)
             g, u, h = (x.reshape(1, -1) for x in ctx)
             z0 = normalize(g + 0.01 * torch.randn(g.shape, generator=gen))
-            run = self.sample(z0, g, u, settings, gen)
+            run = self.sample(z0, g, u, settings, gen, keep_path=keep_path)
             logits = self.decoder(run.z, h, emb).logits[0]
             token = sample_token(logits, sample_temperature, top_k, top_p, gen)
             ids.append(token)
             cos = float((run.z[0] * emb[token]).sum())
-            yield GeneratedToken(token, run.z[0], {k: v[:, 0] for k, v in run.energies.items()}, cos)
+            path = run.path[:, 0] if run.path is not None else None
+            yield GeneratedToken(token, run.z[0], {k: v[:, 0] for k, v in run.energies.items()}, cos, path)
 
     def generate(self, prompt_ids: list[int], n: int, **kwargs) -> tuple[list[int], list[GeneratedToken]]:
         steps = list(self.generate_stream(prompt_ids, n, **kwargs))

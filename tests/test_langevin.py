@@ -86,3 +86,16 @@ def test_zero_temperature_is_deterministic_descent():
     torch.testing.assert_close(a.z, b.z)
     assert ((a.z @ mu) > (z0 @ mu)).all()
     torch.testing.assert_close(a.z.norm(dim=-1), torch.ones(8))
+
+
+def test_kept_path_starts_at_z0_ends_at_z_and_stays_on_the_sphere():
+    gen = torch.Generator().manual_seed(1)
+    mu = normalize(torch.randn(16, generator=gen))
+    z0 = random_points(4, 16, gen)
+    run = langevin_sample(z0, _vmf_energy(mu, 5.0), 30, 0.05, 1.0, 0.1, torch.Generator().manual_seed(2), keep_path=True)
+    again = langevin_sample(z0, _vmf_energy(mu, 5.0), 30, 0.05, 1.0, 0.1, torch.Generator().manual_seed(2))
+    assert run.path.shape == (31, 4, 16) and again.path is None
+    torch.testing.assert_close(run.path[0], z0)
+    torch.testing.assert_close(run.path[-1], run.z)
+    torch.testing.assert_close(run.z, again.z)  # keeping the path does not change the chain
+    torch.testing.assert_close(run.path.norm(dim=-1), torch.ones(31, 4))

@@ -165,18 +165,23 @@ def render_markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_report(report: dict, folder: Path) -> Path:
+HISTOGRAMS = ("kappa", "alpha", "usage", "age")
+
+
+def histogram_figures(report: dict) -> dict:
+    """Plotly histograms of the splat statistics; the report files and the dashboard both use these."""
     import plotly.express as px
 
+    return {
+        name: px.histogram(x=report["arrays"][name], nbins=50, title=f"splat {name}", labels={"x": name}) for name in HISTOGRAMS
+    }
+
+
+def write_report(report: dict, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    for name in ("kappa", "alpha", "usage", "age"):
-        fig = px.histogram(x=report["arrays"][name], nbins=50, title=f"splat {name}", labels={"x": name})
+    for name, fig in histogram_figures(report).items():
         fig.write_html(folder / f"hist_{name}.html", include_plotlyjs="cdn")
-    md = (
-        render_markdown(report)
-        + "\n## Plots\n\n"
-        + "".join(f"- [{n}](hist_{n}.html)\n" for n in ("kappa", "alpha", "usage", "age"))
-    )
+    md = render_markdown(report) + "\n## Plots\n\n" + "".join(f"- [{n}](hist_{n}.html)\n" for n in HISTOGRAMS)
     path = folder / "report.md"
     path.write_text(md)
     (folder / "report.json").write_text(json.dumps({k: v for k, v in report.items() if k != "arrays"}, default=float, indent=2))

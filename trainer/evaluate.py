@@ -32,18 +32,23 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def load_run(path: str | Path):
+    """A checkpoint with its model and the run's saved tokenizer: (state, model, tokenizer)."""
+    path = Path(path)
+    state = load_checkpoint(path)
+    model = model_from_checkpoint(state)
+    tok_file = (path if path.is_dir() else path.parent) / "tokenizer.json"
+    if not tok_file.exists():
+        raise TokenizerError(f"{tok_file} is missing: the run's tokenizer is needed to read and write text")
+    return state, model, load_tokenizer(str(tok_file))
+
+
 def run(args) -> dict:
     if args.device != "cpu":
         raise CheckpointError(f"--device {args.device} is not available for evaluation yet; use --device cpu")
     torch.manual_seed(args.seed)
     path = Path(args.checkpoint)
-    state = load_checkpoint(path)
-    model = model_from_checkpoint(state)
-    run_dir = path if path.is_dir() else path.parent
-    tok_file = run_dir / "tokenizer.json"
-    if not tok_file.exists():
-        raise TokenizerError(f"{tok_file} is missing: the run's tokenizer is needed to score text")
-    tokenizer = load_tokenizer(str(tok_file))
+    state, model, tokenizer = load_run(path)
     tokens = _tokens(args, tokenizer)
     cfg = model.cfg
     windows = Windows(tokens, cfg.context_global, cfg.seq_length)

@@ -65,26 +65,34 @@ class RunLogger:
 class LogReader:
     """Incremental reader of one run log."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, keep_records: bool = True):
         self.path = Path(path)
         self.offset = 0
         self.corrupt_lines = 0
+        self.resets = 0  # times the file shrank and was read again from the start
+        self.keep_records = keep_records  # False: callers hold their own (e.g. columnar) copy
         self.records: list[dict] = []
 
-    def read_new(self) -> list[dict]:
-        """Parse lines appended since the last call; returns only the new records."""
+    def read_new(self, max_bytes: int | None = None) -> list[dict]:
+        """Parse lines appended since the last call; returns only the new records. With max_bytes,
+        reads at most that much (but always at least one whole line); call again for the rest."""
         try:
             size = self.path.stat().st_size
         except FileNotFoundError:
             return []
         if size < self.offset:  # truncated or replaced: start again
             self.offset, self.records, self.corrupt_lines = 0, [], 0
+            self.resets += 1
         if size == self.offset:
             return []
         with open(self.path, "rb") as fh:
             fh.seek(self.offset)
-            chunk = fh.read(size - self.offset)
-        end = chunk.rfind(b"\n")
+            want = size - self.offset if max_bytes is None else min(size - self.offset, max_bytes)
+            chunk = fh.read(want)
+            end = chunk.rfind(b"\n")
+            if end < 0 and want < size - self.offset:  # a line longer than max_bytes
+                chunk += fh.read(size - self.offset - want)
+                end = chunk.rfind(b"\n")
         if end < 0:
             return []  # only a partial line so far
         new = []
@@ -100,7 +108,8 @@ class LogReader:
                 continue
             new.append(record)
         self.offset += end + 1
-        self.records.extend(new)
+        if self.keep_records:
+            self.records.extend(new)
         return new
 
     def of_type(self, type_: str) -> list[dict]:

@@ -52,9 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, help="number of epochs (config: epochs)")
     p.add_argument("--batch-size", type=int, help="windows per batch (config: batch_size)")
     p.add_argument("--max-steps", type=int, help="stop after this many optimiser steps in total")
-    p.add_argument(
-        "--max-minutes", type=float, help="stop after this much training time (optimiser steps only, not evaluation)"
-    )
+    p.add_argument("--max-minutes", type=float, help="stop after this much training time (optimiser steps only, not evaluation)")
     p.add_argument("--resume", nargs="?", const="latest", metavar="RUN_ID", help="continue a run (default: the newest)")
     p.add_argument("--run-id", help="name of the run (default: date-time and a random suffix)")
     p.add_argument("--out", default=".", help="folder holding checkpoints/ and logs/ (default: the working directory)")

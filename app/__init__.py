@@ -1,0 +1,5 @@
+"""The live dashboard: Streamlit pages over the trainer's logs and checkpoints (DESIGN.md section 12).
+
+Data modules (settings, runlog, summary, curves, projection) are plain Python and tested
+without Streamlit; `views/` holds one page each; `main.py` is what `streamlit run` starts.
+"""

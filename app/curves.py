@@ -1,0 +1,189 @@
+"""Training curves: which metrics, smoothing without start-up bias, and Plotly figures.
+
+Smoothing never drags early values towards zero: the exponential average is debiased (pandas'
+`adjust=True` weights, the same as dividing a zero-started EMA by 1 - beta^t) and the moving
+average is trailing with a shrinking window at the start. Raw points stay visible. Long series
+are thinned to `max_points` by a fixed stride for drawing only; the smoothing uses every point.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from trainer.alerts import trend
+
+
+@dataclass(frozen=True)
+class Panel:
+    title: str
+    source: tuple[str, ...]  # log event types the metrics come from
+    metrics: tuple[str, ...]
+    log_y: bool = False
+
+
+PANELS = (
+    Panel("Loss components", ("batch",), ("nll", "dsm", "dec", "balance")),
+    Panel("Energy at targets", ("batch",), ("energy", "energy_splat", "energy_geo", "energy_comp")),
+    Panel("Validation perplexity", ("eval", "epoch"), ("ppl_energy", "ppl_decoder"), log_y=True),
+    Panel("SOC rate", ("soc",), ("soc_rate",)),
+    Panel("Avalanche size (merged + pruned + spawned)", ("soc",), ("avalanche_size",)),
+    Panel("Splats", ("batch",), ("n_splats",)),
+    Panel("Tokens / s", ("batch",), ("tokens_per_s",)),
+    Panel("Learning rate", ("batch",), ("lr",), log_y=True),
+    Panel("Gradient norm", ("batch",), ("grad_norm",), log_y=True),
+)
+X_AXES = {"step": "step", "wall time": "time", "hours since start": "hours"}
+COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
+DASHES = ("solid", "dash", "dot", "dashdot", "longdash")
+
+
+def smooth(values: pd.Series, method: str, strength: float) -> pd.Series:
+    """method "ema": debiased EMA with beta = strength in [0, 1); "mean": trailing moving average
+    over int(strength) points; "none": unchanged. NaNs are skipped, not propagated."""
+    if method == "none" or len(values) == 0:
+        return values
+    if method == "ema":
+        if not 0 <= strength < 1:
+            raise ValueError("EMA strength must be in [0, 1)")
+        return values.ewm(alpha=1 - strength, adjust=True, ignore_na=True).mean()
+    if method == "mean":
+        return values.rolling(max(1, int(strength)), min_periods=1).mean()
+    raise ValueError(f"unknown smoothing {method!r}")
+
+
+def stride_for(n: int, max_points: int) -> int:
+    return max(1, -(-n // max_points))
+
+
+def with_x(frame: pd.DataFrame, x: str, start_t: float | None) -> pd.Series:
+    if x == "step":
+        return frame["step"]
+    if x == "time":
+        return pd.to_datetime(frame["t"], unit="s")
+    return (frame["t"] - (start_t if start_t is not None else frame["t"].min())) / 3600.0
+
+
+def add_derived(frame: pd.DataFrame) -> pd.DataFrame:
+    """Columns computed from logged ones (avalanche size from SOC events)."""
+    if {"merged", "pruned", "spawned"} <= set(frame.columns):
+        frame = frame.assign(avalanche_size=frame["merged"] + frame["pruned"] + frame["spawned"])
+    return frame
+
+
+def energy_trend(energy: pd.Series, window: int = 200) -> str:
+    tail = energy.dropna().to_numpy()[-window:]
+    if len(tail) < 10:
+        return "too few points for a trend"
+    slope, t = trend(tail.tolist())
+    direction = "falling" if t < -3 else "rising" if t > 3 else "flat"
+    # Energies cross zero, so the slope is given in energy units, not as a share of the mean.
+    return f"trend over the last {len(tail)} batches: {direction} ({slope * 100:+.3g} per 100 steps, t = {t:.1f})"
+
+
+@dataclass
+class RunSeries:
+    """What one run contributes to the panels: its frames, first timestamp, phases and alerts."""
+
+    run: str
+    frames: dict[str, pd.DataFrame]  # panel source key -> frame
+    start_t: float | None
+    phases: pd.DataFrame
+    alerts: pd.DataFrame
+
+
+def panel_figure(
+    panel: Panel,
+    runs: list[RunSeries],
+    x: str = "step",
+    method: str = "ema",
+    strength: float = 0.9,
+    max_points: int = 2000,
+    show_raw: bool = True,
+) -> tuple[go.Figure, str]:
+    """The figure of one panel over several runs, and a caption saying what was thinned."""
+    fig = go.Figure()
+    notes = []
+    y_top = None
+    for r_i, rs in enumerate(runs):
+        frame = rs.frames.get("+".join(panel.source), pd.DataFrame())
+        for m_i, metric in enumerate(panel.metrics):
+            if frame.empty or metric not in frame:
+                continue
+            data = frame[["step", "t", metric]].dropna(subset=[metric])
+            if data.empty:
+                continue
+            xs = with_x(data, x, rs.start_t)
+            ys = data[metric].astype(float)
+            smoothed = smooth(ys, method, strength)
+            step = stride_for(len(data), max_points)
+            if step > 1:
+                notes.append(f"{rs.run}/{metric}: every {step}th of {len(data):,} points drawn")
+            colour = COLOURS[m_i % len(COLOURS)] if len(panel.metrics) > 1 else COLOURS[r_i % len(COLOURS)]
+            dash = DASHES[r_i % len(DASHES)] if len(panel.metrics) > 1 else "solid"
+            name = metric if len(runs) == 1 else f"{rs.run} · {metric}"
+            if show_raw and method != "none":
+                fig.add_trace(
+                    go.Scattergl(
+                        x=xs.iloc[::step],
+                        y=ys.iloc[::step],
+                        mode="markers",
+                        marker={"size": 3, "color": colour, "opacity": 0.25},
+                        name=f"{name} (raw)",
+                        legendgroup=name,
+                        showlegend=False,
+                        hoverinfo="skip",
+                    )
+                )
+            fig.add_trace(
+                go.Scattergl(
+                    x=xs.iloc[::step],
+                    y=smoothed.iloc[::step],
+                    mode="lines+markers" if len(data) < 30 else "lines",
+                    line={"color": colour, "dash": dash, "width": 2},
+                    name=name,
+                    legendgroup=name,
+                )
+            )
+            top = float(np.nanmax(ys.to_numpy()))
+            y_top = top if y_top is None else max(y_top, top)
+        _add_markers(fig, rs, x, y_top)
+    fig.update_layout(
+        title=panel.title,
+        height=320,
+        margin={"l": 10, "r": 10, "t": 40, "b": 10},
+        uirevision=panel.title,  # keeps the user's zoom when the figure is redrawn with new data
+        legend={"orientation": "h", "y": -0.2},
+        xaxis_title={"step": "step", "time": "wall time", "hours": "hours since start"}[x],
+    )
+    if panel.log_y:
+        fig.update_yaxes(type="log")
+    if not fig.data:
+        fig.add_annotation(text="no data yet", x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False)
+    return fig, "; ".join(notes)
+
+
+def _add_markers(fig: go.Figure, rs: RunSeries, x: str, y_top: float | None) -> None:
+    """Phase changes as dotted vertical lines, alerts as red crosses with their message on hover."""
+    if not rs.phases.empty:
+        changes = rs.phases[rs.phases["step"] > 0]
+        for at, name in zip(with_x(changes, x, rs.start_t), changes.get("name", [""] * len(changes))):
+            # add_vline's own annotation fails on date axes; a separate annotation works on all
+            fig.add_vline(x=at, line_dash="dot", line_color="grey")
+            fig.add_annotation(x=at, y=1, yref="paper", text=str(name), showarrow=False, xanchor="left")
+    if not rs.alerts.empty and y_top is not None:
+        xs = with_x(rs.alerts, x, rs.start_t)
+        fig.add_trace(
+            go.Scatter(
+                x=xs,
+                y=[y_top] * len(xs),
+                mode="markers",
+                marker={"symbol": "x", "color": "red", "size": 9},
+                name=f"{rs.run} alerts",
+                hovertext=[f"{a.rule}: {a.message}" for a in rs.alerts.itertuples()],
+                hoverinfo="text",
+            )
+        )

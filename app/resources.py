@@ -1,0 +1,105 @@
+"""Streamlit-side state shared by the pages: cached run logs, loaded checkpoints, background
+map jobs, the checkpoint picker and one-line error display."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from trainer.checkpoint import CheckpointError, list_checkpoints
+from trainer.logs import list_runs, log_path
+
+from .runlog import RunLog
+from .settings import Folders
+
+# What a bad file can raise while loading; each is shown as one line, never a traceback.
+LOAD_ERRORS: tuple[type[Exception], ...] = (CheckpointError, OSError, ValueError, KeyError, RuntimeError)
+
+
+@st.cache_resource(show_spinner=False)
+def run_log(path: str) -> RunLog:
+    return RunLog(path)
+
+
+def refreshed_logs(folders: Folders) -> list[RunLog]:
+    """Every run under the logs folder (newest first), each read up to its current end."""
+    logs = [run_log(str(log_path(folders.logs, run_id))) for run_id in list_runs(folders.logs)]
+    for log in logs:
+        log.refresh()
+    return logs
+
+
+def checkpoints_of(folders: Folders, run_id: str) -> list[Path]:
+    run_dir = folders.run_dir(run_id)
+    found = [p for _, p in reversed(list_checkpoints(run_dir))]
+    latest = run_dir / "latest.pt"
+    return ([latest] if latest.exists() else []) + found
+
+
+def runs_with_checkpoints(folders: Folders) -> list[str]:
+    if not folders.checkpoints.is_dir():
+        return []
+    runs = [p for p in folders.checkpoints.iterdir() if p.is_dir() and checkpoints_of(folders, p.name)]
+    return [p.name for p in sorted(runs, key=lambda p: p.stat().st_mtime, reverse=True)]
+
+
+def _remember(key: str) -> None:
+    st.session_state[f"chosen_{key}"] = st.session_state[key]
+
+
+def choose_checkpoint(folders: Folders, where=st.sidebar) -> Path | None:
+    """Run and checkpoint pickers, remembered across pages; None (with a message) if there is none."""
+    runs = runs_with_checkpoints(folders)
+    if not runs:
+        st.info(f"No checkpoints under {folders.checkpoints}. A run writes one at each epoch end and when it stops.")
+        return None
+    remembered = st.session_state.get("chosen_run")
+    run_id = where.selectbox(
+        "Run", runs, index=runs.index(remembered) if remembered in runs else 0, key="run", on_change=_remember, args=("run",)
+    )
+    files = checkpoints_of(folders, run_id)
+    names = [p.name for p in files]
+    remembered = st.session_state.get("chosen_checkpoint")
+    name = where.selectbox(
+        "Checkpoint",
+        names,
+        index=names.index(remembered) if remembered in names else 0,
+        key="checkpoint",
+        on_change=_remember,
+        args=("checkpoint",),
+    )
+    return folders.run_dir(run_id) / name
+
+
+def file_key(path: Path) -> str:
+    st_ = path.stat()
+    return f"{st_.st_size}-{st_.st_mtime_ns}"
+
+
+@st.cache_resource(max_entries=2, show_spinner="Loading the checkpoint's model ...")
+def loaded_run(path: str, key: str):
+    """(state, model, tokenizer); `key` changes when the file does, so a rewritten latest.pt reloads."""
+    from trainer.evaluate import load_run
+
+    state, model, tokenizer = load_run(path)
+    state = {k: state[k] for k in ("step", "epoch", "config", "run_id") if k in state}  # drop optimiser tensors
+    return state, model, tokenizer
+
+
+@st.cache_resource(max_entries=4, show_spinner="Reading splats ...")
+def loaded_splats(path: str, key: str):
+    from .projection import splat_data
+
+    return splat_data(Path(path))
+
+
+@st.cache_resource(show_spinner=False)
+def jobs() -> dict:
+    """Background map jobs by target file, shared by all sessions so a map is computed once."""
+    return {}
+
+
+def show_load_error(err: Exception, path: Path) -> None:
+    reason = str(err) if isinstance(err, CheckpointError) else f"{type(err).__name__}: {err}"
+    st.error(f"Cannot read {path.name}: {reason}. Pick another checkpoint.")

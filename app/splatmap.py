@@ -1,0 +1,86 @@
+"""The splat map figure: every splat as a point (no subsampling), coloured by a statistic, with
+its id, statistics and nearest vocabulary tokens on hover; typed words and a Langevin path
+can be drawn on top."""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+
+COLOUR_BY = {
+    "κ (concentration)": "kappa",
+    "α (weight)": "alpha",
+    "usage frequency": "usage",
+    "age (steps)": "age",
+    "phase of birth": "phase",
+}
+
+
+def hover_text(stats: dict[str, np.ndarray], nearest: list[str] | None) -> list[str]:
+    rows = []
+    for i in range(len(stats["kappa"])):
+        text = (
+            f"splat {i}<br>κ {stats['kappa'][i]:.3g} · α {stats['alpha'][i]:.3g}<br>"
+            f"usage {stats['usage'][i]:.3g} · age {stats['age'][i]:.0f} · phase {int(stats['phase'][i])}"
+        )
+        if nearest is not None:
+            text += f"<br>nearest: {nearest[i]}"
+        rows.append(text)
+    return rows
+
+
+def splat_figure(
+    coords: np.ndarray,
+    stats: dict[str, np.ndarray],
+    colour: str,
+    nearest: list[str] | None = None,
+    words: list[tuple[str, np.ndarray]] | None = None,
+    path: np.ndarray | None = None,
+    title: str = "",
+) -> go.Figure:
+    """coords (K, 2|3); words: (label, (2|3,)); path: (S, 2|3) points of one Langevin run."""
+    three = coords.shape[1] == 3
+    scatter = go.Scatter3d if three else go.Scattergl
+    axes = {"x": coords[:, 0], "y": coords[:, 1]} | ({"z": coords[:, 2]} if three else {})
+    values = stats[colour]
+    log_colour = colour in ("usage", "alpha") and (values > 0).all() and values.max() / max(values.min(), 1e-12) > 100
+    marker = {
+        "size": 2 if three else 4,
+        "color": np.log10(values) if log_colour else values,
+        "colorscale": "Viridis",
+        "colorbar": {"title": f"log10 {colour}" if log_colour else colour},
+        "opacity": 0.8,
+    }
+    fig = go.Figure(
+        scatter(**axes, mode="markers", marker=marker, text=hover_text(stats, nearest), hoverinfo="text", name="splats")
+    )
+    if words:
+        w = np.stack([xy for _, xy in words])
+        fig.add_trace(
+            scatter(
+                x=w[:, 0],
+                y=w[:, 1],
+                **({"z": w[:, 2]} if three else {}),
+                mode="markers+text",
+                text=[label for label, _ in words],
+                textposition="top center",
+                marker={"size": 8 if three else 12, "color": "red", "symbol": "diamond"},
+                name="words",
+            )
+        )
+    if path is not None:
+        fig.add_trace(
+            scatter(
+                x=path[:, 0],
+                y=path[:, 1],
+                **({"z": path[:, 2]} if three else {}),
+                mode="lines+markers",
+                line={"color": "black", "width": 2},
+                marker={"size": 3, "color": "black"},
+                name="Langevin path",
+            )
+        )
+    fig.update_layout(
+        title=title, height=700, margin={"l": 10, "r": 10, "t": 40, "b": 10}, uirevision="splat-map", legend={"orientation": "h"}
+    )
+    return fig

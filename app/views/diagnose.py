@@ -1,0 +1,40 @@
+"""Diagnose: the report of `ebm-diagnose` for a checkpoint (same code), and the run's alert history."""
+
+import streamlit as st
+
+from app.resources import LOAD_ERRORS, choose_checkpoint, refreshed_logs, show_load_error
+from app.settings import folders
+from trainer.diagnose import diagnose, histogram_figures, render_markdown
+
+where = folders()
+st.title("Diagnose")
+path = choose_checkpoint(where)
+if path is None:
+    st.stop()
+
+
+@st.cache_data(max_entries=4, show_spinner="Diagnosing ...")
+def report_of(path_str: str, key: str) -> dict:
+    return diagnose(path, where.logs)
+
+
+try:
+    stat = path.stat()
+    report = report_of(str(path), f"{stat.st_size}-{stat.st_mtime_ns}")
+except LOAD_ERRORS as err:
+    show_load_error(err, path)
+    st.stop()
+
+st.markdown(render_markdown(report))
+columns = st.columns(2)
+for i, (name, fig) in enumerate(histogram_figures(report).items()):
+    with columns[i % 2]:
+        st.plotly_chart(fig, key=f"hist-{name}", width="stretch")
+
+st.subheader("Alert history")
+log = next((log for log in refreshed_logs(where) if log.run_id == report["run_id"]), None)
+alerts = log.frame("alert") if log is not None else None
+if alerts is None or alerts.empty:
+    st.write("No alerts in this run's log.")
+else:
+    st.dataframe(alerts[["step", "epoch", "rule", "severity", "message", "advice"]], hide_index=True)

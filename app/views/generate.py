@@ -1,0 +1,90 @@
+"""Generate: Langevin sampling from a checkpoint in the app process, streamed token by token,
+with the energy trajectory (and its three terms) of every token's sampling run."""
+
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+from app.resources import LOAD_ERRORS, choose_checkpoint, file_key, loaded_run, show_load_error
+from app.settings import folders
+from ebm.model import SamplerSettings
+
+where = folders()
+st.title("Generate")
+path = choose_checkpoint(where)
+if path is None:
+    st.stop()
+try:
+    state, model, tokenizer = loaded_run(str(path), file_key(path))
+except LOAD_ERRORS as err:
+    show_load_error(err, path)
+    st.stop()
+cfg = model.cfg
+st.caption(f"{path.parent.name}/{path.name} · step {state['step']} · {model.splats.n:,} splats · tokenizer {tokenizer.name}")
+
+with st.form("generate"):
+    prompt = st.text_area("Prompt", "The history of the city", key="gen_prompt")
+    a, b, c, d = st.columns(4)
+    steps = a.number_input("Langevin steps", 1, 2000, cfg.langevin_steps, key="gen_steps")
+    dt = b.number_input("dt", 1e-4, 1.0, cfg.langevin_dt, format="%.4f", key="gen_dt")
+    gamma = c.number_input("γ (friction)", 0.0, 100.0, cfg.langevin_gamma, key="gen_gamma")
+    temperature = d.number_input("Langevin temperature", 0.0, 10.0, cfg.langevin_T, format="%.3f", key="gen_T")
+    a, b, c, d = st.columns(4)
+    sample_temperature = a.number_input("Sampling temperature", 0.0, 5.0, 1.0, key="gen_sample_T")
+    top_k = b.number_input("top-k (0: off)", 0, cfg.vocab_size, 40, key="gen_top_k")
+    top_p = c.slider("top-p", 0.05, 1.0, 1.0, key="gen_top_p")
+    n_tokens = d.number_input("Tokens", 1, 200, 20, key="gen_n")
+    seed = st.number_input("Seed", 0, 2**31 - 1, 0, key="gen_seed")
+    submitted = st.form_submit_button("Generate")
+
+if submitted:
+    settings = SamplerSettings(int(steps), float(dt), float(gamma), float(temperature))
+    prompt_ids = tokenizer.encode(prompt)
+    out = st.empty()
+    progress = st.progress(0.0, text="sampling ...")
+    tokens, rows, paths = [], [], []
+    for i, tok in enumerate(
+        model.generate_stream(
+            prompt_ids, int(n_tokens), settings, float(sample_temperature), int(top_k), float(top_p), int(seed), keep_path=True
+        )
+    ):
+        tokens.append(tok.token)
+        out.markdown(f"{prompt}**{tokenizer.decode(tokens)}**")
+        progress.progress((i + 1) / n_tokens, text=f"token {i + 1} of {n_tokens}")
+        for term, trace in tok.energies.items():
+            rows += [
+                {"token": i, "piece": tokenizer.token_text(tok.token), "step": s, "term": term, "energy": float(e)}
+                for s, e in enumerate(trace)
+            ]
+        paths.append(tok.path.numpy())
+    progress.empty()
+    st.session_state["generation"] = {"text": prompt, "tokens": tokens, "energies": pd.DataFrame(rows)}
+    st.session_state["langevin_path"] = {"checkpoint": str(path), "points": paths[-1] if paths else None}
+    st.session_state["langevin_paths"] = paths
+
+result = st.session_state.get("generation")
+if result:
+    if not submitted:
+        st.markdown(f"{result['text']}**{tokenizer.decode(result['tokens'])}**")
+    energies = result["energies"]
+    final = energies[energies["step"] == energies["step"].max()]
+    fig = px.line(
+        final,
+        x="token",
+        y="energy",
+        color="term",
+        markers=True,
+        hover_data=["piece"],
+        title="Energy at the end of each token's Langevin run",
+    )
+    st.plotly_chart(fig, key="gen-final", width="stretch")
+    n = len(result["tokens"])
+    which = st.slider("Token to inspect", 0, max(n - 1, 1), n - 1, key="gen_which", disabled=n < 2)
+    one = energies[energies["token"] == which]
+    piece = one["piece"].iloc[0] if not one.empty else ""
+    fig = px.line(one, x="step", y="energy", color="term", title=f"Langevin energy trajectory of token {which} ({piece!r})")
+    st.plotly_chart(fig, key="gen-trace", width="stretch")
+    paths = st.session_state.get("langevin_paths") or []
+    if which < len(paths):
+        st.session_state["langevin_path"] = {"checkpoint": str(path), "points": paths[which]}
+        st.caption("The Splat map page can draw this token's Langevin path (tick 'Draw the last Langevin path').")

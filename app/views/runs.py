@@ -1,0 +1,66 @@
+"""Runs: every run under the logs folder with its state, progress, latest metrics and open alerts."""
+
+import time
+
+import pandas as pd
+import streamlit as st
+
+from app.resources import refreshed_logs
+from app.settings import folders
+from app.summary import format_age, open_alerts, run_summary
+
+where = folders()
+st.title("Runs")
+
+
+@st.fragment(run_every=where.refresh_s)
+def runs_table() -> None:
+    logs = refreshed_logs(where)
+    if not logs:
+        st.info(
+            f"No runs under {where.logs / 'ebm'}. Start one with `ebm-train --detach` "
+            "in the folder that holds logs/ and checkpoints/ (or pass --logs / --checkpoints)."
+        )
+        return
+    rows = pd.DataFrame([run_summary(log, where) for log in logs])
+    rows["heartbeat"] = rows.pop("heartbeat_age_s").map(format_age)
+    st.dataframe(
+        rows.drop(columns=["corrupt_lines"]),
+        hide_index=True,
+        column_config={
+            "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0, format="percent"),
+            "tokens_per_s": st.column_config.NumberColumn("tokens/s", format="%.0f"),
+            "loss": st.column_config.NumberColumn(format="%.3f"),
+            "nll": st.column_config.NumberColumn(format="%.3f"),
+            "ppl_energy": st.column_config.NumberColumn(format="%.1f"),
+            "ppl_decoder": st.column_config.NumberColumn(format="%.1f"),
+        },
+    )
+    for row in rows.itertuples():
+        if row.corrupt_lines:
+            st.warning(f"{row.run}: {row.corrupt_lines} unreadable log line(s) skipped; the rest of the log is shown.")
+    st.caption(f"updated {time.strftime('%H:%M:%S')} · {len(logs)} run(s) · refreshes every {where.refresh_s:g} s")
+
+    chosen = st.selectbox("Details of run", [log.run_id for log in logs], key="runs_detail")
+    log = next(log for log in logs if log.run_id == chosen)
+    left, right = st.columns(2)
+    with left:
+        st.subheader("Open alerts")
+        alerts = open_alerts(log)
+        if alerts.empty:
+            st.success("none in the last 500 steps")
+        for a in alerts.itertuples():
+            st.warning(f"step {a.step} · {a.rule}: {a.message} — try: {a.advice}")
+    with right:
+        st.subheader("Latest samples")
+        samples = log.frame("sample")
+        if samples.empty:
+            st.write("none yet (written at each evaluation)")
+        for s in samples.tail(4).itertuples():
+            st.markdown(f"step {s.step}: *{s.prompt}* → {s.text}")
+    if log.meta:
+        with st.expander("Run configuration"):
+            st.json(log.meta, expanded=False)
+
+
+runs_table()
