@@ -62,8 +62,12 @@ def _chunks(n: int, k: int, d: int):
         yield slice(start, min(n, start + step))
 
 
-def _use_numba(*tensors: Tensor) -> bool:
-    return HAVE_NUMBA and all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors)
+_NUMBA_MIN_WORK = 1 << 20  # below ~1M multiply-adds thread start-up costs more than the copies saved
+
+
+def _use_numba(x: Tensor, y: Tensor, idx: Tensor) -> bool:
+    cpu32 = all(t.device.type == "cpu" and t.dtype == torch.float32 for t in (x, y))
+    return HAVE_NUMBA and cpu32 and idx.numel() * x.shape[1] >= _NUMBA_MIN_WORK
 
 
 def _np(t: Tensor) -> np.ndarray:
@@ -116,5 +120,5 @@ def gather_dot(x: Tensor, y: Tensor, idx: Tensor, fused: bool | None = None) -> 
     fused=None picks the numba kernel for CPU float32 inputs when numba is available.
     """
     if fused is None:
-        fused = _use_numba(x, y)
+        fused = _use_numba(x, y, idx)
     return _GatherDot.apply(x, y, idx, fused)

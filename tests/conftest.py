@@ -1,8 +1,13 @@
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
+
+from trainer.logs import LogReader
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
@@ -20,3 +25,79 @@ def wikitext_valid() -> Path:
     if not path.exists():
         pytest.skip(f"shared corpus not found at {path}")
     return path
+
+
+# ----------------------------------------------------------------------------- a real run, shared by
+# the trainer end-to-end tests and the dashboard tests: the real CLI on 500 lines of WikiText-2.
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = dict(
+    latent_dim=32,
+    context_heads=2,
+    hidden_dim=64,
+    context_local=8,
+    context_medium=16,
+    context_global=32,
+    knn_k=8,
+    n_splats_init=64,
+    curriculum_capacities=[64, 128, 256],
+    curriculum_boundaries=[1, 2],
+    eval_interval=40,
+    eval_tokens=1024,
+    soc_check_interval=10,
+    soc_threshold=0.0,
+    soc_spawn_max=8,
+    learning_rate=3e-3,
+    langevin_steps=10,
+    warmup_steps=10,
+    seq_length=32,
+    batch_size=16,
+    epochs=3,
+    knn_refresh_interval=10,
+)
+
+
+@pytest.fixture(scope="session")
+def workspace(tmp_path_factory, request):
+    path = Path(__file__).resolve().parents[2] / "shared" / "data" / "wikitext-2" / "wiki.valid.tokens"
+    if not path.exists():
+        pytest.skip(f"shared corpus not found at {path}")
+    ws = tmp_path_factory.mktemp("train")
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)[:500]
+    (ws / "corpus.txt").write_text("".join(lines))
+    (ws / "tiny.json").write_text(json.dumps(TINY))
+    return ws
+
+
+def train(ws: Path, *extra: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    cmd = [
+        sys.executable,
+        "-m",
+        "trainer.train",
+        "--data",
+        str(ws / "corpus.txt"),
+        "--tokenizer",
+        "bpe:300",
+        "--config",
+        str(ws / "tiny.json"),
+        "--out",
+        str(ws),
+        "--quiet",
+        *extra,
+    ]
+    env = {**os.environ, "EBM_CACHE": str(ws / "cache"), "PYTHONPATH": str(ROOT)}
+    return subprocess.run(cmd, cwd=ws, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def records(ws: Path, run_id: str) -> list[dict]:
+    reader = LogReader(ws / "logs" / "ebm" / f"{run_id}.jsonl")
+    reader.read_new()
+    assert reader.corrupt_lines == 0
+    return reader.records
+
+
+@pytest.fixture(scope="session")
+def full_run(workspace):
+    proc = train(workspace, "--run-id", "full", "--epochs", "2")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return workspace, records(workspace, "full")

@@ -1,0 +1,164 @@
+"""Every dashboard page under Streamlit's AppTest, against the logs and checkpoints of a real
+trainer run (the session fixture `full_run`), plus the bad inputs a user meets."""
+
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+from app.projection import compute, load_array
+from app.settings import CHECKPOINT_ENV, LOG_ENV
+
+VIEWS = Path(__file__).resolve().parents[1] / "app" / "views"
+PAGES = ("runs", "curves", "splat_map", "generate", "diagnose")
+
+
+def page(name: str, ws: Path, monkeypatch) -> AppTest:
+    monkeypatch.setenv(LOG_ENV, str(ws / "logs"))
+    monkeypatch.setenv(CHECKPOINT_ENV, str(ws / "checkpoints"))
+    at = AppTest.from_file(str(VIEWS / f"{name}.py"), default_timeout=120)
+    return at.run()
+
+
+def texts(at: AppTest) -> str:
+    parts = [
+        e.value for kind in ("markdown", "caption", "info", "warning", "error", "success", "title") for e in getattr(at, kind)
+    ]
+    return "\n".join(str(p) for p in parts)
+
+
+def charts(at: AppTest) -> int:
+    return len(at.get("plotly_chart"))
+
+
+@pytest.fixture
+def copy_of_run(full_run, tmp_path) -> Path:
+    """A private copy of the run's files that a test may damage."""
+    ws, _ = full_run
+    for name in ("logs", "checkpoints"):
+        shutil.copytree(ws / name, tmp_path / name, ignore=shutil.ignore_patterns("maps"))
+    return tmp_path
+
+
+def test_runs_page_lists_the_run_with_state_metrics_and_samples(full_run, monkeypatch):
+    ws, recs = full_run
+    at = page("runs", ws, monkeypatch)
+    assert not at.exception
+    table = at.dataframe[0].value
+    row = table[table["run"] == "full"].iloc[0]
+    last_eval = [r for r in recs if r["type"] in ("eval", "epoch")][-1]
+    assert row["state"] == "finished" and row["step"] == max(r["step"] for r in recs if r["type"] == "batch")
+    assert row["ppl_energy"] == pytest.approx(last_eval["ppl_energy"])
+    assert "refreshes every" in texts(at) and "→" in texts(at)  # status line and a logged sample
+
+
+def test_curves_page_draws_every_panel(full_run, monkeypatch):
+    ws, _ = full_run
+    at = page("curves", ws, monkeypatch)
+    assert not at.exception
+    assert charts(at) == 9 and "energy trend over the last" in texts(at)
+    at.radio(key="curve_smooth").set_value("mean").run()
+    at.radio(key="curve_x").set_value("hours since start").run()
+    assert not at.exception and charts(at) == 9
+
+
+def test_splat_map_shows_pca_at_once_then_nearest_tokens_and_cached_umap(copy_of_run, monkeypatch):
+    ws = copy_of_run
+    at = page("splat_map", ws, monkeypatch)
+    assert not at.exception and charts(at) == 1
+    latest = ws / "checkpoints" / "full" / "latest.pt"
+    n = torch.load(latest, weights_only=False)["model"]["splats.mu_raw"].shape[0]
+    assert f"all {n:,} splats drawn · PCA 2-D" in texts(at)  # UMAP was asked for; PCA shows meanwhile
+    deadline = time.time() + 120  # the page started the background job; wait for its cache file
+    while load_array(latest, "umap2") is None and time.time() < deadline:
+        time.sleep(1)
+    at.run()
+    assert not at.exception and f"all {n:,} splats drawn · UMAP 2-D" in texts(at)
+    assert load_array(latest, "nearest").shape == (n, 5)
+    at.text_input(key="map_words").set_value("the, of").run()
+    at.radio(key="map_dims").set_value(3).run()
+    assert not at.exception and charts(at) == 1
+
+
+def test_generate_page_streams_tokens_and_plots_energy(full_run, monkeypatch):
+    ws, _ = full_run
+    at = page("generate", ws, monkeypatch)
+    assert not at.exception
+    at.number_input(key="gen_n").set_value(3)
+    at.number_input(key="gen_steps").set_value(5)
+    at.button[0].click().run()
+    assert not at.exception
+    assert charts(at) == 2 and "The history of the city**" in texts(at)  # prompt, then the generated text in bold
+    assert len(at.session_state["generation"]["tokens"]) == 3
+    energies = at.session_state["generation"]["energies"]
+    assert set(energies["term"]) == {"total", "splat", "geo", "comp"} and energies["step"].max() == 5
+    assert at.session_state["langevin_path"]["points"].shape[0] == 6  # start + 5 steps
+
+
+def test_diagnose_page_shows_the_cli_report(full_run, monkeypatch):
+    ws, _ = full_run
+    at = page("diagnose", ws, monkeypatch)
+    assert not at.exception
+    assert "Diagnosis of full" in texts(at) and "Recommendations" in texts(at)
+    assert charts(at) == 4
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_empty_folders_give_a_message_not_an_error(name, tmp_path, monkeypatch):
+    at = page(name, tmp_path, monkeypatch)
+    assert not at.exception and not at.error
+    assert "No runs" in texts(at) or "No checkpoints" in texts(at)
+
+
+def test_corrupt_and_truncated_log_lines_are_skipped_and_reported(copy_of_run, monkeypatch):
+    log = copy_of_run / "logs" / "ebm" / "full.jsonl"
+    with open(log, "a") as fh:
+        fh.write("{not json}\n")
+        fh.write('{"v": 1, "type": "batch", "step": 9')  # a half-written last line
+    at = page("runs", copy_of_run, monkeypatch)
+    assert not at.exception
+    assert "1 unreadable log line(s) skipped" in texts(at)
+    assert page("curves", copy_of_run, monkeypatch).exception == []
+
+
+@pytest.mark.parametrize("name", ["splat_map", "generate", "diagnose"])
+def test_corrupt_checkpoint_is_a_message_and_other_files_still_work(name, copy_of_run, monkeypatch):
+    run_dir = copy_of_run / "checkpoints" / "full"
+    good = (run_dir / "latest.pt").read_bytes()
+    (run_dir / "latest.pt").write_bytes(good[: len(good) // 3])
+    at = page(name, copy_of_run, monkeypatch)
+    assert not at.exception
+    assert any("Cannot read latest.pt" in e.value and "corrupt or truncated" in e.value for e in at.error)
+    at.selectbox(key="checkpoint").set_value("ebm_epoch_2.pt").run()
+    assert not at.exception and not at.error
+
+
+def test_older_checkpoint_schema_is_named(copy_of_run, monkeypatch):
+    path = copy_of_run / "checkpoints" / "full" / "latest.pt"
+    state = torch.load(path, weights_only=False)
+    state["schema_version"] = 0
+    torch.save(state, path)
+    at = page("diagnose", copy_of_run, monkeypatch)
+    assert not at.exception and any("schema version 0" in e.value for e in at.error)
+
+
+def test_main_page_navigation_runs(full_run, monkeypatch):
+    ws, _ = full_run
+    monkeypatch.setenv(LOG_ENV, str(ws / "logs"))
+    monkeypatch.setenv(CHECKPOINT_ENV, str(ws / "checkpoints"))
+    at = AppTest.from_file(str(VIEWS.parent / "main.py"), default_timeout=120).run()
+    assert not at.exception and at.title[0].value == "Runs"
+    at.switch_page(str(VIEWS / "diagnose.py")).run()
+    assert not at.exception and at.title[0].value == "Diagnose"
+
+
+def test_projection_cache_is_reused(copy_of_run):
+    latest = copy_of_run / "checkpoints" / "full" / "latest.pt"
+    compute(latest, None)
+    first = load_array(latest, "nearest")
+    stamp = (latest.parent / "maps").stat().st_mtime_ns
+    compute(latest, None)  # already cached: nothing is rewritten
+    assert (latest.parent / "maps").stat().st_mtime_ns == stamp and (load_array(latest, "nearest") == first).all()
