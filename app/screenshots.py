@@ -34,7 +34,7 @@ def wait_rendered(drv, min_plots: int, timeout: float = 60.0) -> dict:
     while True:
         running = drv.find_elements(By.CSS_SELECTOR, '[data-testid="stStatusWidget"]')
         titled = drv.find_elements(By.CSS_SELECTOR, '[data-testid="stMain"] h1')
-        plots = drv.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .main-svg")
+        plots = drv.execute_script("return [...document.querySelectorAll('.js-plotly-plot')].filter(p => p.querySelector('.main-svg'))")
         errors = drv.find_elements(By.CSS_SELECTOR, '[data-testid="stException"], [data-testid="stAlertContentError"]')
         ready = titled and not running and len(plots) >= min_plots
         settled_since = (settled_since or time.time()) if ready else None

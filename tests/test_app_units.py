@@ -1,0 +1,179 @@
+"""The dashboard's data layer without Streamlit: incremental columnar log, smoothing, figures,
+run summaries, projections and the launcher's argument checks."""
+
+import json
+import os
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from app.curves import PANELS, RunSeries, panel_figure, smooth, stride_for
+from app.launch import main as launch_main
+from app.projection import cache_file, load_array, nearest_tokens, pca_fit, place_by_neighbours, save_array
+from app.runlog import RunLog
+from app.settings import Folders
+from app.summary import open_alerts, run_summary
+from trainer.logs import LogReader, RunLogger
+from trainer.status import write_status
+
+
+def write_log(path, n, start=0):
+    logger = RunLogger(path)
+    if start == 0:
+        logger.log("meta", 0, 0, run_id=path.stem, config={})
+    for s in range(start, start + n):
+        logger.log("batch", s + 1, 0, loss=10.0 / (s + 1), nll=1.0, tokens_per_s=100.0)
+    logger.close()
+
+
+# ----------------------------------------------------------------------------- smoothing
+
+
+def test_ema_is_the_debiased_zero_started_average():
+    x = pd.Series(np.random.default_rng(0).normal(5.0, 1.0, 50))
+    beta, m, expected = 0.9, 0.0, []
+    for t, v in enumerate(x, start=1):
+        m = beta * m + (1 - beta) * v
+        expected.append(m / (1 - beta**t))  # bias correction as in Adam / TensorBoard
+    np.testing.assert_allclose(smooth(x, "ema", beta), expected, rtol=1e-12)
+    assert smooth(x, "ema", beta).iloc[0] == x.iloc[0]  # no pull towards zero at the start
+
+
+def test_moving_average_is_trailing_with_a_short_start_and_skips_nans():
+    x = pd.Series([1.0, 3.0, np.nan, 5.0, 7.0])
+    np.testing.assert_allclose(smooth(x, "mean", 2), [1.0, 2.0, 3.0, 5.0, 6.0])
+    assert smooth(x, "none", 0).equals(x)
+    np.testing.assert_allclose(smooth(x, "ema", 0.5).dropna().iloc[-1], (7 + 0.5 * 5 + 0.25 * 3 + 0.125 * 1) / 1.875)
+    with pytest.raises(ValueError):
+        smooth(x, "ema", 1.0)
+
+
+def test_panel_figure_thins_long_series_keeps_zoom_and_marks_phases_and_alerts():
+    n = 10_000
+    batch = pd.DataFrame({"step": np.arange(1, n + 1), "t": np.arange(n) + 1e9, "nll": np.linspace(10, 2, n)})
+    phases = pd.DataFrame({"step": [0, 5000], "t": [1e9, 1e9 + 4999], "name": ["init", "mid"]})
+    alerts = pd.DataFrame({"step": [7000], "t": [1e9 + 6999], "rule": ["plateau"], "message": ["flat"]})
+    rs = RunSeries("r", {"batch": batch}, 1e9, phases, alerts)
+    panel = next(p for p in PANELS if p.title == "Loss components")
+    fig, note = panel_figure(panel, [rs], "step", "ema", 0.9, max_points=1000)
+    lines = [t for t in fig.data if t.mode == "lines"]
+    assert len(lines) == 1 and len(lines[0].x) == 1000 and stride_for(n, 1000) == 10
+    assert "every 10th of 10,000 points" in note
+    assert fig.layout.uirevision == panel.title
+    assert [s.x0 for s in fig.layout.shapes] == [5000]  # the phase change, not the start
+    crosses = [t for t in fig.data if t.name == "r alerts"]
+    assert list(crosses[0].x) == [7000] and "plateau: flat" in crosses[0].hovertext[0]
+    fig, _ = panel_figure(panel, [rs], "time", "none", 0.0)  # date axis with markers must not fail
+    assert len(fig.layout.shapes) == 1
+
+
+# ----------------------------------------------------------------------------- logs
+
+
+def test_runlog_reads_only_new_lines_and_waits_for_partial_ones(tmp_path):
+    path = tmp_path / "ebm" / "r.jsonl"
+    write_log(path, 5)
+    log = RunLog(path)
+    assert log.refresh() == 6 and len(log.frame("batch")) == 5 and log.meta["run_id"] == "r"
+    offset = log.reader.offset
+    assert log.refresh() == 0 and log.reader.offset == offset
+    with open(path, "a") as fh:
+        fh.write('{"v":1,"type":"batch","t":1,"step":6,"epoch":0,"loss":1.0')
+    assert log.refresh() == 0 and len(log.frame("batch")) == 5
+    with open(path, "a") as fh:
+        fh.write("}\n{garbage\n")
+    assert log.refresh() == 1 and log.frame("batch")["step"].tolist() == [1, 2, 3, 4, 5, 6]
+    assert log.corrupt_lines == 1
+
+
+def test_runlog_chunked_reading_matches_one_read_and_restarts_on_a_rewritten_file(tmp_path):
+    path = tmp_path / "ebm" / "r.jsonl"
+    write_log(path, 300)
+    small = RunLog(path, chunk_bytes=500)
+    whole = RunLog(path)
+    small.refresh(), whole.refresh()
+    pd.testing.assert_frame_equal(small.frame("batch"), whole.frame("batch"))
+    path.unlink()
+    write_log(path, 3)  # a new, shorter log under the same name
+    small.refresh()
+    assert len(small.frame("batch")) == 3 and small.reader.resets == 1
+
+
+def test_log_reader_max_bytes_still_returns_a_line_longer_than_the_limit(tmp_path):
+    path = tmp_path / "r.jsonl"
+    path.write_text(json.dumps({"type": "sample", "text": "x" * 5000}) + "\n")
+    reader = LogReader(path, keep_records=False)
+    assert len(reader.read_new(max_bytes=100)) == 1 and reader.records == []
+
+
+# ----------------------------------------------------------------------------- summaries
+
+
+def test_summary_shows_a_stale_running_run_as_not_responding_and_open_alerts(tmp_path):
+    folders = Folders(tmp_path / "logs", tmp_path / "checkpoints", 5.0)
+    path = tmp_path / "logs" / "ebm" / "r.jsonl"
+    write_log(path, 1000)
+    logger = RunLogger(path)
+    logger.log("alert", 100, 0, rule="old", message="m", advice="a")
+    logger.log("alert", 900, 0, rule="energy_rising", message="m", advice="a")
+    logger.close()
+    write_status(folders.checkpoints / "r" / "status.json", "running", total_steps=2000)
+    log = RunLog(path)
+    log.refresh()
+    row = run_summary(log, folders)
+    assert row["state"] == "running" and row["step"] == 1000 and row["progress"] == 0.5
+    assert row["open_alerts"] == "energy_rising" and list(open_alerts(log)["rule"]) == ["energy_rising"]
+    assert run_summary(log, folders, now=time.time() + 600)["state"] == "not responding"
+
+
+# ----------------------------------------------------------------------------- projections
+
+
+def test_pca_matches_svd_and_places_new_points_linearly():
+    rng = np.random.default_rng(0)
+    x = (rng.normal(size=(500, 20)) * np.linspace(5, 0.1, 20)).astype(np.float32)
+    coords, mean, axes = pca_fit(x, 3)
+    _, s, vt = np.linalg.svd(x - x.mean(0), full_matrices=False)
+    np.testing.assert_allclose(np.abs(axes @ vt[:3].T), np.eye(3), atol=1e-4)
+    np.testing.assert_allclose(coords.var(0) * len(x), s[:3] ** 2, rtol=1e-3)
+    np.testing.assert_allclose((x[:5] - mean) @ axes.T, coords[:5], rtol=1e-5, atol=1e-5)
+
+
+def test_nearest_tokens_match_brute_force_cosine():
+    rng = np.random.default_rng(1)
+    splats, tokens = rng.normal(size=(50, 16)), rng.normal(size=(300, 16))
+    found = nearest_tokens(splats, tokens, k=4)
+    cos = (splats / np.linalg.norm(splats, axis=1, keepdims=True)) @ (tokens / np.linalg.norm(tokens, axis=1, keepdims=True)).T
+    np.testing.assert_array_equal(found, np.argsort(-cos, axis=1)[:, :4])
+
+
+def test_a_point_at_a_splat_lands_on_its_map_position():
+    rng = np.random.default_rng(2)
+    means, coords = rng.normal(size=(40, 8)), rng.normal(size=(40, 2))
+    placed = place_by_neighbours(means[[7, 9]], means, coords, k=1)
+    np.testing.assert_allclose(placed, coords[[7, 9]], atol=1e-6)
+
+
+def test_map_cache_follows_the_checkpoint_file_version(tmp_path):
+    ckpt = tmp_path / "latest.pt"
+    ckpt.write_bytes(b"one")
+    save_array(ckpt, "umap2", np.ones((3, 2)))
+    assert load_array(ckpt, "umap2").shape == (3, 2)
+    ckpt.write_bytes(b"second version")
+    os.utime(ckpt, ns=(time.time_ns() + 10**9,) * 2)
+    assert load_array(ckpt, "umap2") is None  # a rewritten latest.pt gets a new map
+    new = save_array(ckpt, "umap2", np.zeros((4, 2)))
+    assert sorted(p.name for p in (tmp_path / "maps").iterdir()) == [new.name] == [cache_file(ckpt, "umap2").name]
+
+
+# ----------------------------------------------------------------------------- launcher
+
+
+def test_launcher_rejects_bad_arguments_in_one_line(tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    assert launch_main(["--logs", str(tmp_path / "file")]) == 2
+    assert launch_main(["--refresh", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all(line.startswith("ebm-dashboard: error:") for line in err)

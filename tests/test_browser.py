@@ -1,0 +1,62 @@
+"""End to end in a real browser: `ebm-dashboard` serves a trainer run, headless Chromium opens
+its pages, the curves and the splat map render with no error element, screenshots are saved."""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from conftest import ROOT
+
+pytestmark = pytest.mark.browser
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def dashboard(full_run):
+    if not (shutil.which("chromium") and shutil.which("chromedriver")):
+        pytest.skip("chromium and chromedriver are not installed (scripts/system-deps.sh installs them)")
+    ws, _ = full_run
+    port = free_port()
+    cmd = [sys.executable, "-m", "app.launch", "--logs", str(ws / "logs"), "--checkpoints", str(ws / "checkpoints")]
+    proc = subprocess.Popen(
+        [*cmd, "--port", str(port), "--refresh", "2"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    url = f"http://localhost:{port}"
+    deadline = time.time() + 60
+    while True:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                break
+        except OSError:
+            if time.time() > deadline or proc.poll() is not None:
+                proc.kill()
+                pytest.fail(f"dashboard did not start: {proc.stdout.read().decode()[-2000:]}")
+            time.sleep(0.5)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+def test_pages_render_in_headless_chromium(dashboard, tmp_path):
+    from app.screenshots import capture
+
+    results = capture(dashboard, tmp_path, {"runs": 0, "curves": 9, "splat_map": 1, "diagnose": 4}, timeout=120)
+    for name, r in results.items():
+        assert not r["errors"] and not r["timed_out"], (name, r)
+        assert (tmp_path / f"{name}.png").stat().st_size > 20_000  # a real picture, not a blank page
+    assert results["curves"]["plots"] >= 9 and results["splat_map"]["plots"] >= 1
