@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 PAGES = {"runs": "", "curves": "curves", "splat_map": "splat_map", "generate": "generate", "diagnose": "diagnose"}
+DRAWN_PLOTS = "return [...document.querySelectorAll('.js-plotly-plot')].filter(p => p.querySelector('.main-svg'))"
 CHROME_ARGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--window-size=1500,1100")
 
 
@@ -34,7 +35,7 @@ def wait_rendered(drv, min_plots: int, timeout: float = 60.0) -> dict:
     while True:
         running = drv.find_elements(By.CSS_SELECTOR, '[data-testid="stStatusWidget"]')
         titled = drv.find_elements(By.CSS_SELECTOR, '[data-testid="stMain"] h1')
-        plots = drv.execute_script("return [...document.querySelectorAll('.js-plotly-plot')].filter(p => p.querySelector('.main-svg'))")
+        plots = drv.execute_script(DRAWN_PLOTS)
         errors = drv.find_elements(By.CSS_SELECTOR, '[data-testid="stException"], [data-testid="stAlertContentError"]')
         ready = titled and not running and len(plots) >= min_plots
         settled_since = (settled_since or time.time()) if ready else None
