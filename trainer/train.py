@@ -546,6 +546,7 @@ def detach(argv: list[str], args) -> int:
     print(
         f"run id:    {shown}\npid:       {proc.pid}\nlog:       {log_path(out / 'logs', shown)}\n"
         f"console:   {run_dir / 'train.out'}\nstatus:    {status_path(out / 'checkpoints', shown)}\n"
+        f"dashboard: ebm-dashboard --logs {out / 'logs'} --checkpoints {out / 'checkpoints'}\n"
         f"diagnose:  ebm-diagnose --batch --run-id {shown} --out {out}"
     )
     return 0
