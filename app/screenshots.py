@@ -47,12 +47,18 @@ def wait_rendered(drv, min_plots: int, timeout: float = 60.0) -> dict:
 
 def capture(url: str, out: Path, pages: dict[str, int], timeout: float = 90.0) -> dict[str, dict]:
     """pages: name -> minimum number of plots expected. Returns what each page showed."""
+    from selenium.webdriver.common.by import By
+
     out.mkdir(parents=True, exist_ok=True)
     drv = browser()
     results = {}
     try:
         for name, min_plots in pages.items():
             drv.get(f"{url.rstrip('/')}/{PAGES[name]}")
+            if name == "generate":  # the page draws its charts once text has been generated
+                wait_rendered(drv, 0, timeout)
+                drv.find_element(By.XPATH, "//button[.//p[text()='Generate']]").click()
+                time.sleep(1.0)
             result = wait_rendered(drv, min_plots, timeout)
             drv.save_screenshot(str(out / f"{name}.png"))
             results[name] = result
@@ -67,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="docs/img")
     p.add_argument("--pages", nargs="*", default=list(PAGES))
     args = p.parse_args(argv)
-    results = capture(args.url, Path(args.out), {name: 1 if name != "runs" else 0 for name in args.pages})
+    expected = {"runs": 0, "curves": 9, "splat_map": 1, "generate": 2, "diagnose": 4}
+    results = capture(args.url, Path(args.out), {name: expected[name] for name in args.pages}, timeout=300)
     bad = False
     for name, r in results.items():
         print(f"{name:10s} plots {r['plots']:3d}  errors {r['errors'] or '-'}{'  TIMED OUT' if r['timed_out'] else ''}")
