@@ -30,4 +30,4 @@ export pybind11_ROOT
 echo "[vulkan] building kp 0.9.0 from source (about a minute)"
 # --no-cache-dir: a cached wheel built against an old pybind11 returns silently wrong numbers
 pip install -q --no-cache-dir --no-build-isolation --no-deps kp==0.9.0
-python -m ebm.vulkan.device --list
+python -m ebm.vulkan --list

