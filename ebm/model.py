@@ -100,6 +100,13 @@ class EBMModel(nn.Module):
         self.register_buffer("vocab_nbr", torch.zeros(cfg.vocab_size, 1, dtype=torch.long), persistent=False)
         self._nbr_version = -1
         self._nbr_step = -(10**9)
+        self.vulkan = None  # a VulkanDevice once use_vulkan() is called; not part of the state
+
+    def use_vulkan(self, device) -> EBMModel:
+        """Run the splat energy (training and scoring), vocabulary energies and Langevin
+        sampling on a Vulkan device (ebm.vulkan.get_device); the rest stays in torch on CPU."""
+        self.vulkan = device
+        return self
 
     # --- exact resume: the neighbour table and index snapshot are part of the state
     def get_extra_state(self) -> dict:
@@ -153,6 +160,11 @@ class EBMModel(nn.Module):
     def vocab_splat_energy(self) -> Tensor:
         """E_splat(e_w) for every token, (V,), differentiable in embeddings and splats."""
         self._ensure_neighbours()
+        if self.vulkan is not None:
+            from .vulkan.splat import splat_energy as vulkan_splat_energy
+
+            s = self.splats
+            return vulkan_splat_energy(self.vulkan, self.embeddings, s.mu, s.log_alpha, s.kappa, float(s.tau), self.vocab_nbr)
         return self.splats.energy(self.embeddings, self.vocab_nbr)
 
     # --- training
@@ -215,9 +227,16 @@ class EBMModel(nn.Module):
         """log p_E(target | c) for the last T tokens of each window: (B, L) -> (B, T)."""
         T = n_targets or self.cfg.seq_length
         ctx = self.contexts(tokens[:, :-1], T)
-        logits = vocab_logits(
-            self.embeddings, self.vocab_splat_energy(), ctx.g, self.beta, ctx.u, self.cfg.vocab_temperature
-        )  # (B, T, V)
+        if self.vulkan is not None:
+            from .vulkan.vocab import vocab_energies
+
+            c = (self.beta * ctx.g + ctx.u).reshape(-1, self.cfg.latent_dim)
+            energies = vocab_energies(self.vulkan, self.embeddings, self.vocab_splat_energy(), c)
+            logits = (-energies / self.cfg.vocab_temperature).view(*ctx.g.shape[:2], -1)
+        else:
+            logits = vocab_logits(
+                self.embeddings, self.vocab_splat_energy(), ctx.g, self.beta, ctx.u, self.cfg.vocab_temperature
+            )  # (B, T, V)
         return torch.log_softmax(logits, -1).gather(-1, tokens[:, -T:, None]).squeeze(-1)
 
     @torch.no_grad()
@@ -263,9 +282,36 @@ class EBMModel(nn.Module):
         generator: torch.Generator | None = None,
         keep_path: bool = False,
     ) -> LangevinResult:
+        if self.vulkan is not None and not keep_path:
+            return self._sample_vulkan(z0, g, u, settings, generator)
         fn = self.energy_fn(g, u)
         return langevin_sample(
             z0, fn, settings.steps, settings.dt, settings.gamma, settings.temperature, generator, keep_path=keep_path
+        )
+
+    def _sample_vulkan(self, z0: Tensor, g: Tensor, u: Tensor, settings: SamplerSettings, generator) -> LangevinResult:
+        from .vulkan.langevin import langevin_sample as vulkan_langevin
+
+        s, cfg = self.splats, self.cfg
+        seed = int(torch.randint(1 << 24, (1,), generator=generator))  # the device's noise stream, from the caller's RNG
+        return vulkan_langevin(
+            self.vulkan,
+            z0,
+            g,
+            float(self.beta),
+            u,
+            s.mu,
+            s.log_alpha,
+            s.kappa,
+            float(s.tau),
+            cfg.knn_k,
+            settings.steps,
+            settings.dt,
+            settings.gamma,
+            settings.temperature,
+            seed,
+            cfg.langevin_knn_refresh,
+            generator,
         )
 
     @torch.no_grad()

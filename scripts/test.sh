@@ -4,6 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/system-deps.sh
 bash scripts/setup.sh
+bash scripts/vulkan-setup.sh || echo "[setup] Vulkan backend not installed: its tests will be skipped"
 . .venv/bin/activate
 ruff check .
 python -m pytest -q "$@"

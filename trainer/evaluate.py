@@ -12,6 +12,7 @@ import torch
 
 from .checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
 from .data import DataError, Windows, default_cache_dir, load_corpus, tokenize_split
+from .device import DeviceError, resolve_device
 from .evaluation import generate_samples, score
 from .tokenizer import TokenizerError, load_tokenizer
 from .wikitext import detokenize
@@ -26,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-tokens", type=int, default=16384, help="target tokens to score (evenly spaced windows)")
     p.add_argument("--samples", type=int, default=4, help="generated samples for quality metrics")
     p.add_argument("--sample-tokens", type=int, default=24)
-    p.add_argument("--device", default="cpu", help="cpu (vulkan is not available yet)")
+    p.add_argument("--device", default="cpu", help="cpu (default) or vulkan[:N]")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     return p
@@ -44,11 +45,14 @@ def load_run(path: str | Path):
 
 
 def run(args) -> dict:
-    if args.device != "cpu":
-        raise CheckpointError(f"--device {args.device} is not available for evaluation yet; use --device cpu")
+    torch_device, vulkan = resolve_device(args.device)
+    if torch_device.type != "cpu":
+        raise DeviceError(f"--device {args.device}: evaluation runs on cpu or vulkan")
     torch.manual_seed(args.seed)
     path = Path(args.checkpoint)
     state, model, tokenizer = load_run(path)
+    if vulkan is not None:
+        model.use_vulkan(vulkan)
     tokens = _tokens(args, tokenizer)
     cfg = model.cfg
     windows = Windows(tokens, cfg.context_global, cfg.seq_length)
@@ -58,6 +62,7 @@ def run(args) -> dict:
     samples, quality = generate_samples(model, prompts, args.sample_tokens, tokenizer.decode, seed=args.seed)
     return {
         "checkpoint": str(path),
+        "device": str(vulkan or torch_device),
         "step": state["step"],
         "tokenizer": state["tokenizer"],
         "data": args.data,
@@ -85,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         result = run(args)
-    except (CheckpointError, DataError, TokenizerError) as err:
+    except (CheckpointError, DataError, TokenizerError, DeviceError) as err:
         print(f"ebm-evaluate: error: {err}", file=sys.stderr)
         return 2
     if args.json:

@@ -32,12 +32,13 @@ from . import alerts
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .curriculum import Curriculum, Phase
 from .data import BUILTIN_LICENSE, DataError, Windows, default_cache_dir, load_corpus, token_frequencies, tokenize_split
+from .device import DeviceError, resolve_device
 from .evaluation import generate_samples, score
 from .logs import RunLogger, log_path
 from .status import status_path, write_status
 from .tokenizer import TokenizerError, load_tokenizer
 
-USER_ERRORS = (ConfigError, DataError, TokenizerError, CheckpointError)
+USER_ERRORS = (ConfigError, DataError, TokenizerError, CheckpointError, DeviceError)
 
 
 class UserError(RuntimeError):
@@ -73,18 +74,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # --------------------------------------------------------------------------- set-up
-
-
-def resolve_device(spec: str) -> torch.device:
-    if spec == "cpu":
-        return torch.device("cpu")
-    if spec.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise UserError("--device cuda: no CUDA device is visible to torch; use --device cpu")
-        return torch.device(spec)
-    if spec.startswith("vulkan"):
-        raise UserError("--device vulkan is not available yet in this version; use --device cpu")
-    raise UserError(f"unknown --device {spec!r}: use cpu, cuda[:N] or vulkan[:N]")
 
 
 def new_run_id() -> str:
@@ -136,7 +125,7 @@ class Trainer:
         self.run_dir = out / "checkpoints" / run_id
         self.status_file = status_path(out / "checkpoints", run_id)
         self.tokenizer = tokenizer
-        self.device = resolve_device(args.device)
+        self.device, self.vulkan = resolve_device(args.device)
         self.train = Windows(train_tokens, cfg.context_global, cfg.seq_length)
         self.valid = Windows(valid_tokens, cfg.context_global, cfg.seq_length)
         self.eval_ids = self.valid.evenly_spaced(max(1, cfg.eval_tokens // cfg.seq_length))
@@ -157,6 +146,8 @@ class Trainer:
             self.model = model_from_checkpoint(resume_state)
             self.model.train()
         self.model.to(self.device)
+        if self.vulkan is not None:
+            self.model.use_vulkan(self.vulkan)
         self.opt = torch.optim.AdamW(self.model.parameter_groups(), lr=cfg.learning_rate)
         self.total_steps = self._planned_steps()
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, self._lr_factor)
@@ -281,7 +272,7 @@ class Trainer:
                 train_tokens=int(len(self.train.tokens)),
                 valid_tokens=int(len(self.valid.tokens)),
                 embedding_source=self.embedding_source,
-                device=str(self.device),
+                device=str(self.vulkan or self.device),
                 pid=os.getpid(),
                 n_params=sum(p.numel() for p in self.model.parameters()),
             )
@@ -556,6 +547,7 @@ def run(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     if args.detach:
         return detach(argv, args)
+    resolve_device(args.device)  # a missing device fails before any data is read
     torch.manual_seed(args.seed or 0)
     out = Path(args.out).resolve()
     resume_state = None

@@ -94,6 +94,8 @@ class VulkanDevice:
 
         self.kp = kp
         self.mgr = kp.Manager(self.index)
+        # Mesa's CPU drivers end any shader loop after 65,535 iterations; kernels size their passes for it.
+        self.software = any(s in self.name.lower() for s in SOFTWARE)
 
     def __repr__(self) -> str:
         return f"vulkan:{self.index} ({self.name})"

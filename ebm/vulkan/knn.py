@@ -1,26 +1,44 @@
-"""Exact inner-product top-k of points against all splat means on Vulkan (brute force)."""
+"""Exact inner-product top-k of points against all splat means on Vulkan (brute force): one
+pass of scores (queries x splats), then a selection pass per range of at most 60,000 splats."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from .device import VulkanDevice, groups
+from .device import MAX_BUFFER_BYTES, VulkanDevice, groups
+
+SELECT_RANGE = 60_000  # under lavapipe's 65,535-iteration loop limit
+
+
+def record_topk(dev: VulkanDevice, seq, q_t, mu_t, scores_t, ids_t, vals_t, n: int, s: int, d: int, k: int) -> None:
+    """Append the search to a kp sequence: tensors q (n, d), mu (s, d) -> ids, vals (n, k)."""
+    kp = dev.kp
+    seq.record(kp.OpAlgoDispatch(dev.algorithm("ip_scores", [q_t, mu_t, scores_t], (groups(s), n, 1), [s, d])))
+    select = dev.algorithm("topk_select", [scores_t, ids_t, vals_t], (groups(n), 1, 1), [n, s, k, 0, min(s, SELECT_RANGE)])
+    for first in range(0, s, SELECT_RANGE):
+        seq.record(kp.OpAlgoDispatch(select, np.array([n, s, k, first, min(SELECT_RANGE, s - first)], np.float32)))
 
 
 def topk_inner_product(
     dev: VulkanDevice, queries: torch.Tensor, means: torch.Tensor, k: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(N, D), (K, D) -> ids (N, k) long and scores (N, k), best first."""
-    n, d = queries.shape
-    k = min(k, means.shape[0])
+    """(N, D), (S, D) -> ids (N, k) long and scores (N, k), best first."""
+    s, d = means.shape
+    k = min(k, s)
     if k > 64:
         raise ValueError("the Vulkan top-k kernel returns at most 64 neighbours")
-    ids, vals = dev.run(
-        "topk_ip",
-        [queries.detach().float().contiguous().numpy(), means.detach().float().contiguous().numpy()],
-        [((n, k), np.uint32), ((n, k), np.float32)],
-        (groups(n), 1, 1),
-        [n, means.shape[0], d, k],
-    )
-    return torch.from_numpy(ids.astype(np.int64)), torch.from_numpy(vals)
+    mu_t = dev.tensor(means.detach().float().contiguous().numpy())
+    rows = max(1, min(65535, MAX_BUFFER_BYTES // (4 * s)))  # queries per pass: one scores buffer each
+    ids, vals = [], []
+    for chunk in torch.split(queries.detach().float(), rows):
+        n = chunk.shape[0]
+        q_t = dev.tensor(chunk.contiguous().numpy())
+        scores_t = dev.tensor(np.zeros((n, s), np.float32))
+        ids_t, vals_t = dev.tensor(np.zeros((n, k), np.uint32)), dev.tensor(np.zeros((n, k), np.float32))
+        seq = dev.mgr.sequence().record(dev.kp.OpTensorSyncDevice([q_t, mu_t]))
+        record_topk(dev, seq, q_t, mu_t, scores_t, ids_t, vals_t, n, s, d, k)
+        seq.record(dev.kp.OpTensorSyncLocal([ids_t, vals_t])).eval()
+        ids.append(torch.from_numpy(ids_t.data().reshape(n, k).astype(np.int64)))
+        vals.append(torch.from_numpy(vals_t.data().reshape(n, k).copy()))
+    return torch.cat(ids), torch.cat(vals)

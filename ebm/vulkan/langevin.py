@@ -12,6 +12,7 @@ import torch
 from ..geometry import tangent_noise
 from ..langevin import LangevinResult
 from .device import VulkanDevice, groups
+from .knn import record_topk
 
 
 def _f32(t: torch.Tensor) -> np.ndarray:
@@ -48,12 +49,12 @@ def langevin_sample(
     mu_t, la_t, ka_t = dev.tensor(_f32(mu)), dev.tensor(_f32(log_alpha)), dev.tensor(_f32(kappa))
     bg_t, u_t = dev.tensor(_f32(beta * g)), dev.tensor(_f32(u))
     idx_t = dev.tensor(np.zeros((n, k), np.uint32))
-    scores_t, w_t, cos_t = (dev.tensor(np.zeros((n, k), np.float32)) for _ in range(3))
+    best_t, w_t, cos_t = (dev.tensor(np.zeros((n, k), np.float32)) for _ in range(3))
+    scores_t = dev.tensor(np.zeros((n, mu.shape[0]), np.float32))
     grad_t = dev.tensor(np.zeros((n, d), np.float32))
     splat_t, geo_t, comp_t = (dev.tensor(np.zeros((steps + 1, n), np.float32)) for _ in range(3))
     inputs = [z_t, v_t, mu_t, la_t, ka_t, bg_t, u_t]
 
-    search = dev.algorithm("topk_ip", [z_t, mu_t, idx_t, scores_t], (groups(n), 1, 1), [n, mu.shape[0], d, k])
     energy = dev.algorithm(
         "splat_energy", [z_t, mu_t, la_t, ka_t, idx_t, splat_t, w_t, cos_t, grad_t], (groups(n), 1, 1), [n, k, d, tau, 0]
     )
@@ -63,10 +64,11 @@ def langevin_sample(
         (groups(n), 1, 1),
         [n, d, dt, gamma, temperature, seed, 0, 1],
     )
-    seq = dev.mgr.sequence().record(kp.OpTensorSyncDevice(inputs + [idx_t, scores_t, w_t, cos_t, grad_t, splat_t, geo_t, comp_t]))
+    outputs = [idx_t, best_t, scores_t, w_t, cos_t, grad_t, splat_t, geo_t, comp_t]
+    seq = dev.mgr.sequence().record(kp.OpTensorSyncDevice(inputs + outputs))
     for step in range(steps + 1):
         if step % knn_refresh == 0:
-            seq.record(kp.OpAlgoDispatch(search))
+            record_topk(dev, seq, z_t, mu_t, scores_t, idx_t, best_t, n, mu.shape[0], d, k)
         seq.record(kp.OpAlgoDispatch(energy, np.array([n, k, d, tau, step * n], np.float32)))
         move = 1.0 if step < steps else 0.0
         seq.record(kp.OpAlgoDispatch(step_algo, np.array([n, d, dt, gamma, temperature, seed, step, move], np.float32)))

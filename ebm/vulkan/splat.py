@@ -14,6 +14,8 @@ import torch
 
 from .device import VulkanDevice, groups
 
+SCATTER_PASS = 60_000  # entries of one splat summed per pass: under lavapipe's 65,535-iteration loop limit
+
 Tensor = torch.Tensor
 
 
@@ -29,6 +31,8 @@ def splat_forward(
     k = idx.shape[1]
     if k > 64:
         raise ValueError("the Vulkan splat kernel takes at most 64 neighbours (knn_k <= 64)")
+    if k * d > 65535 and dev.software:
+        raise ValueError(f"knn_k * latent_dim = {k * d} is over the 65,535 loop iterations {dev.name} runs per invocation")
     e, w, c, g = dev.run(
         "splat_energy",
         [_np(z), _np(mu), _np(log_alpha), _np(kappa), idx.numpy().astype(np.uint32)],
@@ -44,22 +48,22 @@ def scatter_rows(dev: VulkanDevice, x: Tensor, idx: Tensor, coef: Tensor, n_rows
     d = x.shape[1]
     flat = idx.reshape(-1)
     order = torch.argsort(flat, stable=True)
+    counts = torch.bincount(flat, minlength=n_rows)
     offsets = torch.zeros(n_rows + 1, dtype=torch.long)
-    offsets[1:] = torch.cumsum(torch.bincount(flat, minlength=n_rows), 0)
+    offsets[1:] = torch.cumsum(counts, 0)
     rows = order // idx.shape[1]  # the point each (n, j) pair belongs to
-    out = np.zeros((n_rows, d), dtype=np.float32)
-    step = 65535  # the y dispatch dimension's limit
-    for first in range(0, n_rows, step):
-        count = min(step, n_rows - first)
-        (part,) = dev.run(
-            "scatter_rows",
-            [_np(x), offsets.numpy().astype(np.uint32), rows.numpy().astype(np.uint32), _np(coef.reshape(-1)[order])],
-            [((n_rows, d), np.float32)],
-            (groups(d), count, 1),
-            [first, d],
-        )
-        out[first : first + count] = part[first : first + count]
-    return torch.from_numpy(out)
+    kp = dev.kp
+    ts = [dev.tensor(_np(x)), dev.tensor(offsets.numpy().astype(np.uint32)), dev.tensor(rows.numpy().astype(np.uint32))]
+    ts += [dev.tensor(_np(coef.reshape(-1)[order])), dev.tensor(np.zeros((n_rows, d), np.float32))]
+    seq = dev.mgr.sequence().record(kp.OpTensorSyncDevice(ts))
+    longest = int(counts.max()) if n_rows else 0
+    for first in range(0, n_rows, 65535):  # the y dispatch dimension's limit
+        count = min(65535, n_rows - first)
+        algo = dev.algorithm("scatter_rows", ts, (groups(d), count, 1), [first, d, 0, SCATTER_PASS])
+        for p_first in range(0, max(longest, 1), SCATTER_PASS):
+            seq.record(kp.OpAlgoDispatch(algo, np.array([first, d, p_first, SCATTER_PASS], np.float32)))
+    seq.record(kp.OpTensorSyncLocal([ts[-1]])).eval()
+    return torch.from_numpy(ts[-1].data().reshape(n_rows, d).copy())
 
 
 class SplatEnergy(torch.autograd.Function):
