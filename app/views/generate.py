@@ -8,6 +8,7 @@ import streamlit as st
 from app.resources import LOAD_ERRORS, choose_checkpoint, file_key, loaded_run, show_load_error
 from app.settings import folders
 from ebm.model import SamplerSettings
+from ebm.vulkan.device import VulkanError, get_device, list_devices
 
 where = folders()
 st.title("Generate")
@@ -34,18 +35,34 @@ with st.form("generate"):
     top_k = b.number_input("top-k (0: off)", 0, cfg.vocab_size, 40, key="gen_top_k")
     top_p = c.slider("top-p", 0.05, 1.0, 1.0, key="gen_top_p")
     n_tokens = d.number_input("Tokens", 1, 200, 20, key="gen_n")
-    seed = st.number_input("Seed", 0, 2**31 - 1, 0, key="gen_seed")
+    a, b = st.columns(2)
+    seed = a.number_input("Seed", 0, 2**31 - 1, 0, key="gen_seed")
+    devices = ["cpu"] + [f"vulkan:{i} ({name})" for i, name in enumerate(list_devices())]
+    device = b.selectbox("Device", devices, key="gen_device", help="Vulkan runs each token's Langevin chain on the device")
     submitted = st.form_submit_button("Generate")
 
 if submitted:
     settings = SamplerSettings(int(steps), float(dt), float(gamma), float(temperature))
+    on_vulkan = device.startswith("vulkan")
+    try:
+        model.vulkan = get_device(device.split(" ")[0]) if on_vulkan else None
+    except VulkanError as err:
+        st.error(f"{err}")
+        st.stop()
     prompt_ids = tokenizer.encode(prompt)
     out = st.empty()
     progress = st.progress(0.0, text="sampling ...")
     tokens, rows, paths = [], [], []
     for i, tok in enumerate(
         model.generate_stream(
-            prompt_ids, int(n_tokens), settings, float(sample_temperature), int(top_k), float(top_p), int(seed), keep_path=True
+            prompt_ids,
+            int(n_tokens),
+            settings,
+            float(sample_temperature),
+            int(top_k),
+            float(top_p),
+            int(seed),
+            keep_path=not on_vulkan,  # the device sampler does not read back every step's point
         )
     ):
         tokens.append(tok.token)
@@ -56,11 +73,13 @@ if submitted:
                 {"token": i, "piece": tokenizer.token_text(tok.token), "step": s, "term": term, "energy": float(e)}
                 for s, e in enumerate(trace)
             ]
-        paths.append(tok.path.numpy())
+        if tok.path is not None:
+            paths.append(tok.path.numpy())
     progress.empty()
     st.session_state["generation"] = {"text": prompt, "tokens": tokens, "energies": pd.DataFrame(rows)}
-    st.session_state["langevin_path"] = {"checkpoint": str(path), "points": paths[-1] if paths else None}
     st.session_state["langevin_paths"] = paths
+    if paths:
+        st.session_state["langevin_path"] = {"checkpoint": str(path), "points": paths[-1]}
 
 result = st.session_state.get("generation")
 if result:
