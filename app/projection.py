@@ -79,10 +79,11 @@ def nearest_tokens(splat_means: np.ndarray, token_embeddings: np.ndarray, k: int
     return index.search(unit_rows(splat_means), k)[1]
 
 
-def umap_embed(x: np.ndarray, dims: int, seed: int = 0) -> np.ndarray:
+def umap_embed(x: np.ndarray, dims: int) -> np.ndarray:
     import umap
 
-    reducer = umap.UMAP(n_components=dims, metric="cosine", n_neighbors=15, min_dist=0.1, random_state=seed, low_memory=True)
+    # No random_state: a fixed seed makes UMAP single-threaded; the map is cached once computed anyway.
+    reducer = umap.UMAP(n_components=dims, metric="cosine", n_neighbors=15, min_dist=0.1, low_memory=True)
     return reducer.fit_transform(x).astype(np.float32)
 
 

@@ -1,0 +1,295 @@
+"""Throughput at the default config, each table with its baseline in the same run (ratio column).
+
+python bench/speed.py --out bench/results            # everything (about 15 minutes on 2 cores)
+python bench/speed.py --only step langevin knn        # some sections
+python bench/speed.py --only knn --knn-sizes 10000    # smaller
+
+Sections: step (training step split by component), langevin (200-step sampling, batch 1/32/256,
+torch vs Vulkan), knn (flat / HNSW / torch brute force / Vulkan, recall against exact), umap
+(cold and cached), vulkan (each kernel on the Vulkan device vs torch on the CPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from functools import partial
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ebm import EBMConfig, EBMModel, SamplerSettings  # noqa: E402
+from ebm.energy import context_grad, splat_energy_and_grad, vocab_logits  # noqa: E402
+from ebm.geometry import normalize, perturb, random_points  # noqa: E402
+from ebm.knn import SplatIndex, exact_knn, recall  # noqa: E402
+from ebm.losses import noisy_targets, sample_noise_levels  # noqa: E402
+from ebm.soc import SOCController  # noqa: E402
+
+SECTIONS = ("step", "langevin", "knn", "umap", "vulkan")
+
+
+def timed(fn, repeats: int = 3, warmup: int = 1) -> tuple[float, list[float]]:
+    """Median seconds of `repeats` calls after `warmup` calls, and all the timings."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times), times
+
+
+def table(title: str, header: list[str], rows: list[list]) -> str:
+    lines = [f"### {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        lines.append("| " + " | ".join(f"{c:.4g}" if isinstance(c, float) else str(c) for c in row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def vulkan_device():
+    try:
+        from ebm.vulkan import get_device
+
+        return get_device("vulkan")
+    except Exception as err:  # no kp, no driver: the Vulkan rows say why
+        print(f"(no Vulkan rows: {err})", file=sys.stderr)
+        return None
+
+
+# ----------------------------------------------------------------------------- sections
+
+
+def bench_step(cfg: EBMConfig, repeats: int) -> str:
+    torch.manual_seed(0)
+    model = EBMModel(cfg)
+    model.refresh_neighbours(force=True)
+    gen = torch.Generator().manual_seed(0)
+    T, D = cfg.seq_length, cfg.latent_dim
+    tokens = torch.randint(cfg.vocab_size, (cfg.batch_size, cfg.context_global + T + 1), generator=gen)
+    opt = torch.optim.AdamW(model.parameter_groups(), lr=cfg.learning_rate)
+    ctx = model.contexts(tokens[:, :-1], T)
+    g, u, h = (x.reshape(-1, D) for x in ctx)
+    targets = tokens[:, -T:].reshape(-1)
+    e_t = model.embeddings[targets].detach()
+    sigma = sample_noise_levels(targets.shape[0], cfg.noise_levels, gen)
+    x_noisy, _ = noisy_targets(e_t, sigma, gen)
+    s = model.splats
+    soc = SOCController(cfg)
+    soc.observe(e_t, torch.zeros(len(e_t)))
+
+    def full_step():
+        out = model(tokens, generator=gen)
+        opt.zero_grad()
+        out.loss.backward()
+        opt.step()
+
+    def forward_only():
+        model(tokens, generator=gen)
+
+    parts = {
+        "context encoder": lambda: model.contexts(tokens[:, :-1], T),
+        "vocabulary energies (E_splat of V tokens + logits)": lambda: vocab_logits(
+            model.embeddings, model.vocab_splat_energy(), g, model.beta, u, cfg.vocab_temperature
+        ),
+        "splat KNN of noisy targets (FAISS)": lambda: model.index.search(x_noisy, cfg.knn_k),
+        "score-matching gradient": lambda: (
+            splat_energy_and_grad(x_noisy, s.mu, s.log_alpha, s.kappa, float(s.tau), model.index.search(x_noisy, cfg.knn_k))[1]
+            + context_grad(g, model.beta, u)
+        ),
+        "decoder (MoE)": lambda: model.decoder(x_noisy, h.detach(), model.embeddings),
+        "SOC check (every soc_check_interval steps)": lambda: soc.check(s, model.index, 1, 10**6, 0, None),
+        "vocabulary neighbour refresh (every knn_refresh_interval steps)": lambda: model.refresh_neighbours(force=True),
+    }
+    total, _ = timed(full_step, repeats)
+    fwd, _ = timed(forward_only, repeats)
+    rows = [["whole step (forward + backward + AdamW)", total, "-", 1.0]]
+    rows.append(["forward", fwd, "-", fwd / total])
+    rows.append(["backward + optimiser (step - forward)", total - fwd, "-", (total - fwd) / total])
+    for name, fn in parts.items():
+        med, times = timed(fn, repeats)
+        rows.append([f"  {name}", med, ", ".join(f"{t:.3f}" for t in times), med / total])
+    tps = cfg.batch_size * cfg.seq_length / total
+    return (
+        table(
+            f"Training step at the default config: {tps:.0f} tokens/s",
+            ["part", "median s", "runs (s)", "share of step"],
+            rows,
+        )
+        + "\nForward parts are timed alone (with autograd on); their sum exceeds the forward pass where work overlaps.\n"
+    )
+
+
+def bench_langevin(cfg: EBMConfig, batches: list[int], repeats: int, dev) -> str:
+    torch.manual_seed(0)
+    model = EBMModel(cfg)
+    settings = SamplerSettings(200, cfg.langevin_dt, cfg.langevin_gamma, cfg.langevin_T)
+    rows = []
+    for b in batches:
+        gen = torch.Generator().manual_seed(b)
+        g = normalize(torch.randn(b, cfg.latent_dim, generator=gen))
+        u = 0.1 * torch.randn(b, cfg.latent_dim, generator=gen)
+        z0 = normalize(g + 0.01 * torch.randn(g.shape, generator=gen))
+        model.vulkan = None
+        cpu, _ = timed(partial(model.sample, z0, g, u, settings, gen), repeats)
+        row = [b, cpu, b / cpu, 1.0]
+        if dev is not None:
+            model.use_vulkan(dev)
+            vk, _ = timed(partial(model.sample, z0, g, u, settings, gen), repeats)
+            row += [vk, b / vk, cpu / vk]
+        rows.append(row)
+    header = ["batch", "torch CPU s", "torch tokens/s", "ratio"]
+    if dev is not None:
+        header += [f"Vulkan ({dev.name}) s", "Vulkan tokens/s", "speed-up vs torch"]
+    return table("Langevin sampling, 200 steps per token (one token per chain)", header, rows)
+
+
+def bench_knn(sizes: list[int], d: int, k: int, n_queries: int, dev) -> str:
+    rows = []
+    for n in sizes:
+        gen = torch.Generator().manual_seed(n)
+        mu = random_points(n, d, gen)
+        queries = perturb(mu[torch.randint(n, (n_queries,), generator=gen)], 0.5, gen)  # near splats, like training
+        truth = exact_knn(queries, mu, k)
+        brute, _ = timed(partial(exact_knn, queries, mu, k), 3)
+        rows.append([n, "torch matmul + topk", "-", brute, n_queries / brute, 1.0, 1.0])
+        for kind in ("flat", "hnsw"):
+            index = SplatIndex(kind)
+            t = time.perf_counter()
+            index.build(mu)
+            build = time.perf_counter() - t
+            med, _ = timed(partial(index.search, queries, k), 3)
+            rows.append([n, f"FAISS {kind}", build, med, n_queries / med, recall(index.search(queries, k), truth), brute / med])
+        if dev is not None and n <= 50_000:
+            from ebm.vulkan.knn import topk_inner_product
+
+            med, _ = timed(partial(topk_inner_product, dev, queries, mu, k), 1)
+            ids = topk_inner_product(dev, queries, mu, k)[0]
+            rows.append([n, f"Vulkan brute force ({dev.name})", "-", med, n_queries / med, recall(ids, truth), brute / med])
+    return table(
+        f"Splat KNN: {n_queries} queries, k = {k}, d = {d}",
+        ["splats", "method", "build s", "query s", "queries/s", "recall@k", "speed vs torch"],
+        rows,
+    )
+
+
+def bench_umap(sizes: list[int], d: int) -> str:
+    from app.projection import load_array, save_array, umap_embed
+
+    rows = []
+    for n in sizes:
+        x = random_points(n, d, torch.Generator().manual_seed(n)).numpy()
+        with tempfile.TemporaryDirectory() as tmp:
+            ckpt = Path(tmp) / "latest.pt"
+            ckpt.write_bytes(b"x")
+            t = time.perf_counter()
+            save_array(ckpt, "umap2", umap_embed(x, 2))
+            cold = time.perf_counter() - t
+            cached, _ = timed(partial(load_array, ckpt, "umap2"), 3)
+        rows.append([n, cold, cached, cold / cached])
+    return table("UMAP of splat means (2-D, cosine): cold vs cached", ["splats", "cold s", "cached s", "ratio"], rows)
+
+
+def bench_vulkan(cfg: EBMConfig, dev) -> str:
+    if dev is None:
+        return "### Vulkan kernels\n\nNo Vulkan device: install one with scripts/vulkan-setup.sh.\n"
+    from ebm.energy import splat_energy, splat_log_kernels
+    from ebm.vulkan.knn import topk_inner_product
+    from ebm.vulkan.splat import splat_energy as vk_energy
+    from ebm.vulkan.vocab import vocab_energies
+
+    gen = torch.Generator().manual_seed(0)
+    V, K, D, k, B = cfg.vocab_size, cfg.n_splats_init, cfg.latent_dim, cfg.knn_k, cfg.batch_size
+    emb = random_points(V, D, gen).requires_grad_()
+    mu = random_points(K, D, gen).requires_grad_()
+    la, ka = torch.zeros(K, requires_grad=True), torch.full((K,), 5.0, requires_grad=True)
+    idx = exact_knn(emb.detach(), mu.detach(), k)
+    tau = 0.3
+
+    def torch_splat():
+        e = splat_energy(splat_log_kernels(emb, mu, la, ka, tau, idx), tau)
+        torch.autograd.grad(e.sum(), [emb, mu, la, ka])
+
+    def vk_splat():
+        torch.autograd.grad(vk_energy(dev, emb, mu, la, ka, tau, idx).sum(), [emb, mu, la, ka])
+
+    queries, ctx = random_points(256, D, gen), torch.randn(B, D, generator=gen)
+    sv = torch.randn(V, generator=gen)
+    cases = [
+        (f"splat energy + all gradients, {V} points x {k} of {K} splats", torch_splat, vk_splat),
+        (
+            f"top-{k} of 256 queries among {K} splats",
+            lambda: (queries @ mu.detach().T).topk(k),
+            lambda: topk_inner_product(dev, queries, mu.detach(), k),
+        ),
+        (
+            f"energies of {V} tokens for {B} contexts",
+            lambda: sv - ctx @ emb.detach().T,
+            lambda: vocab_energies(dev, emb.detach(), sv, ctx),
+        ),
+    ]
+    rows = []
+    for name, ref, vk in cases:
+        t_ref, _ = timed(ref, 3)
+        t_vk, runs = timed(vk, 3)
+        rows.append([name, t_ref, t_vk, t_ref / t_vk])
+    return table(f"Vulkan kernels on {dev.name} vs torch on the CPU", ["kernel", "torch CPU s", "Vulkan s", "speed-up"], rows) + (
+        "\nThe fused Langevin kernel is timed in the Langevin table. lavapipe runs shaders on the CPU cores: "
+        "it checks correctness in CI; speed needs a GPU driver.\n"
+    )
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS))
+    p.add_argument("--out", help="folder for speed.md")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--batches", default="1,32,256")
+    p.add_argument("--knn-sizes", default="10000,50000,150000")
+    p.add_argument("--umap-sizes", default="10000,50000")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="EBMConfig override")
+    args = p.parse_args()
+    cfg = EBMConfig().with_overrides(args.set)
+    dev = vulkan_device() if {"langevin", "knn", "vulkan"} & set(args.only) else None
+    head = (
+        f"Machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
+        f"torch {torch.__version__}, Python {platform.python_version()}; Vulkan: {dev.name if dev else 'none'}.\n"
+        f"Config: default EBMConfig{' with ' + ', '.join(args.set) if args.set else ''} "
+        f"(V = {cfg.vocab_size}, d = {cfg.latent_dim}, {cfg.n_splats_init} splats, knn_k = {cfg.knn_k}, "
+        f"batch {cfg.batch_size} x {cfg.seq_length}). Medians of {args.repeats} runs after a warm-up.\n"
+    )
+    print(head, flush=True)
+    out = [head]
+    ints = lambda s: [int(x) for x in s.split(",") if x]  # noqa: E731
+    for section in args.only:
+        t = time.perf_counter()
+        if section == "step":
+            text = bench_step(cfg, args.repeats)
+        elif section == "langevin":
+            text = bench_langevin(cfg, ints(args.batches), args.repeats, dev)
+        elif section == "knn":
+            text = bench_knn(ints(args.knn_sizes), cfg.latent_dim, cfg.knn_k, 1024, dev)
+        elif section == "umap":
+            text = bench_umap(ints(args.umap_sizes), cfg.latent_dim)
+        else:
+            text = bench_vulkan(cfg, dev)
+        text += f"\n({section}: {time.perf_counter() - t:.0f} s)\n"
+        print(text, flush=True)
+        out.append(text)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out.append(f"Peak RSS of this benchmark process: {rss:.0f} MB\n")
+    print(out[-1])
+    if args.out:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        (Path(args.out) / "speed.md").write_text("\n".join(out))
+
+
+if __name__ == "__main__":
+    main()
