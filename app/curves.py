@@ -4,6 +4,8 @@ Smoothing never drags early values towards zero: the exponential average is debi
 `adjust=True` weights, the same as dividing a zero-started EMA by 1 - beta^t) and the moving
 average is trailing with a shrinking window at the start. Raw points stay visible. Long series
 are thinned to `max_points` by a fixed stride for drawing only; the smoothing uses every point.
+Curves are SVG, not WebGL: a browser keeps about 16 WebGL contexts, and nine panels of several
+runs lost the oldest ones (blank charts).
 """
 
 from __future__ import annotations
@@ -23,14 +25,15 @@ class Panel:
     source: tuple[str, ...]  # log event types the metrics come from
     metrics: tuple[str, ...]
     log_y: bool = False
+    smoothed: bool = True  # sparse series (evaluations, SOC checks) are drawn as they are
 
 
 PANELS = (
     Panel("Loss components", ("batch",), ("nll", "dsm", "dec", "balance")),
     Panel("Energy at targets", ("batch",), ("energy", "energy_splat", "energy_geo", "energy_comp")),
-    Panel("Validation perplexity", ("eval", "epoch"), ("ppl_energy", "ppl_decoder"), log_y=True),
-    Panel("SOC rate", ("soc",), ("soc_rate",)),
-    Panel("Avalanche size (merged + pruned + spawned)", ("soc",), ("avalanche_size",)),
+    Panel("Validation perplexity", ("eval", "epoch"), ("ppl_energy", "ppl_decoder"), log_y=True, smoothed=False),
+    Panel("SOC rate", ("soc",), ("soc_rate",), smoothed=False),
+    Panel("Avalanche size (merged + pruned + spawned)", ("soc",), ("avalanche_size",), smoothed=False),
     Panel("Splats", ("batch",), ("n_splats",)),
     Panel("Tokens / s", ("batch",), ("tokens_per_s",)),
     Panel("Learning rate", ("batch",), ("lr",), log_y=True),
@@ -106,6 +109,7 @@ def panel_figure(
 ) -> tuple[go.Figure, str]:
     """The figure of one panel over several runs, and a caption saying what was thinned."""
     fig = go.Figure()
+    method = method if panel.smoothed else "none"
     notes = []
     y_top = None
     for r_i, rs in enumerate(runs):
@@ -127,7 +131,7 @@ def panel_figure(
             name = metric if len(runs) == 1 else f"{rs.run} · {metric}"
             if show_raw and method != "none":
                 fig.add_trace(
-                    go.Scattergl(
+                    go.Scatter(
                         x=xs.iloc[::step],
                         y=ys.iloc[::step],
                         mode="markers",
@@ -139,7 +143,7 @@ def panel_figure(
                     )
                 )
             fig.add_trace(
-                go.Scattergl(
+                go.Scatter(
                     x=xs.iloc[::step],
                     y=smoothed.iloc[::step],
                     mode="lines+markers" if len(data) < 30 else "lines",

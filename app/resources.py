@@ -83,7 +83,7 @@ def loaded_run(path: str, key: str):
     from trainer.evaluate import load_run
 
     state, model, tokenizer = load_run(path)
-    state = {k: state[k] for k in ("step", "epoch", "config", "run_id") if k in state}  # drop optimiser tensors
+    state = {k: state[k] for k in ("step", "epoch", "config", "run_id", "tokenizer") if k in state}  # drop optimiser tensors
     return state, model, tokenizer
 
 

@@ -173,7 +173,7 @@ def test_bad_input_gives_one_line_errors(workspace):
     for extra, fragment in (
         (["--set", "knn_k=0"], "knn_k"),
         (["--data", "/no/such/file"], "no such file"),
-        (["--device", "vulkan"], "not available yet"),
+        (["--device", "tpu"], "unknown --device"),
         (["--resume", "ghost"], "no checkpoint"),
     ):
         proc = train(workspace, *extra)

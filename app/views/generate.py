@@ -21,7 +21,8 @@ except LOAD_ERRORS as err:
     show_load_error(err, path)
     st.stop()
 cfg = model.cfg
-st.caption(f"{path.parent.name}/{path.name} · step {state['step']} · {model.splats.n:,} splats · tokenizer {tokenizer.name}")
+tok_name = state.get("tokenizer", tokenizer.name)
+st.caption(f"{path.parent.name}/{path.name} · step {state['step']} · {model.splats.n:,} splats · tokenizer {tok_name}")
 
 with st.form("generate"):
     prompt = st.text_area("Prompt", "The history of the city", key="gen_prompt")
