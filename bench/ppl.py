@@ -337,7 +337,6 @@ def main() -> None:
     p.add_argument("--sweep-s", type=float, default=60.0, help="training seconds per learning rate in the sweep")
     p.add_argument("--ebm-eval-interval", type=int, default=50)
     p.add_argument("--ebm-set", action="append", default=[], metavar="KEY=VALUE", help="EBMConfig override (default: none)")
-    p.add_argument("--ebm-set", action="append", default=[], metavar="KEY=VALUE", help="EBMConfig override (default: none)")
     p.add_argument("--worker", choices=["transformer", "kn"], help=argparse.SUPPRESS)
     args = p.parse_args()
     for path in (args.valid, args.test):
