@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -140,6 +141,8 @@ def test_evaluate_and_diagnose_on_checkpoint(full_run):
     assert dg.returncode == 0, dg.stderr[-2000:]
     report = (ws / "report" / "report.md").read_text()
     assert "## Recommendations" in report and "kappa" in report and (ws / "report" / "hist_kappa.html").exists()
+    if shutil.which("chromium"):  # kaleido draws the PNGs with the system Chromium
+        assert (ws / "report" / "hist_kappa.png").stat().st_size > 5000 and "hist_kappa.png" in report
     bad = subprocess.run(
         [sys.executable, "-m", "trainer.evaluate", "--checkpoint", str(ws / "nope.pt")],
         cwd=ws,

@@ -179,9 +179,16 @@ def histogram_figures(report: dict) -> dict:
 
 def write_report(report: dict, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
+    pngs = True
     for name, fig in histogram_figures(report).items():
         fig.write_html(folder / f"hist_{name}.html", include_plotlyjs="cdn")
-    md = render_markdown(report) + "\n## Plots\n\n" + "".join(f"- [{n}](hist_{n}.html)\n" for n in HISTOGRAMS)
+        if pngs:
+            try:
+                fig.write_image(folder / f"hist_{name}.png", width=700, height=400)
+            except Exception:  # kaleido needs Chromium; the HTML plots are always written
+                pngs = False
+    links = "".join((f"![{n}](hist_{n}.png)\n" if pngs else "") + f"[{n}, interactive](hist_{n}.html)\n\n" for n in HISTOGRAMS)
+    md = render_markdown(report) + "\n## Plots\n\n" + links
     path = folder / "report.md"
     path.write_text(md)
     (folder / "report.json").write_text(json.dumps({k: v for k, v in report.items() if k != "arrays"}, default=float, indent=2))
