@@ -32,7 +32,7 @@ from ebm.knn import SplatIndex, exact_knn, recall  # noqa: E402
 from ebm.losses import noisy_targets, sample_noise_levels  # noqa: E402
 from ebm.soc import SOCController  # noqa: E402
 
-SECTIONS = ("step", "langevin", "knn", "umap", "vulkan")
+SECTIONS = ("step", "langevin", "knn", "umap", "vulkan", "memory")
 
 
 def timed(fn, repeats: int = 3, warmup: int = 1) -> tuple[float, list[float]]:
@@ -246,6 +246,66 @@ def bench_vulkan(cfg: EBMConfig, dev) -> str:
     )
 
 
+_DASHBOARD_PROBE = """
+import os, resource, sys
+from streamlit.testing.v1 import AppTest
+at = AppTest.from_file(sys.argv[1], default_timeout=600)
+at.session_state["map_method"] = "PCA"
+at.run()
+assert not at.exception, at.exception
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+from app.resources import jobs
+for job in jobs().values():
+    job.cancel()  # the nearest-token job of the page: not part of this measurement
+"""
+
+
+def bench_memory(cfg: EBMConfig, n_splats: int) -> str:
+    """Peak RSS of a default-config training step, and of the dashboard (splat map page, PCA
+    view) holding a checkpoint with n_splats splats; each measured in its own process."""
+    import json
+    import os
+    import subprocess
+
+    from trainer.checkpoint import save_checkpoint
+    from trainer.tokenizer import load_tokenizer
+
+    step = subprocess.run(
+        [sys.executable, str(Path(__file__).with_name("scaling.py")), "--steps", "1", "--point"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    train_mb = json.loads(step.stdout.strip().splitlines()[-1])["peak_rss_mb"]
+    with tempfile.TemporaryDirectory() as tmp:
+        run = Path(tmp) / "checkpoints" / "big"
+        model = EBMModel(cfg, n_splats=n_splats)
+        state = {
+            "model": model.state_dict(),
+            "config": cfg.to_dict(),
+            "step": 0,
+            "epoch": 0,
+            "run_id": "big",
+            "tokenizer": "gpt2",
+        }
+        save_checkpoint(state, run, None, 5, 2)
+        load_tokenizer("gpt2").save(run / "tokenizer.json")
+        del model, state
+        env = {**os.environ, "EBM_LOG_DIR": str(Path(tmp) / "logs"), "EBM_CHECKPOINT_DIR": str(Path(tmp) / "checkpoints")}
+        page = Path(__file__).resolve().parents[1] / "app" / "views" / "splat_map.py"
+        probe = subprocess.run(
+            [sys.executable, "-c", _DASHBOARD_PROBE, str(page)], capture_output=True, text=True, env=env, check=True
+        )
+        dash_mb = float(probe.stdout.strip().splitlines()[-1])
+    rows = [
+        ["training step, default config", train_mb],
+        [f"dashboard process, splat map of a {n_splats:,}-splat checkpoint (PCA view)", dash_mb],
+    ]
+    return table("Peak memory (RSS)", ["process", "peak RSS MB"], rows) + (
+        "\nThe UMAP map and nearest tokens are computed in a separate process (app/projection.py), not counted here.\n"
+    )
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS))
@@ -278,6 +338,8 @@ def main() -> None:
             text = bench_knn(ints(args.knn_sizes), cfg.latent_dim, cfg.knn_k, 1024, dev)
         elif section == "umap":
             text = bench_umap(ints(args.umap_sizes), cfg.latent_dim)
+        elif section == "memory":
+            text = bench_memory(cfg, 50_000)
         else:
             text = bench_vulkan(cfg, dev)
         text += f"\n({section}: {time.perf_counter() - t:.0f} s)\n"
