@@ -46,7 +46,9 @@ def splat_case(n, k_splats, d, k, seed=0):
     return z, mu, log_alpha, kappa, idx, upstream
 
 
-@pytest.mark.parametrize("n,k_splats,d,k", [(1, 1, 3, 1), (37, 101, 640, 7), (130, 65, 17, 64), (200, 1000, 640, 32)])
+@pytest.mark.parametrize(
+    "n,k_splats,d,k", [(1, 1, 3, 1), (37, 101, 640, 7), (130, 65, 17, 64), (200, 1000, 640, 32), (40, 1000, 640, 64)]
+)
 def test_splat_energy_and_all_gradients_match_torch(dev, n, k_splats, d, k):
     from ebm.vulkan.splat import splat_energy
 
@@ -61,7 +63,7 @@ def test_splat_energy_and_all_gradients_match_torch(dev, n, k_splats, d, k):
         torch.testing.assert_close(a, b, rtol=RTOL, atol=ATOL, msg=lambda m, name=name: f"d/d{name}: {m}")
 
 
-@pytest.mark.parametrize("n,k_splats,d,k", [(1, 1, 5, 1), (65, 1001, 640, 10), (129, 300, 33, 64)])
+@pytest.mark.parametrize("n,k_splats,d,k", [(1, 1, 5, 1), (65, 1001, 640, 10), (129, 300, 33, 64), (64, 10000, 640, 64)])
 def test_topk_matches_exact_search(dev, n, k_splats, d, k):
     from ebm.vulkan.knn import topk_inner_product
 

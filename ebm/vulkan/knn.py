@@ -15,9 +15,11 @@ def record_topk(dev: VulkanDevice, seq, q_t, mu_t, scores_t, ids_t, vals_t, n: i
     """Append the search to a kp sequence: tensors q (n, d), mu (s, d) -> ids, vals (n, k)."""
     kp = dev.kp
     seq.record(kp.OpAlgoDispatch(dev.algorithm("ip_scores", [q_t, mu_t, scores_t], (groups(s), n, 1), [s, d])))
-    select = dev.algorithm("topk_select", [scores_t, ids_t, vals_t], (groups(n), 1, 1), [n, s, k, 0, min(s, SELECT_RANGE)])
-    for first in range(0, s, SELECT_RANGE):
-        seq.record(kp.OpAlgoDispatch(select, np.array([n, s, k, first, min(SELECT_RANGE, s - first)], np.float32)))
+    # llvmpipe counts every loop iteration of an invocation; a range of r splats costs at most r * k.
+    step = max(1, 60_000 // k) if dev.software else SELECT_RANGE
+    select = dev.algorithm("topk_select", [scores_t, ids_t, vals_t], (groups(n), 1, 1), [n, s, k, 0, min(s, step)])
+    for first in range(0, s, step):
+        seq.record(kp.OpAlgoDispatch(select, np.array([n, s, k, first, min(step, s - first)], np.float32)))
 
 
 def topk_inner_product(

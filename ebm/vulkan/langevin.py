@@ -13,6 +13,7 @@ from ..geometry import tangent_noise
 from ..langevin import LangevinResult
 from .device import VulkanDevice, groups
 from .knn import record_topk
+from .splat import record_splat
 
 
 def _f32(t: torch.Tensor) -> np.ndarray:
@@ -55,9 +56,6 @@ def langevin_sample(
     splat_t, geo_t, comp_t = (dev.tensor(np.zeros((steps + 1, n), np.float32)) for _ in range(3))
     inputs = [z_t, v_t, mu_t, la_t, ka_t, bg_t, u_t]
 
-    energy = dev.algorithm(
-        "splat_energy", [z_t, mu_t, la_t, ka_t, idx_t, splat_t, w_t, cos_t, grad_t], (groups(n), 1, 1), [n, k, d, tau, 0]
-    )
     step_algo = dev.algorithm(
         "langevin_step",
         [z_t, v_t, grad_t, bg_t, u_t, geo_t, comp_t],
@@ -69,7 +67,7 @@ def langevin_sample(
     for step in range(steps + 1):
         if step % knn_refresh == 0:
             record_topk(dev, seq, z_t, mu_t, scores_t, idx_t, best_t, n, mu.shape[0], d, k)
-        seq.record(kp.OpAlgoDispatch(energy, np.array([n, k, d, tau, step * n], np.float32)))
+        record_splat(dev, seq, z_t, mu_t, la_t, ka_t, idx_t, splat_t, w_t, cos_t, grad_t, n, k, d, tau, step * n)
         move = 1.0 if step < steps else 0.0
         seq.record(kp.OpAlgoDispatch(step_algo, np.array([n, d, dt, gamma, temperature, seed, step, move], np.float32)))
     seq.record(kp.OpTensorSyncLocal([z_t, v_t, splat_t, geo_t, comp_t])).eval()

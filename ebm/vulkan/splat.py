@@ -33,14 +33,28 @@ def splat_forward(
         raise ValueError("the Vulkan splat kernel takes at most 64 neighbours (knn_k <= 64)")
     if k * d > 65535 and dev.software:
         raise ValueError(f"knn_k * latent_dim = {k * d} is over the 65,535 loop iterations {dev.name} runs per invocation")
-    e, w, c, g = dev.run(
-        "splat_energy",
-        [_np(z), _np(mu), _np(log_alpha), _np(kappa), idx.numpy().astype(np.uint32)],
-        [((n,), np.float32), ((n, k), np.float32), ((n, k), np.float32), ((n, d), np.float32)],
-        (groups(n), 1, 1),
-        [n, k, d, tau, 0],
+    kp = dev.kp
+    ins = [dev.tensor(_np(z)), dev.tensor(_np(mu)), dev.tensor(_np(log_alpha)), dev.tensor(_np(kappa))]
+    ins.append(dev.tensor(idx.numpy().astype(np.uint32)))
+    outs = [dev.tensor(np.zeros(shape, np.float32)) for shape in ((n,), (n, k), (n, k), (n, d))]
+    seq = dev.mgr.sequence().record(kp.OpTensorSyncDevice(ins + outs))
+    record_splat(dev, seq, *ins, *outs, n, k, d, tau, 0)
+    seq.record(kp.OpTensorSyncLocal(outs)).eval()
+    shapes = ((n,), (n, k), (n, k), (n, d))
+    return tuple(torch.from_numpy(t.data().reshape(shape).copy()) for t, shape in zip(outs, shapes))
+
+
+def record_splat(dev: VulkanDevice, seq, z, mu, log_alpha, kappa, idx, energy, weight, cosine, grad, n, k, d, tau, offset):
+    """Append energy (at energy[offset:offset + n]), weights, cosines and gradient to a kp sequence."""
+    kp = dev.kp
+    algo = dev.algorithm(
+        "splat_energy", [z, mu, log_alpha, kappa, idx, energy, weight, cosine], (groups(n), 1, 1), [n, k, d, tau, offset]
     )
-    return tuple(torch.from_numpy(a) for a in (e, w, c, g))
+    seq.record(kp.OpAlgoDispatch(algo, np.array([n, k, d, tau, offset], np.float32)))
+    for first in range(0, n, 65535):  # the y dispatch dimension's limit
+        count = min(65535, n - first)
+        grad_algo = dev.algorithm("splat_grad", [mu, kappa, idx, weight, grad], (groups(d), count, 1), [k, d, first])
+        seq.record(kp.OpAlgoDispatch(grad_algo))
 
 
 def scatter_rows(dev: VulkanDevice, x: Tensor, idx: Tensor, coef: Tensor, n_rows: int) -> Tensor:

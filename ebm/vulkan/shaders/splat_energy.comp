@@ -1,7 +1,8 @@
 #version 450
 // E_splat(z) = -tau log sum_j alpha_j exp(kappa_j (mu_j . z - 1) / tau) over each point's k
-// neighbours, its softmax weights w, cosines and the Euclidean gradient -sum_j w_j kappa_j mu_j.
-// One invocation per point; log-sum-exp is shifted by the maximum for stability.
+// neighbours, with its softmax weights w and cosines; splat_grad.comp then forms the gradient.
+// One invocation per point (k * D loop iterations: llvmpipe allows 65,535 per invocation);
+// log-sum-exp is shifted by the maximum for stability.
 layout(local_size_x = 64) in;
 layout(std430, binding = 0) readonly buffer Z { float z[]; };            // (N, D)
 layout(std430, binding = 1) readonly buffer MU { float mu[]; };          // (K, D)
@@ -11,7 +12,6 @@ layout(std430, binding = 4) readonly buffer IDX { uint idx[]; };         // (N, 
 layout(std430, binding = 5) writeonly buffer E { float energy[]; };      // (>= offset + N)
 layout(std430, binding = 6) writeonly buffer W { float weight[]; };      // (N, k)
 layout(std430, binding = 7) writeonly buffer C { float cosine[]; };      // (N, k)
-layout(std430, binding = 8) writeonly buffer G { float grad[]; };        // (N, D)
 layout(push_constant) uniform Push { float n; float k; float d; float tau; float offset; } pc;
 const uint MAX_K = 64;
 
@@ -32,10 +32,5 @@ void main() {
     float total = 0.0;
     for (uint j = 0; j < K; ++j) { logk[j] = exp(logk[j] - m); total += logk[j]; }
     energy[uint(pc.offset) + i] = -pc.tau * (m + log(total));
-    for (uint j = 0; j < K; ++j) { logk[j] /= total; weight[i * K + j] = logk[j]; }
-    for (uint t = 0; t < D; ++t) {
-        float acc = 0.0;
-        for (uint j = 0; j < K; ++j) { uint s = idx[i * K + j]; acc += logk[j] * kappa[s] * mu[s * D + t]; }
-        grad[i * D + t] = -acc;
-    }
+    for (uint j = 0; j < K; ++j) weight[i * K + j] = logk[j] / total;
 }
