@@ -270,7 +270,7 @@ def report(results: dict, args, out: Path) -> str:
             f"{r.get('params', 0):,} | {r.get('non_embedding_params', 0):,} | {f(r.get('peak_rss_mb'), '.0f')} |"
         )
     text = "\n".join(lines) + "\n"
-    if "EBM" in str(results) and "transformer" in results and "ebm" in results:
+    if {"ebm", "transformer"} <= results.keys():
         ebm, gpt = results["ebm"], results["transformer"]
         text += (
             f"\nRatios: EBM ppl_energy / transformer ppl = {ebm['ppl_valid'] / gpt['ppl_valid']:.2f} (valid); "

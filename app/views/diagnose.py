@@ -1,8 +1,10 @@
 """Diagnose: the report of `ebm-diagnose` for a checkpoint (same code), and the run's alert history."""
 
+from pathlib import Path
+
 import streamlit as st
 
-from app.resources import LOAD_ERRORS, choose_checkpoint, refreshed_logs, show_load_error
+from app.resources import LOAD_ERRORS, choose_checkpoint, file_key, refreshed_logs, show_load_error
 from app.settings import folders
 from trainer.diagnose import diagnose, histogram_figures, render_markdown
 
@@ -15,12 +17,11 @@ if path is None:
 
 @st.cache_data(max_entries=4, show_spinner="Diagnosing ...")
 def report_of(path_str: str, key: str) -> dict:
-    return diagnose(path, where.logs)
+    return diagnose(Path(path_str), where.logs)
 
 
 try:
-    stat = path.stat()
-    report = report_of(str(path), f"{stat.st_size}-{stat.st_mtime_ns}")
+    report = report_of(str(path), file_key(path))
 except LOAD_ERRORS as err:
     show_load_error(err, path)
     st.stop()

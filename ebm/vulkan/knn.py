@@ -13,6 +13,8 @@ SELECT_RANGE = 60_000  # under lavapipe's 65,535-iteration loop limit
 
 def record_topk(dev: VulkanDevice, seq, q_t, mu_t, scores_t, ids_t, vals_t, n: int, s: int, d: int, k: int) -> None:
     """Append the search to a kp sequence: tensors q (n, d), mu (s, d) -> ids, vals (n, k)."""
+    if k > 64:
+        raise ValueError("the Vulkan top-k kernel returns at most 64 neighbours")
     kp = dev.kp
     seq.record(kp.OpAlgoDispatch(dev.algorithm("ip_scores", [q_t, mu_t, scores_t], (groups(s), n, 1), [s, d])))
     # llvmpipe counts every loop iteration of an invocation; a range of r splats costs at most r * k.
@@ -28,8 +30,6 @@ def topk_inner_product(
     """(N, D), (S, D) -> ids (N, k) long and scores (N, k), best first."""
     s, d = means.shape
     k = min(k, s)
-    if k > 64:
-        raise ValueError("the Vulkan top-k kernel returns at most 64 neighbours")
     mu_t = dev.tensor(means.detach().float().contiguous().numpy())
     rows = max(1, min(65535, MAX_BUFFER_BYTES // (4 * s)))  # queries per pass: one scores buffer each
     ids, vals = [], []

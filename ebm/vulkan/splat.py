@@ -29,10 +29,6 @@ def splat_forward(
     """(N, D), (K, D), (K,), (K,), (N, k) -> energy (N,), weights (N, k), cosines (N, k), grad (N, D)."""
     n, d = z.shape
     k = idx.shape[1]
-    if k > 64:
-        raise ValueError("the Vulkan splat kernel takes at most 64 neighbours (knn_k <= 64)")
-    if k * d > 65535 and dev.software:
-        raise ValueError(f"knn_k * latent_dim = {k * d} is over the 65,535 loop iterations {dev.name} runs per invocation")
     kp = dev.kp
     ins = [dev.tensor(_np(z)), dev.tensor(_np(mu)), dev.tensor(_np(log_alpha)), dev.tensor(_np(kappa))]
     ins.append(dev.tensor(idx.numpy().astype(np.uint32)))
@@ -46,6 +42,10 @@ def splat_forward(
 
 def record_splat(dev: VulkanDevice, seq, z, mu, log_alpha, kappa, idx, energy, weight, cosine, grad, n, k, d, tau, offset):
     """Append energy (at energy[offset:offset + n]), weights, cosines and gradient to a kp sequence."""
+    if k > 64:
+        raise ValueError("the Vulkan splat kernel takes at most 64 neighbours (knn_k <= 64)")
+    if k * d > 65535 and dev.software:
+        raise ValueError(f"knn_k * latent_dim = {k * d} is over the 65,535 loop iterations {dev.name} runs per invocation")
     kp = dev.kp
     algo = dev.algorithm(
         "splat_energy", [z, mu, log_alpha, kappa, idx, energy, weight, cosine], (groups(n), 1, 1), [n, k, d, tau, offset]
