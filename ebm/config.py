@@ -91,6 +91,7 @@ class EBMConfig:
     learning_rate: float = 1e-4
     weight_decay: float = 0.01
     grad_clip: float = 1.0
+    head_dtype: str = "auto"  # training's two vocabulary matmuls: "auto", "float32" or "bfloat16" (see ebm.ops)
     warmup_steps: int = 100
     epochs: int = 5
     eval_interval: int = 500
@@ -194,6 +195,8 @@ class EBMConfig:
             raise ConfigError(f"curriculum_growth_fill must lie in (0, 1], got {self.curriculum_growth_fill}")
         if not 0 < self.coverage_kernel <= 1:
             raise ConfigError(f"coverage_kernel must lie in (0, 1], got {self.coverage_kernel}")
+        if self.head_dtype not in ("auto", "float32", "bfloat16"):
+            raise ConfigError(f"head_dtype must be 'auto', 'float32' or 'bfloat16', got {self.head_dtype!r}")
         if self.knn_index not in ("flat", "hnsw"):
             raise ConfigError(f"knn_index must be 'flat' or 'hnsw', got {self.knn_index!r}")
         if self.curriculum_unit not in ("epoch", "step"):

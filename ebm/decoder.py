@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from .config import EBMConfig
+from .ops import row_scores
 
 Tensor = torch.Tensor
 
@@ -46,8 +47,8 @@ class MoEDecoder(nn.Module):
             for _ in range(cfg.moe_experts)
         )
 
-    def forward(self, z: Tensor, h: Tensor, embeddings: Tensor) -> DecoderOut:
-        """z (N, D), h (N, D), embeddings (V, D) -> logits (N, V)."""
+    def forward(self, z: Tensor, h: Tensor, embeddings: Tensor, head_dtype: torch.dtype = torch.float32) -> DecoderOut:
+        """z (N, D), h (N, D), embeddings (V, D) -> logits (N, V); head_dtype: see ebm.ops.row_scores."""
         x = self.norm(torch.cat([z * z.shape[-1] ** 0.5, h], dim=-1))  # (N, 2D)
         probs = torch.softmax(self.router(x), dim=-1)  # (N, E)
         gates, chosen = probs.topk(self.active, dim=-1)  # (N, A)
@@ -58,4 +59,4 @@ class MoEDecoder(nn.Module):
             if rows.numel():
                 out.index_add_(0, rows, gates[rows, slot, None] * expert(x[rows]))
         loss, load = balance_loss(probs, chosen, self.n_experts)
-        return DecoderOut(logits=out @ embeddings.T, balance=loss, load=load)
+        return DecoderOut(logits=row_scores(out, embeddings, dtype=head_dtype), balance=loss, load=load)

@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 import torch
 
-from .ops import gather_dot
+from .ops import gather_combine, gather_dot, row_scores
 
 Tensor = torch.Tensor
 
@@ -54,12 +54,11 @@ def splat_energy(log_kernels: Tensor, tau: float) -> Tensor:
 def splat_energy_and_grad(
     z: Tensor, mu: Tensor, log_alpha: Tensor, kappa: Tensor, tau: float, idx: Tensor
 ) -> tuple[Tensor, Tensor]:
-    """E_splat (N,) and its Euclidean gradient in z (N, D), in closed form."""
-    rows = mu[idx]  # (N, k, D)
-    cos = torch.einsum("nkd,nd->nk", rows, z)
-    log_k = log_alpha[idx] + kappa[idx] * (cos - 1) / tau  # (N, k)
-    weights = torch.softmax(log_k, dim=-1)  # (N, k)
-    grad = -torch.einsum("nk,nkd->nd", weights * kappa[idx], rows)
+    """E_splat (N,) and its Euclidean gradient in z (N, D), in closed form; differentiable in
+    the splat parameters (score matching trains through it)."""
+    log_k = splat_log_kernels(z, mu, log_alpha, kappa, tau, idx)  # (N, k)
+    weights = torch.softmax(log_k, dim=-1)
+    grad = gather_combine(-weights * kappa[idx], mu, idx)  # -sum_i w_i kappa_i mu_i, (N, D)
     return splat_energy(log_k, tau), grad
 
 
@@ -73,10 +72,21 @@ def context_grad(g: Tensor, beta: Tensor, u: Tensor) -> Tensor:
     return -(beta * g + u)
 
 
-def vocab_logits(embeddings: Tensor, splat_vocab: Tensor, g: Tensor, beta: Tensor, u: Tensor, temperature: float) -> Tensor:
+def vocab_logits(
+    embeddings: Tensor,
+    splat_vocab: Tensor,
+    g: Tensor,
+    beta: Tensor,
+    u: Tensor,
+    temperature: float,
+    dtype: torch.dtype = torch.float32,
+) -> Tensor:
     """Logits of p_E(w | c) = softmax_w(-E(e_w; c) / T) for every token.
 
-    embeddings (V, D), splat_vocab (V,) = E_splat(e_w), g and u (N, D) -> (N, V).
-    E_geo + E_comp over the vocabulary is one matmul: -(beta g + u) . e_w.
+    embeddings (V, D), splat_vocab (V,) = E_splat(e_w), g and u (..., D) -> (..., V).
+    E_geo + E_comp over the vocabulary is one matmul: -(beta g + u) . e_w; the temperature is
+    folded into the (small) operands so no (N, V) tensor is divided.
     """
-    return ((beta * g + u) @ embeddings.T - splat_vocab) / temperature
+    c = (beta * g + u) / temperature  # (..., D)
+    logits = row_scores(c.reshape(-1, c.shape[-1]), embeddings, splat_vocab / -temperature, dtype)
+    return logits.view(*c.shape[:-1], -1)

@@ -28,6 +28,7 @@ from .geometry import normalize, project
 from .knn import SplatIndex
 from .langevin import EnergyFn, LangevinResult, langevin_sample
 from .losses import dsm_loss, nll_loss, noisy_targets, sample_noise_levels
+from .ops import head_dtype
 from .splats import SplatStore
 
 Tensor = torch.Tensor
@@ -136,9 +137,10 @@ class EBMModel(nn.Module):
     def beta(self) -> Tensor:
         return self.log_beta.exp()
 
-    def contexts(self, inputs: Tensor, last: int) -> ContextOut:
+    def contexts(self, inputs: Tensor, last: int, embeddings: Tensor | None = None) -> ContextOut:
         """inputs (B, L) token ids -> contexts of the last `last` positions, each (B, last, D)."""
-        return self.context(self.embeddings[inputs], last)
+        emb = self.embeddings if embeddings is None else embeddings
+        return self.context(emb[inputs], last)
 
     # --- neighbours
     @torch.no_grad()
@@ -157,26 +159,28 @@ class EBMModel(nn.Module):
         if self._nbr_version != self.splats.version or self.vocab_nbr.shape[1] == 1 and self.cfg.knn_k > 1:
             self.refresh_neighbours(force=True)
 
-    def vocab_splat_energy(self) -> Tensor:
+    def vocab_splat_energy(self, embeddings: Tensor | None = None) -> Tensor:
         """E_splat(e_w) for every token, (V,), differentiable in embeddings and splats."""
         self._ensure_neighbours()
+        emb = self.embeddings if embeddings is None else embeddings
         if self.vulkan is not None:
             from .vulkan.splat import splat_energy as vulkan_splat_energy
 
             s = self.splats
-            return vulkan_splat_energy(self.vulkan, self.embeddings, s.mu, s.log_alpha, s.kappa, float(s.tau), self.vocab_nbr)
-        return self.splats.energy(self.embeddings, self.vocab_nbr)
+            return vulkan_splat_energy(self.vulkan, emb, s.mu, s.log_alpha, s.kappa, float(s.tau), self.vocab_nbr)
+        return self.splats.energy(emb, self.vocab_nbr)
 
     # --- training
     def forward(self, tokens: Tensor, n_targets: int | None = None, generator: torch.Generator | None = None) -> ModelOutput:
         cfg = self.cfg
         T = n_targets or cfg.seq_length
-        ctx = self.contexts(tokens[:, :-1], T)
+        emb, beta = self.embeddings, self.beta  # normalised once: (V, D) is the largest tensor here
+        heads = head_dtype(cfg.head_dtype, emb.device)
+        ctx = self.contexts(tokens[:, :-1], T, emb)
         g, u, h = (x.reshape(-1, cfg.latent_dim) for x in ctx)  # (N, D) each
         targets = tokens[:, -T:].reshape(-1)  # (N,)
-        emb, beta = self.embeddings, self.beta
-        splat_vocab = self.vocab_splat_energy()  # (V,)
-        logits = vocab_logits(emb, splat_vocab, g, beta, u, cfg.vocab_temperature)  # (N, V)
+        splat_vocab = self.vocab_splat_energy(emb)  # (V,)
+        logits = vocab_logits(emb, splat_vocab, g, beta, u, cfg.vocab_temperature, heads)  # (N, V)
         nll = nll_loss(logits, targets)
 
         e_t = emb[targets]  # (N, D)
@@ -195,7 +199,7 @@ class EBMModel(nn.Module):
         dsm = dsm_loss(project(x_noisy, grad), s_star, sigma, max(cfg.langevin_T, 1e-6))
 
         dec_in = self._decoder_latents(x_noisy, g, generator)
-        dec_out = self.decoder(dec_in, h, emb)
+        dec_out = self.decoder(dec_in, h, emb, heads)
         dec = F.cross_entropy(dec_out.logits, targets)
 
         loss = nll + cfg.lambda_dsm * dsm + cfg.lambda_dec * dec + cfg.lambda_bal * dec_out.balance
@@ -226,17 +230,16 @@ class EBMModel(nn.Module):
     def token_logprobs(self, tokens: Tensor, n_targets: int | None = None) -> Tensor:
         """log p_E(target | c) for the last T tokens of each window: (B, L) -> (B, T)."""
         T = n_targets or self.cfg.seq_length
-        ctx = self.contexts(tokens[:, :-1], T)
+        emb = self.embeddings
+        ctx = self.contexts(tokens[:, :-1], T, emb)
         if self.vulkan is not None:
             from .vulkan.vocab import vocab_energies
 
             c = (self.beta * ctx.g + ctx.u).reshape(-1, self.cfg.latent_dim)
-            energies = vocab_energies(self.vulkan, self.embeddings, self.vocab_splat_energy(), c)
+            energies = vocab_energies(self.vulkan, emb, self.vocab_splat_energy(emb), c)
             logits = (-energies / self.cfg.vocab_temperature).view(*ctx.g.shape[:2], -1)
-        else:
-            logits = vocab_logits(
-                self.embeddings, self.vocab_splat_energy(), ctx.g, self.beta, ctx.u, self.cfg.vocab_temperature
-            )  # (B, T, V)
+        else:  # scoring stays in float32 whatever the training heads use
+            logits = vocab_logits(emb, self.vocab_splat_energy(emb), ctx.g, self.beta, ctx.u, self.cfg.vocab_temperature)
         return torch.log_softmax(logits, -1).gather(-1, tokens[:, -T:, None]).squeeze(-1)
 
     @torch.no_grad()

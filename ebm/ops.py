@@ -1,11 +1,13 @@
-"""Memory-bounded tensor ops with hand-written backward passes.
+"""Tensor ops shared by the model: gather_dot, gather_combine and the heads' matmul.
 
-gather_dot(x, y, idx)[n, j] = x[n] . y[idx[n, j]]. Autograd through a plain gather would
-store the (N, k, D) gathered rows: for the vocabulary (N = 50,257, k = 64, D = 640) that is
-8 GB. Two implementations share one autograd Function:
+    gather_dot(x, y, idx)[n, j]   = x[n] . y[idx[n, j]]
+    gather_combine(w, y, idx)[n]  = sum_j w[n, j] y[idx[n, j]]
+
+Autograd through a plain gather would store the (N, k, D) gathered rows: for the vocabulary
+(N = 50,257, k = 64, D = 640) that is 8 GB, and in the sampler the copy is most of a step.
+Two implementations sit under both autograd Functions:
   torch  chunked gathers + bmm (the reference; any device),
-  numba  fused parallel loops on CPU float32 that never copy rows (at the default vocabulary,
-         measured 4x faster forward and 2.3x forward + backward; docs/design-notes.md).
+  numba  fused parallel loops on CPU float32 that never copy rows (docs/design-notes.md).
 """
 
 from __future__ import annotations
@@ -31,24 +33,35 @@ try:  # numba comes with umap-learn; without it the torch path is used
                 out[r, j] = np.dot(x[r], y[idx[r, j]])
         return out
 
+    # Explicit loops over D: numba allocates a temporary for every `out[r] += w * y[i]`,
+    # which made these two kernels 2.8x slower (bench/speed.py, gather_dot table).
     @numba.njit(parallel=True, fastmath=True, cache=True)
     def _nb_grad_x(g, y, idx):  # pragma: no cover - compiled
         n, k = idx.shape
-        out = np.zeros((n, y.shape[1]), dtype=y.dtype)
+        d = y.shape[1]
+        out = np.zeros((n, d), dtype=y.dtype)
         for r in numba.prange(n):
+            acc = out[r]
             for j in range(k):
-                out[r] += g[r, j] * y[idx[r, j]]
+                w, row = g[r, j], y[idx[r, j]]
+                for c in range(d):
+                    acc[c] += w * row[c]
         return out
 
     @numba.njit(parallel=True, fastmath=True, cache=True)
     def _nb_grad_y(g, x, idx, m, n_parts):  # pragma: no cover - compiled
         n, k = idx.shape
-        partial = np.zeros((n_parts, m, x.shape[1]), dtype=x.dtype)
+        d = x.shape[1]
+        partial = np.zeros((n_parts, m, d), dtype=x.dtype)
         step = (n + n_parts - 1) // n_parts
         for p in numba.prange(n_parts):  # one accumulator per worker: no write races
+            part = partial[p]
             for r in range(p * step, min(n, (p + 1) * step)):
+                xr = x[r]
                 for j in range(k):
-                    partial[p, idx[r, j]] += g[r, j] * x[r]
+                    w, dst = g[r, j], part[idx[r, j]]
+                    for c in range(d):
+                        dst[c] += w * xr[c]
         return partial.sum(axis=0)
 
     HAVE_NUMBA = os.environ.get("EBM_DISABLE_NUMBA", "") == ""
@@ -74,44 +87,72 @@ def _np(t: Tensor) -> np.ndarray:
     return t.detach().contiguous().numpy()
 
 
+# The three primitives, each (numba | chunked torch). With W (N, M) the sparse matrix holding
+# w[n, j] at (n, idx[n, j]):  dot_rows = rows of X Y^T on W's pattern,  combine_rows = W Y,
+# scatter_rows = W^T X. Each Function's backward is made of the other two.
+def _dot_rows(x: Tensor, y: Tensor, idx: Tensor, fused: bool) -> Tensor:
+    """out[n, j] = x[n] . y[idx[n, j]]: (N, D), (M, D), (N, k) -> (N, k)."""
+    if fused:
+        return torch.from_numpy(_nb_forward(_np(x), _np(y), _np(idx)))
+    n, k = idx.shape
+    out = x.new_empty(n, k)
+    for s in _chunks(n, k, x.shape[1]):
+        out[s] = torch.bmm(y[idx[s]], x[s].unsqueeze(-1)).squeeze(-1)  # (n_s, k, D) rows
+    return out
+
+
+def _combine_rows(w: Tensor, y: Tensor, idx: Tensor, fused: bool) -> Tensor:
+    """out[n] = sum_j w[n, j] y[idx[n, j]]: (N, k), (M, D), (N, k) -> (N, D)."""
+    if fused:
+        return torch.from_numpy(_nb_grad_x(_np(w.to(y.dtype)), _np(y), _np(idx)))
+    n, k = idx.shape
+    out = y.new_empty(n, y.shape[1])
+    for s in _chunks(n, k, y.shape[1]):
+        out[s] = torch.bmm(w[s].unsqueeze(1).to(y.dtype), y[idx[s]]).squeeze(1)
+    return out
+
+
+def _scatter_rows(w: Tensor, x: Tensor, idx: Tensor, m: int, fused: bool) -> Tensor:
+    """out[i] = sum over (n, j) with idx[n, j] = i of w[n, j] x[n]: -> (M, D)."""
+    if fused:
+        parts = max(1, torch.get_num_threads())
+        return torch.from_numpy(_nb_grad_y(_np(w.to(x.dtype)), _np(x), _np(idx), m, parts))
+    n, k = idx.shape
+    out = x.new_zeros(m, x.shape[1])
+    for s in _chunks(n, k, x.shape[1]):
+        contrib = w[s].unsqueeze(-1).to(x.dtype) * x[s].unsqueeze(1)  # (n_s, k, D)
+        out.index_add_(0, idx[s].reshape(-1), contrib.reshape(-1, x.shape[1]))
+    return out
+
+
 class _GatherDot(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, y: Tensor, idx: Tensor, fused: bool) -> Tensor:
         ctx.save_for_backward(x, y, idx)
         ctx.fused = fused
-        if fused:
-            return torch.from_numpy(_nb_forward(_np(x), _np(y), _np(idx)))
-        n, k = idx.shape
-        out = x.new_empty(n, k)
-        for s in _chunks(n, k, x.shape[1]):
-            rows = y[idx[s]]  # (n_s, k, D)
-            out[s] = torch.bmm(rows, x[s].unsqueeze(-1)).squeeze(-1)
-        return out
+        return _dot_rows(x, y, idx, fused)
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
         x, y, idx = ctx.saved_tensors
-        grad_x = grad_y = None
-        n, k = idx.shape
-        if ctx.fused:
-            g = _np(grad_out.to(x.dtype))
-            if ctx.needs_input_grad[0]:
-                grad_x = torch.from_numpy(_nb_grad_x(g, _np(y), _np(idx)))
-            if ctx.needs_input_grad[1]:
-                parts = max(1, torch.get_num_threads())
-                grad_y = torch.from_numpy(_nb_grad_y(g, _np(x), _np(idx), y.shape[0], parts))
-            return grad_x, grad_y, None, None
-        if ctx.needs_input_grad[0]:
-            grad_x = torch.empty_like(x)
-            for s in _chunks(n, k, x.shape[1]):
-                rows = y[idx[s]]  # (n_s, k, D)
-                grad_x[s] = torch.bmm(grad_out[s].unsqueeze(1), rows).squeeze(1)
-        if ctx.needs_input_grad[1]:
-            grad_y = torch.zeros_like(y)
-            for s in _chunks(n, k, x.shape[1]):
-                contrib = grad_out[s].unsqueeze(-1) * x[s].unsqueeze(1)  # (n_s, k, D)
-                grad_y.index_add_(0, idx[s].reshape(-1), contrib.reshape(-1, x.shape[1]))
+        grad_x = _combine_rows(grad_out, y, idx, ctx.fused) if ctx.needs_input_grad[0] else None
+        grad_y = _scatter_rows(grad_out, x, idx, y.shape[0], ctx.fused) if ctx.needs_input_grad[1] else None
         return grad_x, grad_y, None, None
+
+
+class _GatherCombine(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, w: Tensor, y: Tensor, idx: Tensor, fused: bool) -> Tensor:
+        ctx.save_for_backward(w, y, idx)
+        ctx.fused = fused
+        return _combine_rows(w, y, idx, fused)
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):
+        w, y, idx = ctx.saved_tensors
+        grad_w = _dot_rows(grad_out, y, idx, ctx.fused).to(w.dtype) if ctx.needs_input_grad[0] else None
+        grad_y = _scatter_rows(w, grad_out, idx, y.shape[0], ctx.fused) if ctx.needs_input_grad[1] else None
+        return grad_w, grad_y, None, None
 
 
 def gather_dot(x: Tensor, y: Tensor, idx: Tensor, fused: bool | None = None) -> Tensor:
@@ -122,3 +163,40 @@ def gather_dot(x: Tensor, y: Tensor, idx: Tensor, fused: bool | None = None) -> 
     if fused is None:
         fused = _use_numba(x, y, idx)
     return _GatherDot.apply(x, y, idx, fused)
+
+
+def gather_combine(w: Tensor, y: Tensor, idx: Tensor, fused: bool | None = None) -> Tensor:
+    """(N, k), (M, D), (N, k) long -> (N, D) with out[n] = sum_j w[n, j] y[idx[n, j]],
+    without materialising the (N, k, D) rows; the adjoint of gather_dot in its first argument."""
+    if fused is None:
+        fused = _use_numba(y, y, idx)
+    return _GatherCombine.apply(w, y, idx, fused)
+
+
+def head_dtype(name: str, device: torch.device) -> torch.dtype:
+    """The dtype the training heads multiply in: "float32", "bfloat16", or "auto" = bfloat16
+    where the hardware has native bf16 dot products (CUDA, x86 avx512_bf16 / AMX), else float32.
+    Emulated bf16 is slower than float32, hence the check."""
+    if name != "auto":
+        return getattr(torch, name)
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+    if device.type == "cpu":
+        native = (
+            getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
+            or getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
+        )
+        return torch.bfloat16 if native else torch.float32
+    return torch.float32
+
+
+def row_scores(x: Tensor, w: Tensor, bias: Tensor | None = None, dtype: torch.dtype = torch.float32) -> Tensor:
+    """x (N, D) against every row of w (V, D), plus bias (V,): (N, V) in x's dtype.
+
+    The product runs in `dtype` (bfloat16 is 4.5x faster than float32 on an avx512_bf16 CPU
+    at N = 1024, V = 50,257, D = 640; docs/design-notes.md); the bias is added in x's dtype.
+    """
+    if dtype == x.dtype:
+        return x @ w.T if bias is None else torch.addmm(bias, x, w.T)
+    out = (x.to(dtype) @ w.to(dtype).T).to(x.dtype)
+    return out if bias is None else out + bias

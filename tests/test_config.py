@@ -25,6 +25,7 @@ def test_json_roundtrip():
         ({"moe_active": 5}, "moe_active"),
         ({"soc_threshold": 1.5}, "soc_threshold"),
         ({"knn_index": "ivf"}, "knn_index"),
+        ({"head_dtype": "float16"}, "head_dtype"),
         ({"latent_dim": 30, "context_heads": 8}, "divisible"),
         ({"curriculum_boundaries": (3, 1)}, "increasing"),
         ({"noise_levels": ()}, "noise_levels"),

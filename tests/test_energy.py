@@ -1,6 +1,13 @@
 import torch
 
-from ebm.energy import context_energies, context_grad, splat_energy, splat_energy_and_grad, splat_log_kernels
+from ebm.energy import (
+    context_energies,
+    context_grad,
+    splat_energy,
+    splat_energy_and_grad,
+    splat_log_kernels,
+    vocab_logits,
+)
 from ebm.geometry import exp_map, normalize, project, random_points, tangent_noise
 
 D, K, N, k = 12, 30, 16, 6
@@ -73,3 +80,12 @@ def test_single_splat_is_a_vmf_energy(gen):
             tau,
         )
         torch.testing.assert_close(e, -tau * 0.4 + 7.0 * (1 - z @ mu[0]))
+
+
+def test_vocab_logits_fold_temperature_into_one_addmm(gen):
+    emb = torch.nn.functional.normalize(torch.randn(300, 16, generator=gen), dim=-1)
+    splat = torch.randn(300, generator=gen)
+    g, u = torch.randn(2, 5, 7, 16, generator=gen)
+    beta = torch.tensor(1.7)
+    ref = ((beta * g + u) @ emb.T - splat) / 0.37  # -E(e_w; c) / T written out: E = E_splat - (beta g + u) . e_w
+    torch.testing.assert_close(vocab_logits(emb, splat, g, beta, u, 0.37), ref, rtol=1e-5, atol=1e-5)

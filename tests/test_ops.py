@@ -1,7 +1,7 @@
 import torch
 
 from ebm import ops
-from ebm.ops import gather_dot
+from ebm.ops import gather_combine, gather_dot
 
 
 def test_gather_dot_matches_reference_forward_and_backward(gen, monkeypatch):
@@ -36,3 +36,59 @@ def test_fused_kernel_matches_torch_reference(gen):
     gr = torch.autograd.grad((ref * w).sum(), (x, y))
     for a, b in zip(gf, gr):
         torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+
+
+def test_gather_combine_matches_reference_and_is_the_adjoint_of_gather_dot(gen, monkeypatch):
+    monkeypatch.setattr(ops, "_CHUNK_ELEMENTS", 5 * 3 * 7)
+    w = torch.randn(23, 3, generator=gen, dtype=torch.float64, requires_grad=True)
+    y = torch.randn(11, 7, generator=gen, dtype=torch.float64, requires_grad=True)
+    idx = torch.randint(11, (23, 3), generator=gen)
+    out = gather_combine(w, y, idx)
+    torch.testing.assert_close(out, torch.einsum("nk,nkd->nd", w, y[idx]))
+    x = torch.randn(23, 7, generator=gen, dtype=torch.float64)
+    # <gather_combine(w, y), x> = <w, gather_dot(x, y)>: the two are adjoint in w
+    torch.testing.assert_close((out * x).sum(), (w * gather_dot(x, y, idx)).sum())
+    assert torch.autograd.gradcheck(gather_combine, (w[:4], y[:5], idx[:4] % 5))
+
+
+def test_fused_combine_matches_torch_reference(gen):
+    if not ops.HAVE_NUMBA:
+        import pytest
+
+        pytest.skip("numba not installed")
+    w = torch.randn(301, 9, generator=gen, requires_grad=True)
+    y = torch.randn(57, 40, generator=gen, requires_grad=True)
+    idx = torch.randint(57, (301, 9), generator=gen)
+    v = torch.randn(301, 40, generator=gen)
+    fused = gather_combine(w, y, idx, fused=True)
+    ref = gather_combine(w, y, idx, fused=False)
+    torch.testing.assert_close(fused, ref, atol=1e-5, rtol=1e-5)
+    gf = torch.autograd.grad((fused * v).sum(), (w, y))
+    gr = torch.autograd.grad((ref * v).sum(), (w, y))
+    for a, b in zip(gf, gr):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+
+
+def test_row_scores_float32_is_addmm_and_bfloat16_is_close(gen):
+    x = torch.randn(37, 64, generator=gen, requires_grad=True)
+    w = torch.randn(501, 64, generator=gen, requires_grad=True)
+    bias = torch.randn(501, generator=gen)
+    exact = x @ w.T + bias
+    torch.testing.assert_close(ops.row_scores(x, w, bias), exact)
+    low = ops.row_scores(x, w, bias, torch.bfloat16)
+    assert low.dtype == torch.float32
+    # bf16 keeps 8 mantissa bits: each product is rounded to ~2^-9 relative, sums of 64 stay well inside this
+    scale = (x.abs() @ w.abs().T).detach()
+    assert ((low - exact).abs() <= 2**-7 * scale + 1e-6).all()
+    gl = torch.autograd.grad(low.square().sum(), (x, w))
+    ge = torch.autograd.grad(exact.square().sum(), (x, w))
+    for a, b in zip(gl, ge):
+        assert (a - b).norm() / b.norm() < 2e-2  # gradients flow through the casts
+
+
+def test_head_dtype_names_and_auto():
+    cpu = torch.device("cpu")
+    assert ops.head_dtype("float32", cpu) is torch.float32
+    assert ops.head_dtype("bfloat16", cpu) is torch.bfloat16
+    native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    assert ops.head_dtype("auto", cpu) is (torch.bfloat16 if native else torch.float32)
