@@ -27,14 +27,20 @@ try:  # numba comes with umap-learn; without it the torch path is used
     @numba.njit(parallel=True, fastmath=True, cache=True)
     def _nb_forward(x, y, idx):  # pragma: no cover - compiled
         n, k = idx.shape
+        d = x.shape[1]
         out = np.empty((n, k), dtype=x.dtype)
         for r in numba.prange(n):
+            xr = x[r]
             for j in range(k):
-                out[r, j] = np.dot(x[r], y[idx[r, j]])
+                row = y[idx[r, j]]
+                acc = x.dtype.type(0)
+                for c in range(d):
+                    acc += xr[c] * row[c]
+                out[r, j] = acc
         return out
 
     # Explicit loops over D: numba allocates a temporary for every `out[r] += w * y[i]`,
-    # which made these two kernels 2.8x slower (bench/speed.py, gather_dot table).
+    # which made the two kernels below 2.8x slower (bench/speed.py, gather_dot table).
     @numba.njit(parallel=True, fastmath=True, cache=True)
     def _nb_grad_x(g, y, idx):  # pragma: no cover - compiled
         n, k = idx.shape
