@@ -110,6 +110,11 @@ def run_transformer(args) -> dict:
         model.train()
         return math.exp(nll / (len(ids) * T))
 
+    from ebm.ops import head_dtype
+
+    # nanoGPT trains under bf16 autocast; do the same wherever the EBM's heads run in bf16
+    dtype = head_dtype(args.gpt_dtype, torch.device("cpu"))
+
     def train_for(lr: float, seconds: float, curve_every: float | None):
         torch.manual_seed(0)
         model = GPT(gcfg)
@@ -121,7 +126,8 @@ def run_transformer(args) -> dict:
             for group in opt.param_groups:  # warm-up then cosine over the time budget
                 group["lr"] = lr_at(int(1000 * spent / seconds), 1000, lr, warmup=20)
             batch = torch.from_numpy(train_w.batch(rng.integers(len(train_w), size=args.gpt_batch)))
-            loss = model.loss(batch)
+            with torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
+                loss = model.loss(batch)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -142,8 +148,10 @@ def run_transformer(args) -> dict:
     model, steps, spent, curve = train_for(best, budget, budget / 10)
     seen = steps * args.gpt_batch * (H + T)
     result = {
-        "model": f"causal transformer ({gcfg.n_layer} layers, d {gcfg.n_embd}, context {H + T})",
+        "model": f"causal transformer ({gcfg.n_layer} layers, d {gcfg.n_embd}, context {H + T}, lr {best:g}, "
+        f"{str(dtype).removeprefix('torch.')} autocast)",
         "lr": best,
+        "train_dtype": str(dtype).removeprefix("torch."),
         "lr_sweep": {str(k): v for k, v in sweep.items()},
         "steps": steps,
         "train_s": spent,
@@ -191,7 +199,8 @@ def run_ebm(args, out: Path) -> dict:
     ckpt = out / "checkpoints" / run_id / "latest.pt"
     n_emb = meta["config"]["vocab_size"] * meta["config"]["latent_dim"]
     result = {
-        "model": "EBM (default config)" if not args.ebm_set else f"EBM ({', '.join(args.ebm_set)})",
+        "model": ("EBM (default config" if not args.ebm_set else f"EBM ({', '.join(args.ebm_set)}")
+        + f", heads in {meta.get('head_dtype', 'float32')})",
         "steps": last["step"],
         "train_s": last["train_seconds"],
         "tokens_seen": last["step"] * meta["config"]["batch_size"] * meta["config"]["seq_length"],
@@ -333,7 +342,13 @@ def main() -> None:
     p.add_argument("--gpt-layers", type=int, default=6)
     p.add_argument("--gpt-embd", type=int, default=512)
     p.add_argument("--gpt-batch", type=int, default=8)
-    p.add_argument("--gpt-lrs", type=float, nargs="+", default=[3e-4, 1e-3, 3e-3])
+    p.add_argument("--gpt-lrs", type=float, nargs="+", default=[1e-3, 3e-3, 6e-3, 1e-2])
+    p.add_argument(
+        "--gpt-dtype",
+        default="auto",
+        choices=["auto", "float32", "bfloat16"],
+        help="autocast dtype of the transformer's training (auto: as the EBM's head_dtype); scoring is float32",
+    )
     p.add_argument("--sweep-s", type=float, default=60.0, help="training seconds per learning rate in the sweep")
     p.add_argument("--ebm-eval-interval", type=int, default=50)
     p.add_argument("--ebm-set", action="append", default=[], metavar="KEY=VALUE", help="EBMConfig override (default: none)")

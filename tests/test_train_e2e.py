@@ -78,7 +78,7 @@ def test_resume_continues_exactly(workspace):
     b = {r["step"]: r["loss"] for r in records(workspace, "split") if r["type"] == "batch"}
     assert sorted(b) == list(range(1, 51))  # no step twice, none missing
     for step in range(26, 51):
-        assert abs(a[step] - b[step]) < 1e-4 * max(1.0, abs(a[step])), (step, a[step], b[step])
+        assert abs(a[step] - b[step]) <= 1e-6 * max(1.0, abs(a[step])), (step, a[step], b[step])  # bitwise in practice
 
 
 def test_time_budget_stops_with_evaluation_and_checkpoint(workspace):

@@ -25,6 +25,7 @@ import torch
 
 from ebm import EBMModel, SamplerSettings
 from ebm.config import ConfigError, EBMConfig
+from ebm.ops import head_dtype
 from ebm.pretrained import pretrained_embeddings
 from ebm.soc import SOCController, coverage
 
@@ -273,6 +274,7 @@ class Trainer:
                 valid_tokens=int(len(self.valid.tokens)),
                 embedding_source=self.embedding_source,
                 device=str(self.vulkan or self.device),
+                head_dtype=str(head_dtype(cfg.head_dtype, self.device)).removeprefix("torch."),
                 pid=os.getpid(),
                 n_params=sum(p.numel() for p in self.model.parameters()),
             )
@@ -549,6 +551,10 @@ def run(argv: list[str]) -> int:
         return detach(argv, args)
     resolve_device(args.device)  # a missing device fails before any data is read
     torch.manual_seed(args.seed or 0)
+    # Exact resume needs bit-identical steps: the default accumulating index kernels differ in
+    # the last float32 bit from run to run, which bf16 heads amplify to 5e-4 in the loss
+    # within 40 steps. The deterministic ones cost nothing measurable here (docs/design-notes.md).
+    torch.use_deterministic_algorithms(True, warn_only=True)
     out = Path(args.out).resolve()
     resume_state = None
     if args.resume:
