@@ -30,6 +30,7 @@ from ebm.energy import context_grad, splat_energy_and_grad, vocab_logits  # noqa
 from ebm.geometry import normalize, perturb, random_points  # noqa: E402
 from ebm.knn import SplatIndex, exact_knn, recall  # noqa: E402
 from ebm.losses import noisy_targets, sample_noise_levels  # noqa: E402
+from ebm.ops import head_dtype  # noqa: E402
 from ebm.soc import SOCController  # noqa: E402
 
 SECTIONS = ("step", "langevin", "knn", "umap", "vulkan", "memory")
@@ -94,28 +95,32 @@ def bench_step(cfg: EBMConfig, repeats: int) -> str:
     def forward_only():
         model(tokens, generator=gen)
 
+    heads = head_dtype(cfg.head_dtype, torch.device("cpu"))
+    emb = model.embeddings
     parts = {
-        "context encoder": lambda: model.contexts(tokens[:, :-1], T),
-        "vocabulary energies (E_splat of V tokens + logits)": lambda: vocab_logits(
-            model.embeddings, model.vocab_splat_energy(), g, model.beta, u, cfg.vocab_temperature
+        "context encoder": lambda: model.contexts(tokens[:, :-1], T, emb),
+        f"vocabulary energies (E_splat of V tokens + logits, {str(heads)[6:]} head)": lambda: vocab_logits(
+            emb, model.vocab_splat_energy(emb), g, model.beta, u, cfg.vocab_temperature, heads
         ),
         "splat KNN of noisy targets (FAISS)": lambda: model.index.search(x_noisy, cfg.knn_k),
         "score-matching gradient": lambda: (
             splat_energy_and_grad(x_noisy, s.mu, s.log_alpha, s.kappa, float(s.tau), model.index.search(x_noisy, cfg.knn_k))[1]
             + context_grad(g, model.beta, u)
         ),
-        "decoder (MoE)": lambda: model.decoder(x_noisy, h.detach(), model.embeddings),
+        "decoder (MoE)": lambda: model.decoder(x_noisy, h.detach(), emb, heads),
         "SOC check (every soc_check_interval steps)": lambda: soc.check(s, model.index, 1, 10**6, 0, None),
         "vocabulary neighbour refresh (every knn_refresh_interval steps)": lambda: model.refresh_neighbours(force=True),
     }
     total, _ = timed(full_step, repeats)
     fwd, _ = timed(forward_only, repeats)
+    every = {"SOC check": cfg.soc_check_interval, "vocabulary neighbour refresh": cfg.knn_refresh_interval}
     rows = [["whole step (forward + backward + AdamW)", total, "-", 1.0]]
     rows.append(["forward", fwd, "-", fwd / total])
     rows.append(["backward + optimiser (step - forward)", total - fwd, "-", (total - fwd) / total])
     for name, fn in parts.items():
         med, times = timed(fn, repeats)
-        rows.append([f"  {name}", med, ", ".join(f"{t:.3f}" for t in times), med / total])
+        period = next((n for key, n in every.items() if name.startswith(key)), 1)  # amortised per step
+        rows.append([f"  {name}", med, ", ".join(f"{t:.3f}" for t in times), med / period / total])
     tps = cfg.batch_size * cfg.seq_length / total
     return (
         table(
@@ -123,7 +128,8 @@ def bench_step(cfg: EBMConfig, repeats: int) -> str:
             ["part", "median s", "runs (s)", "share of step"],
             rows,
         )
-        + "\nForward parts are timed alone (with autograd on); their sum exceeds the forward pass where work overlaps.\n"
+        + "\nForward parts are timed alone (with autograd on); their sum exceeds the forward pass where work overlaps."
+        + " Periodic parts are shared out over their interval; the whole step excludes them.\n"
     )
 
 

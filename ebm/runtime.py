@@ -8,7 +8,7 @@ before torch loads.
 glibc malloc: a training step allocates (N, V) tensors of 200 MB and more, which glibc serves
 with fresh mmap()s and returns on free, so every step faults in gigabytes of new pages. Keeping
 them in the heap took the default step from 5.2 s to 2.0 s on this project's 2-core VM, for
-about 0.8 GB more peak RSS (docs/design-notes.md section 8). Set EBM_MALLOC=default to opt out.
+about 0.8 GB more peak RSS (docs/design-notes.md section 9). Set EBM_MALLOC=default to opt out.
 """
 
 from __future__ import annotations
