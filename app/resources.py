@@ -3,6 +3,9 @@ map jobs, the checkpoint picker and one-line error display."""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import streamlit as st
@@ -85,6 +88,27 @@ def loaded_run(path: str, key: str):
     state, model, tokenizer = load_run(path)
     state = {k: state[k] for k in ("step", "epoch", "config", "run_id", "tokenizer") if k in state}  # drop optimiser tensors
     return state, model, tokenizer
+
+
+@st.cache_resource(show_spinner=False)
+def _sampling_lock() -> threading.Lock:
+    return threading.Lock()
+
+
+@contextmanager
+def sampling_on(model, vulkan) -> Iterator:
+    """The cached model is shared by every session and its device is switched per run, so one
+    session samples at a time; the others wait with a spinner."""
+    lock = _sampling_lock()
+    if not lock.acquire(blocking=False):
+        with st.spinner("Another session is sampling with this model; waiting for it ..."):
+            lock.acquire()
+    model.vulkan = vulkan
+    try:
+        yield model
+    finally:
+        model.vulkan = None
+        lock.release()
 
 
 @st.cache_resource(max_entries=4, show_spinner="Reading splats ...")

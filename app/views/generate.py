@@ -5,7 +5,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from app.resources import LOAD_ERRORS, choose_checkpoint, file_key, loaded_run, show_load_error
+from app.resources import LOAD_ERRORS, choose_checkpoint, file_key, loaded_run, sampling_on, show_load_error
 from app.settings import folders
 from ebm.model import SamplerSettings
 from ebm.vulkan.device import VulkanError, get_device, list_devices
@@ -46,37 +46,38 @@ if submitted:
     settings = SamplerSettings(int(steps), float(dt), float(gamma), float(temperature))
     on_vulkan = device.startswith("vulkan")
     try:
-        model.vulkan = get_device(device.split(" ")[0]) if on_vulkan else None
+        vulkan = get_device(device.split(" ")[0]) if on_vulkan else None
     except VulkanError as err:
         st.error(f"{err}")
         st.stop()
-    prompt_ids = tokenizer.encode(prompt)
-    out = st.empty()
-    progress = st.progress(0.0, text="sampling ...")
-    tokens, rows, paths = [], [], []
-    for i, tok in enumerate(
-        model.generate_stream(
-            prompt_ids,
-            int(n_tokens),
-            settings,
-            float(sample_temperature),
-            int(top_k),
-            float(top_p),
-            int(seed),
-            keep_path=not on_vulkan,  # the device sampler does not read back every step's point
-        )
-    ):
-        tokens.append(tok.token)
-        out.markdown(f"{prompt}**{tokenizer.decode(tokens)}**")
-        progress.progress((i + 1) / n_tokens, text=f"token {i + 1} of {n_tokens}")
-        for term, trace in tok.energies.items():
-            rows += [
-                {"token": i, "piece": tokenizer.token_text(tok.token), "step": s, "term": term, "energy": float(e)}
-                for s, e in enumerate(trace)
-            ]
-        if tok.path is not None:
-            paths.append(tok.path.numpy())
-    progress.empty()
+    with sampling_on(model, vulkan):
+        prompt_ids = tokenizer.encode(prompt)
+        out = st.empty()
+        progress = st.progress(0.0, text="sampling ...")
+        tokens, rows, paths = [], [], []
+        for i, tok in enumerate(
+            model.generate_stream(
+                prompt_ids,
+                int(n_tokens),
+                settings,
+                float(sample_temperature),
+                int(top_k),
+                float(top_p),
+                int(seed),
+                keep_path=not on_vulkan,  # the device sampler does not read back every step's point
+            )
+        ):
+            tokens.append(tok.token)
+            out.markdown(f"{prompt}**{tokenizer.decode(tokens)}**")
+            progress.progress((i + 1) / n_tokens, text=f"token {i + 1} of {n_tokens}")
+            for term, trace in tok.energies.items():
+                rows += [
+                    {"token": i, "piece": tokenizer.token_text(tok.token), "step": s, "term": term, "energy": float(e)}
+                    for s, e in enumerate(trace)
+                ]
+            if tok.path is not None:
+                paths.append(tok.path.numpy())
+        progress.empty()
     st.session_state["generation"] = {"text": prompt, "tokens": tokens, "energies": pd.DataFrame(rows)}
     st.session_state["langevin_paths"] = paths
     if paths:
