@@ -30,12 +30,12 @@ DEFAULT_BASELINE = "977391c"  # the last commit before the speed-ups recorded in
 
 
 def worker(tree: str, overrides: list[str], steps: int, batch: int) -> dict:
-    sys.path.insert(0, tree)
-    import resource
-
+    sys.path.insert(0, tree)  # ebm/ of the variant under test
+    sys.path.append(str(ROOT))  # bench/ itself
     import torch
 
     import ebm
+    from bench.rss import peak_rss_mb
     from ebm import EBMConfig, EBMModel, SamplerSettings
     from ebm.geometry import normalize
 
@@ -71,7 +71,7 @@ def worker(tree: str, overrides: list[str], steps: int, batch: int) -> dict:
         "step_tokens_per_s": cfg.batch_size * cfg.seq_length / statistics.median(step_times[1:]),
         "langevin_s": statistics.median(sample_times[1:]),
         "langevin_tokens_per_s": batch / statistics.median(sample_times[1:]),
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": peak_rss_mb(),
     }
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import resource
 import statistics
 import sys
 import tempfile
@@ -21,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app.curves import PANELS, RunSeries, add_derived, panel_figure  # noqa: E402
 from app.runlog import RunLog  # noqa: E402
+from bench.rss import peak_rss_mb  # noqa: E402
 from trainer.logs import LogReader  # noqa: E402
 
 FIELDS = (
@@ -116,7 +116,7 @@ def main() -> None:
             fresh.refresh()
             draw(fresh)
             full.append(time.perf_counter() - t)
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+    rss = peak_rss_mb() / 1024
     m_live, m_full = statistics.median(live), statistics.median(full)
     print(f"log: {args.lines:,} batch lines ({size_mb:.0f} MB), {args.new} new lines before each of {args.refreshes} refreshes\n")
     print("| path | median s / refresh | runs (s) | ratio to re-read |")

@@ -17,7 +17,6 @@ import argparse
 import json
 import math
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -27,11 +26,10 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench.rss import peak_rss_mb  # noqa: E402
+
 SHARED = ROOT.parent / "shared" / "data" / "wikitext-2"
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 # ----------------------------------------------------------------------------- data
@@ -189,8 +187,11 @@ def run_ebm(args, out: Path) -> dict:
         f"eval_interval={args.ebm_eval_interval}",
     ]
     cmd += [a for kv in args.ebm_set for a in ("--set", kv)]
-    subprocess.run(cmd, check=True, env=env)
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the first child: the trainer alone
+    trainer = subprocess.Popen(cmd, env=env)
+    _, status, usage = os.wait4(trainer.pid, 0)  # the rusage of this child alone
+    if code := os.waitstatus_to_exitcode(status):
+        raise subprocess.CalledProcessError(code, cmd)
+    peak = usage.ru_maxrss / 1024  # includes this (small) process's peak at fork; the trainer's is far larger
     reader = LogReader(out / "logs" / "ebm" / f"{run_id}.jsonl")
     reader.read_new()
     batches = {r["step"]: r for r in reader.of_type("batch")}

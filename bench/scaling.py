@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import resource
 import statistics
 import subprocess
 import sys
@@ -21,6 +20,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench.rss import peak_rss_mb  # noqa: E402
 
 
 def one_point(overrides: list[str], steps: int) -> dict:
@@ -44,7 +45,7 @@ def one_point(overrides: list[str], steps: int) -> dict:
         out.loss.backward()
         opt.step()
         times.append(time.perf_counter() - t)
-    return {"step_s": statistics.median(times[1:]), "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return {"step_s": statistics.median(times[1:]), "peak_rss_mb": peak_rss_mb()}
 
 
 def fit_exponent(xs: list[float], ys: list[float]) -> float:

@@ -7,13 +7,17 @@ python bench/step_time.py --set knn_k=16 --steps 8
 from __future__ import annotations
 
 import argparse
-import resource
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
 
-from ebm import EBMConfig, EBMModel
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.rss import peak_rss_mb  # noqa: E402
+from ebm import EBMConfig, EBMModel  # noqa: E402
 
 
 def main() -> None:
@@ -57,10 +61,7 @@ def main() -> None:
         ("vocabulary neighbour refresh (every knn_refresh_interval steps)", refresh),
     ):
         print(f"| {name} | {value:.3f} |")
-    print(
-        f"\ntokens/s: {cfg.batch_size * cfg.seq_length / total:.0f}; "
-        f"peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB"
-    )
+    print(f"\ntokens/s: {cfg.batch_size * cfg.seq_length / total:.0f}; peak RSS: {peak_rss_mb():.0f} MB")
 
 
 if __name__ == "__main__":
