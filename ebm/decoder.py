@@ -28,6 +28,12 @@ class DecoderOut(NamedTuple):
     load: Tensor  # (E,) share of routed slots per expert
 
 
+class MixOut(NamedTuple):
+    output: Tensor  # (N, D) gated expert output, before the vocabulary head
+    balance: Tensor  # () load-balancing loss
+    load: Tensor  # (E,) share of routed slots per expert
+
+
 def balance_loss(router_probs: Tensor, chosen: Tensor, n_experts: int) -> tuple[Tensor, Tensor]:
     """(N, E) probabilities, (N, A) chosen expert ids -> (loss, load (E,))."""
     counts = torch.bincount(chosen.reshape(-1), minlength=n_experts).to(router_probs.dtype)
@@ -49,14 +55,19 @@ class MoEDecoder(nn.Module):
 
     def forward(self, z: Tensor, h: Tensor, embeddings: Tensor, head_dtype: torch.dtype = torch.float32) -> DecoderOut:
         """z (N, D), h (N, D), embeddings (V, D) -> logits (N, V); head_dtype: see ebm.ops.row_scores."""
+        out = self.mix(z, h)
+        return DecoderOut(row_scores(out.output, embeddings, dtype=head_dtype), out.balance, out.load)
+
+    def mix(self, z: Tensor, h: Tensor) -> MixOut:
+        """z (N, D), h (N, D) -> the gated expert output o (N, D), scored as logits = o . e_w."""
         x = self.norm(torch.cat([z * z.shape[-1] ** 0.5, h], dim=-1))  # (N, 2D)
         probs = torch.softmax(self.router(x), dim=-1)  # (N, E)
         gates, chosen = probs.topk(self.active, dim=-1)  # (N, A)
         gates = gates / gates.sum(-1, keepdim=True)
-        out = x.new_zeros(x.shape[0], embeddings.shape[1])  # (N, D)
+        out = x.new_zeros(x.shape[0], z.shape[1])  # (N, D)
         for e, expert in enumerate(self.experts):
             rows, slot = torch.nonzero(chosen == e, as_tuple=True)
             if rows.numel():
                 out.index_add_(0, rows, gates[rows, slot, None] * expert(x[rows]))
         loss, load = balance_loss(probs, chosen, self.n_experts)
-        return DecoderOut(logits=row_scores(out, embeddings, dtype=head_dtype), balance=loss, load=load)
+        return MixOut(output=out, balance=loss, load=load)

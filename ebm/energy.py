@@ -84,9 +84,16 @@ def vocab_logits(
     """Logits of p_E(w | c) = softmax_w(-E(e_w; c) / T) for every token.
 
     embeddings (V, D), splat_vocab (V,) = E_splat(e_w), g and u (..., D) -> (..., V).
-    E_geo + E_comp over the vocabulary is one matmul: -(beta g + u) . e_w; the temperature is
+    """
+    c, bias = vocab_logit_terms(splat_vocab, g, beta, u, temperature)
+    logits = row_scores(c.reshape(-1, c.shape[-1]), embeddings, bias, dtype)
+    return logits.view(*c.shape[:-1], -1)
+
+
+def vocab_logit_terms(splat_vocab: Tensor, g: Tensor, beta: Tensor, u: Tensor, temperature: float) -> tuple[Tensor, Tensor]:
+    """(c, bias) with vocab_logits = c . e_w + bias_w: c (..., D), bias (V,).
+
+    E_geo + E_comp over the vocabulary is one matmul, -(beta g + u) . e_w; the temperature is
     folded into the (small) operands so no (N, V) tensor is divided.
     """
-    c = (beta * g + u) / temperature  # (..., D)
-    logits = row_scores(c.reshape(-1, c.shape[-1]), embeddings, splat_vocab / -temperature, dtype)
-    return logits.view(*c.shape[:-1], -1)
+    return (beta * g + u) / temperature, splat_vocab / -temperature

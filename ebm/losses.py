@@ -15,16 +15,10 @@ levels, so this loss has a floor well above the original target of 0.1
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from .geometry import log_map, perturb
 
 Tensor = torch.Tensor
-
-
-def nll_loss(logits: Tensor, targets: Tensor) -> Tensor:
-    """Mean cross-entropy, (N, V), (N,) -> ()."""
-    return F.cross_entropy(logits, targets)
 
 
 def sample_noise_levels(n: int, levels: tuple[float, ...], generator: torch.Generator | None = None) -> Tensor:

@@ -17,18 +17,17 @@ from collections.abc import Iterator
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .config import EBMConfig
 from .context import ContextEncoder, ContextOut
 from .decoder import MoEDecoder
-from .energy import context_energies, context_grad, splat_energy_and_grad, vocab_logits
+from .energy import context_energies, context_grad, splat_energy_and_grad, vocab_logit_terms, vocab_logits
 from .geometry import normalize, project
 from .knn import SplatIndex
 from .langevin import EnergyFn, LangevinResult, langevin_sample
-from .losses import dsm_loss, nll_loss, noisy_targets, sample_noise_levels
-from .ops import head_dtype
+from .losses import dsm_loss, noisy_targets, sample_noise_levels
+from .ops import head_dtype, linear_cross_entropy
 from .splats import SplatStore
 
 Tensor = torch.Tensor
@@ -180,8 +179,8 @@ class EBMModel(nn.Module):
         g, u, h = (x.reshape(-1, cfg.latent_dim) for x in ctx)  # (N, D) each
         targets = tokens[:, -T:].reshape(-1)  # (N,)
         splat_vocab = self.vocab_splat_energy(emb)  # (V,)
-        logits = vocab_logits(emb, splat_vocab, g, beta, u, cfg.vocab_temperature, heads)  # (N, V)
-        nll = nll_loss(logits, targets)
+        c, bias = vocab_logit_terms(splat_vocab, g, beta, u, cfg.vocab_temperature)  # (N, D), (V,)
+        nll = linear_cross_entropy(c, emb, targets, bias, heads)  # = cross_entropy(vocab_logits(...), targets)
 
         e_t = emb[targets]  # (N, D)
         geo_t, comp_t = context_energies(e_t, g, beta, u)
@@ -199,8 +198,8 @@ class EBMModel(nn.Module):
         dsm = dsm_loss(project(x_noisy, grad), s_star, sigma, max(cfg.langevin_T, 1e-6))
 
         dec_in = self._decoder_latents(x_noisy, g, generator)
-        dec_out = self.decoder(dec_in, h, emb, heads)
-        dec = F.cross_entropy(dec_out.logits, targets)
+        dec_out = self.decoder.mix(dec_in, h)
+        dec = linear_cross_entropy(dec_out.output, emb, targets, dtype=heads)
 
         loss = nll + cfg.lambda_dsm * dsm + cfg.lambda_dec * dec + cfg.lambda_bal * dec_out.balance
         total_t = (splat_t + geo_t + comp_t).detach()

@@ -1,7 +1,9 @@
-"""Tensor ops shared by the model: gather_dot, gather_combine and the heads' matmul.
+"""Tensor ops shared by the model: gather_dot, gather_combine and the vocabulary heads.
 
     gather_dot(x, y, idx)[n, j]   = x[n] . y[idx[n, j]]
     gather_combine(w, y, idx)[n]  = sum_j w[n, j] y[idx[n, j]]
+    row_scores(x, w, bias)        = x @ w.T + bias
+    linear_cross_entropy(x, w, t, bias) = cross_entropy(row_scores(x, w, bias), t), blockwise
 
 Autograd through a plain gather would store the (N, k, D) gathered rows: for the vocabulary
 (N = 50,257, k = 64, D = 640) that is 8 GB, and in the sampler the copy is most of a step.
@@ -206,3 +208,75 @@ def row_scores(x: Tensor, w: Tensor, bias: Tensor | None = None, dtype: torch.dt
         return x @ w.T if bias is None else torch.addmm(bias, x, w.T)
     out = (x.to(dtype) @ w.to(dtype).T).to(x.dtype)
     return out if bias is None else out + bias
+
+
+HEAD_BLOCK = 2048  # vocabulary columns per block; 8 MB of float32 logits at N = 1024
+
+
+def _block_logits(xd: Tensor, w: Tensor, bias: Tensor | None, start: int, stop: int, out_dtype: torch.dtype) -> Tensor:
+    """Logits of columns start:stop: xd (N, D) already in the head dtype -> (N, stop - start)."""
+    logits = (xd @ w[start:stop].to(xd.dtype).T).to(out_dtype)
+    return logits if bias is None else logits.add_(bias[start:stop])
+
+
+def _targets_in(targets: Tensor, start: int, stop: int) -> tuple[Tensor, Tensor]:
+    """Rows whose target column lies in start:stop, and that column within the block."""
+    rows = ((targets >= start) & (targets < stop)).nonzero().squeeze(1)
+    return rows, targets[rows] - start
+
+
+class _LinearCrossEntropy(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, w, bias, targets, dtype, block):
+        V = w.shape[0]
+        xd = x.detach().to(dtype)
+        lse_blocks, target_logit = [], x.new_zeros(x.shape[0])  # (N,)
+        for start in range(0, V, block):
+            stop = min(start + block, V)
+            logits = _block_logits(xd, w.detach(), None if bias is None else bias.detach(), start, stop, x.dtype)
+            lse_blocks.append(torch.logsumexp(logits, 1))
+            rows, cols = _targets_in(targets, start, stop)
+            target_logit[rows] = logits[rows, cols]
+        lse = torch.logsumexp(torch.stack(lse_blocks, 1), 1)  # (N,)
+        ctx.save_for_backward(x, w, bias, targets, lse)
+        ctx.dtype, ctx.block = dtype, block
+        return (lse - target_logit).mean()
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        x, w, bias, targets, lse = ctx.saved_tensors
+        N, V = x.shape[0], w.shape[0]
+        xd = x.to(ctx.dtype)
+        grad_x, grad_w = torch.zeros_like(x), torch.empty_like(w)
+        grad_bias = None if bias is None else torch.empty_like(bias)
+        for start in range(0, V, ctx.block):  # recompute each block: softmax - one-hot
+            stop = min(start + ctx.block, V)
+            p = _block_logits(xd, w, bias, start, stop, x.dtype).sub_(lse[:, None]).exp_()  # (N, block)
+            rows, cols = _targets_in(targets, start, stop)
+            p[rows, cols] -= 1
+            p.mul_(grad / N)
+            pd = p.to(ctx.dtype)
+            grad_x += (pd @ w[start:stop].to(ctx.dtype)).to(x.dtype)
+            grad_w[start:stop] = (pd.T @ xd).to(w.dtype)
+            if grad_bias is not None:
+                grad_bias[start:stop] = p.sum(0)
+        return grad_x, grad_w, grad_bias, None, None, None
+
+
+def linear_cross_entropy(
+    x: Tensor,
+    w: Tensor,
+    targets: Tensor,
+    bias: Tensor | None = None,
+    dtype: torch.dtype = torch.float32,
+    block: int = HEAD_BLOCK,
+) -> Tensor:
+    """Mean cross-entropy of softmax(row_scores(x, w, bias, dtype)) at targets: x (N, D),
+    w (V, D), targets (N,), bias (V,) -> ().
+
+    Goes through the vocabulary in blocks of columns, and the backward recomputes each block,
+    so no (N, V) tensor exists: for the training heads (N = 1,024, V = 50,257) each such
+    tensor is 206 MB of freshly mapped memory, and the step made a dozen of them.
+    """
+    return _LinearCrossEntropy.apply(x, w, bias, targets, dtype, block)

@@ -86,6 +86,15 @@ def test_forward_backward_reaches_every_part(gen):
     assert 0.0 < out.metrics["dsm"] < 10
 
 
+def test_training_nll_is_the_exact_scoring_nll(gen):
+    """The blockwise training loss and the float32 scoring path compute the same p_E."""
+    model = _model(head_dtype="float32")
+    tokens = _window(model.cfg, batch=4, gen=gen)
+    out = model(tokens, generator=gen)
+    exact = -model.token_logprobs(tokens).mean().item()
+    assert abs(out.metrics["nll"] - exact) < 1e-5 * exact
+
+
 def test_state_dict_roundtrip_across_store_sizes(gen):
     model = _model()
     model.splats.spawn(torch.randn(7, model.cfg.latent_dim), step=3, phase=1)

@@ -92,3 +92,25 @@ def test_head_dtype_names_and_auto():
     assert ops.head_dtype("bfloat16", cpu) is torch.bfloat16
     native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
     assert ops.head_dtype("auto", cpu) is (torch.bfloat16 if native else torch.float32)
+
+
+def test_linear_cross_entropy_gradcheck_across_blocks(gen):
+    x = torch.randn(19, 6, generator=gen, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(23, 6, generator=gen, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(23, generator=gen, dtype=torch.float64, requires_grad=True)
+    targets = torch.randint(23, (19,), generator=gen)  # block 5: targets fall in all five blocks, the last one short
+    assert torch.autograd.gradcheck(lambda x, w, b: ops.linear_cross_entropy(x, w, targets, b, torch.float64, 5), (x, w, bias))
+    assert torch.autograd.gradcheck(lambda x, w: ops.linear_cross_entropy(x, w, targets, None, torch.float64, 5), (x, w))
+
+
+def test_linear_cross_entropy_equals_cross_entropy_of_row_scores(gen):
+    x = torch.randn(64, 32, generator=gen, requires_grad=True)
+    w = torch.randn(1000, 32, generator=gen, requires_grad=True)
+    bias = torch.randn(1000, generator=gen, requires_grad=True)
+    targets = torch.randint(1000, (64,), generator=gen)
+    for dtype, tol in ((torch.float32, 1e-5), (torch.bfloat16, 1e-2)):
+        ref = torch.nn.functional.cross_entropy(ops.row_scores(x, w, bias, dtype), targets)
+        out = ops.linear_cross_entropy(x, w, targets, bias, dtype, block=128)
+        torch.testing.assert_close(out, ref, rtol=tol, atol=tol)
+        for a, b in zip(torch.autograd.grad(out, (x, w, bias)), torch.autograd.grad(ref, (x, w, bias))):
+            assert (a - b).norm() / b.norm() < tol
