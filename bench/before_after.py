@@ -35,7 +35,7 @@ def worker(tree: str, overrides: list[str], steps: int, batch: int) -> dict:
     import torch
 
     import ebm
-    from bench.rss import peak_rss_mb
+    from bench.measure import peak_rss_mb, training_step_times
     from ebm import EBMConfig, EBMModel, SamplerSettings
     from ebm.geometry import normalize
 
@@ -45,18 +45,8 @@ def worker(tree: str, overrides: list[str], steps: int, batch: int) -> dict:
     torch.manual_seed(0)
     model = EBMModel(cfg)
     model.refresh_neighbours(force=True)
-    opt = torch.optim.AdamW(model.parameter_groups(), lr=cfg.learning_rate)
     gen = torch.Generator().manual_seed(0)
-    L = cfg.context_global + cfg.seq_length + 1
-    step_times = []
-    for _ in range(steps + 1):  # the first is a warm-up
-        tokens = torch.randint(cfg.vocab_size, (cfg.batch_size, L), generator=gen)
-        t = time.perf_counter()
-        out = model(tokens, generator=gen)
-        opt.zero_grad()
-        out.loss.backward()
-        opt.step()
-        step_times.append(time.perf_counter() - t)
+    step_times = training_step_times(model, steps, gen)
     g = normalize(torch.randn(batch, cfg.latent_dim, generator=gen))
     u = 0.1 * torch.randn(batch, cfg.latent_dim, generator=gen)
     settings = SamplerSettings(200, cfg.langevin_dt, cfg.langevin_gamma, cfg.langevin_T)

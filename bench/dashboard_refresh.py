@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app.curves import PANELS, RunSeries, add_derived, panel_figure  # noqa: E402
 from app.runlog import RunLog  # noqa: E402
-from bench.rss import peak_rss_mb  # noqa: E402
+from bench.measure import peak_rss_mb  # noqa: E402
 from trainer.logs import LogReader  # noqa: E402
 
 FIELDS = (

@@ -27,7 +27,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.rss import peak_rss_mb  # noqa: E402
+from bench.measure import peak_rss_mb  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data" / "wikitext-2"
 

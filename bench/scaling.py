@@ -15,13 +15,12 @@ import math
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.rss import peak_rss_mb  # noqa: E402
+from bench.measure import peak_rss_mb, training_step_times  # noqa: E402
 
 
 def one_point(overrides: list[str], steps: int) -> dict:
@@ -34,17 +33,7 @@ def one_point(overrides: list[str], steps: int) -> dict:
     torch.manual_seed(0)
     model = EBMModel(cfg)
     model.refresh_neighbours(force=True)
-    opt = torch.optim.AdamW(model.parameter_groups(), lr=cfg.learning_rate)
-    gen = torch.Generator().manual_seed(0)
-    times = []
-    for _ in range(steps + 1):
-        tokens = torch.randint(cfg.vocab_size, (cfg.batch_size, cfg.context_global + cfg.seq_length + 1), generator=gen)
-        t = time.perf_counter()
-        out = model(tokens, generator=gen)
-        opt.zero_grad()
-        out.loss.backward()
-        opt.step()
-        times.append(time.perf_counter() - t)
+    times = training_step_times(model, steps, torch.Generator().manual_seed(0))
     return {"step_s": statistics.median(times[1:]), "peak_rss_mb": peak_rss_mb()}
 
 

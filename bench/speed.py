@@ -25,7 +25,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.rss import peak_rss_mb  # noqa: E402
+from bench.measure import peak_rss_mb  # noqa: E402
 from ebm import EBMConfig, EBMModel, SamplerSettings  # noqa: E402
 from ebm.energy import context_grad, splat_energy_and_grad, vocab_logit_terms  # noqa: E402
 from ebm.geometry import normalize, perturb, random_points  # noqa: E402
@@ -269,7 +269,7 @@ def bench_vulkan(cfg: EBMConfig, dev) -> str:
 _DASHBOARD_PROBE = """
 import os, sys
 sys.path.insert(0, sys.argv[2])
-from bench.rss import peak_rss_mb
+from bench.measure import peak_rss_mb
 from streamlit.testing.v1 import AppTest
 at = AppTest.from_file(sys.argv[1], default_timeout=600)
 at.session_state["map_method"] = "PCA"

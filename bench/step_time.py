@@ -16,7 +16,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.rss import peak_rss_mb  # noqa: E402
+from bench.measure import peak_rss_mb  # noqa: E402
 from ebm import EBMConfig, EBMModel  # noqa: E402
 
 

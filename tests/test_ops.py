@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from ebm import ops
@@ -20,24 +21,6 @@ def test_gather_dot_matches_reference_forward_and_backward(gen, monkeypatch):
     assert torch.autograd.gradcheck(gather_dot, (x[:4], y[:5], idx[:4] % 5))
 
 
-def test_fused_kernel_matches_torch_reference(gen):
-    if not ops.HAVE_NUMBA:
-        import pytest
-
-        pytest.skip("numba not installed")
-    x = torch.randn(301, 40, generator=gen, requires_grad=True)
-    y = torch.randn(57, 40, generator=gen, requires_grad=True)
-    idx = torch.randint(57, (301, 9), generator=gen)
-    w = torch.randn(301, 9, generator=gen)
-    fused = gather_dot(x, y, idx, fused=True)
-    ref = gather_dot(x, y, idx, fused=False)
-    torch.testing.assert_close(fused, ref, atol=1e-5, rtol=1e-5)
-    gf = torch.autograd.grad((fused * w).sum(), (x, y))
-    gr = torch.autograd.grad((ref * w).sum(), (x, y))
-    for a, b in zip(gf, gr):
-        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
-
-
 def test_gather_combine_matches_reference_and_is_the_adjoint_of_gather_dot(gen, monkeypatch):
     monkeypatch.setattr(ops, "_CHUNK_ELEMENTS", 5 * 3 * 7)
     w = torch.randn(23, 3, generator=gen, dtype=torch.float64, requires_grad=True)
@@ -51,20 +34,17 @@ def test_gather_combine_matches_reference_and_is_the_adjoint_of_gather_dot(gen, 
     assert torch.autograd.gradcheck(gather_combine, (w[:4], y[:5], idx[:4] % 5))
 
 
-def test_fused_combine_matches_torch_reference(gen):
-    if not ops.HAVE_NUMBA:
-        import pytest
-
-        pytest.skip("numba not installed")
-    w = torch.randn(301, 9, generator=gen, requires_grad=True)
+@pytest.mark.skipif(not ops.HAVE_NUMBA, reason="numba not installed")
+@pytest.mark.parametrize("op, first_cols, out_cols", [(gather_dot, 40, 9), (gather_combine, 9, 40)])
+def test_fused_kernels_match_torch_reference(gen, op, first_cols, out_cols):
+    first = torch.randn(301, first_cols, generator=gen, requires_grad=True)  # x for gather_dot, w for gather_combine
     y = torch.randn(57, 40, generator=gen, requires_grad=True)
     idx = torch.randint(57, (301, 9), generator=gen)
-    v = torch.randn(301, 40, generator=gen)
-    fused = gather_combine(w, y, idx, fused=True)
-    ref = gather_combine(w, y, idx, fused=False)
+    v = torch.randn(301, out_cols, generator=gen)
+    fused, ref = op(first, y, idx, fused=True), op(first, y, idx, fused=False)
     torch.testing.assert_close(fused, ref, atol=1e-5, rtol=1e-5)
-    gf = torch.autograd.grad((fused * v).sum(), (w, y))
-    gr = torch.autograd.grad((ref * v).sum(), (w, y))
+    gf = torch.autograd.grad((fused * v).sum(), (first, y))
+    gr = torch.autograd.grad((ref * v).sum(), (first, y))
     for a, b in zip(gf, gr):
         torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
 
