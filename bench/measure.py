@@ -19,6 +19,8 @@ def training_step_times(model: torch.nn.Module, steps: int, generator: torch.Gen
     windows; the first is a warm-up, so callers take the median of the rest."""
     import torch
 
+    from trainer.heap import release_free_heap  # as the trainer does after every step
+
     cfg = model.cfg
     opt = torch.optim.AdamW(model.parameter_groups(), lr=cfg.learning_rate)
     length = cfg.context_global + cfg.seq_length + 1
@@ -30,6 +32,7 @@ def training_step_times(model: torch.nn.Module, steps: int, generator: torch.Gen
         opt.zero_grad()
         out.loss.backward()
         opt.step()
+        release_free_heap()
         times.append(time.perf_counter() - t)
     return times
 

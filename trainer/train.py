@@ -35,6 +35,7 @@ from .curriculum import Curriculum, Phase
 from .data import BUILTIN_LICENSE, DataError, Windows, default_cache_dir, load_corpus, token_frequencies, tokenize_split
 from .device import DeviceError, resolve_device
 from .evaluation import generate_samples, score
+from .heap import release_free_heap
 from .logs import RunLogger, log_path
 from .status import status_path, write_status
 from .tokenizer import TokenizerError, load_tokenizer
@@ -372,6 +373,7 @@ class Trainer:
         )
         model.splats.record_usage(out.target_nbr, self.step)
         self.soc.observe(out.target_points, out.target_energy)
+        release_free_heap()
         elapsed = time.perf_counter() - t0
         self.train_seconds += elapsed
         metrics["train_seconds"] = self.train_seconds
