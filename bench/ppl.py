@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.measure import peak_rss_mb  # noqa: E402
+from trainer.heap import release_free_heap  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data" / "wikitext-2"
 
@@ -130,6 +131,7 @@ def run_transformer(args) -> dict:
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
+            release_free_heap()  # as the EBM's trainer does
             spent += time.perf_counter() - t
             steps += 1
             if curve_every and spent >= next_point:

@@ -33,6 +33,7 @@ from ebm.knn import SplatIndex, exact_knn, recall  # noqa: E402
 from ebm.losses import noisy_targets, sample_noise_levels  # noqa: E402
 from ebm.ops import head_dtype, linear_cross_entropy  # noqa: E402
 from ebm.soc import SOCController  # noqa: E402
+from trainer.heap import release_free_heap  # noqa: E402
 
 SECTIONS = ("step", "langevin", "knn", "umap", "vulkan", "memory")
 
@@ -92,6 +93,7 @@ def bench_step(cfg: EBMConfig, repeats: int) -> str:
         opt.zero_grad()
         out.loss.backward()
         opt.step()
+        release_free_heap()  # as the trainer does
 
     def forward_only():
         model(tokens, generator=gen)

@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.measure import peak_rss_mb  # noqa: E402
 from ebm import EBMConfig, EBMModel  # noqa: E402
+from trainer.heap import release_free_heap  # noqa: E402
 
 
 def main() -> None:
@@ -44,6 +45,7 @@ def main() -> None:
         out.loss.backward()
         t2 = time.perf_counter()
         opt.step()
+        release_free_heap()  # as the trainer does
         t3 = time.perf_counter()
         rows.append((t1 - t0, t2 - t1, t3 - t2))
     fwd, bwd, step = (statistics.median(r[i] for r in rows[1:]) for i in range(3))
