@@ -6,7 +6,9 @@ python bench/before_after.py --baseline HEAD~3 --rounds 5 --out /tmp/bench/ba
 
 Variants: the baseline commit's `ebm/` (extracted with `git archive` into a temporary folder),
 this tree at its defaults, and this tree with `--set` overrides per extra variant
-(default: head_dtype=float32, to separate the bf16 heads from the other changes). Each worker
+(default: head_dtype=float32, to separate the bf16 heads from the other changes). The variant
+`compile` runs the context encoder and the decoder's expert mixture through torch.compile; its
+compilation falls in the warm-up step, which is not timed. Each worker
 process times a default-config training step (forward + backward + AdamW, random tokens) and
 200 Langevin steps at batch 256 through public API that both trees share.
 """
@@ -41,9 +43,14 @@ def worker(tree: str, overrides: list[str], steps: int, batch: int) -> dict:
 
     if not Path(ebm.__file__).resolve().is_relative_to(Path(tree).resolve()):
         raise SystemExit(f"imported ebm from {ebm.__file__}, not from {tree}")
+    compiled = "compile" in overrides
+    overrides = [o for o in overrides if o != "compile"]
     cfg = EBMConfig().with_overrides(overrides) if overrides else EBMConfig()
     torch.manual_seed(0)
     model = EBMModel(cfg)
+    if compiled:  # the dense torch parts; the vocabulary heads are custom autograd + numba already
+        model.context = torch.compile(model.context)
+        model.decoder.mix = torch.compile(model.decoder.mix)
     model.refresh_neighbours(force=True)
     gen = torch.Generator().manual_seed(0)
     step_times = training_step_times(model, steps, gen)
@@ -94,7 +101,7 @@ def main() -> None:
         action="append",
         default=None,
         metavar="KEY=VALUE[,KEY=VALUE]",
-        help="an extra variant of this tree with EBMConfig overrides (default: head_dtype=float32)",
+        help="an extra variant of this tree: EBMConfig overrides, or `compile` (default: head_dtype=float32)",
     )
     p.add_argument("--rounds", type=int, default=3, help="processes per variant, alternating")
     p.add_argument("--steps", type=int, default=3, help="timed training steps per process, after one warm-up")
