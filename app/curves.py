@@ -115,46 +115,49 @@ def panel_figure(
     for r_i, rs in enumerate(runs):
         frame = rs.frames.get("+".join(panel.source), pd.DataFrame())
         for m_i, metric in enumerate(panel.metrics):
-            if frame.empty or metric not in frame:
-                continue
-            data = frame[["step", "t", metric]].dropna(subset=[metric])
+            data = frame[["step", "t", metric]].dropna(subset=[metric]) if metric in frame else pd.DataFrame()
             if data.empty:
                 continue
-            xs = with_x(data, x, rs.start_t)
-            ys = data[metric].astype(float)
-            smoothed = smooth(ys, method, strength)
             step = stride_for(len(data), max_points)
             if step > 1:
                 notes.append(f"{rs.run}/{metric}: every {step}th of {len(data):,} points drawn")
-            colour = COLOURS[m_i % len(COLOURS)] if len(panel.metrics) > 1 else COLOURS[r_i % len(COLOURS)]
-            dash = DASHES[r_i % len(DASHES)] if len(panel.metrics) > 1 else "solid"
-            name = metric if len(runs) == 1 else f"{rs.run} · {metric}"
-            if show_raw and method != "none":
-                fig.add_trace(
-                    go.Scatter(
-                        x=xs.iloc[::step],
-                        y=ys.iloc[::step],
-                        mode="markers",
-                        marker={"size": 3, "color": colour, "opacity": 0.25},
-                        name=f"{name} (raw)",
-                        legendgroup=name,
-                        showlegend=False,
-                        hoverinfo="skip",
-                    )
-                )
-            fig.add_trace(
-                go.Scatter(
-                    x=xs.iloc[::step],
-                    y=smoothed.iloc[::step],
-                    mode="lines+markers" if len(data) < 30 else "lines",
-                    line={"color": colour, "dash": dash, "width": 2},
-                    name=name,
-                    legendgroup=name,
-                )
-            )
+            style = _trace_style(panel, len(runs), r_i, m_i, rs.run, metric)
+            xs, ys = with_x(data, x, rs.start_t).iloc[::step], data[metric].astype(float)
+            raw = show_raw and method != "none"
+            fig.add_traces(_metric_traces(xs, ys, smooth(ys, method, strength), step, raw, dense=len(data) >= 30, **style))
             top = float(np.nanmax(ys.to_numpy()))
             y_top = top if y_top is None else max(y_top, top)
         _add_markers(fig, rs, x, y_top)
+    _lay_out(fig, panel, x)
+    return fig, "; ".join(notes)
+
+
+def _trace_style(panel: Panel, n_runs: int, r_i: int, m_i: int, run: str, metric: str) -> dict:
+    """Colour by metric when a panel has several, else by run; runs then differ by dash."""
+    several = len(panel.metrics) > 1
+    return {
+        "name": metric if n_runs == 1 else f"{run} · {metric}",
+        "colour": COLOURS[(m_i if several else r_i) % len(COLOURS)],
+        "dash": DASHES[r_i % len(DASHES)] if several else "solid",
+    }
+
+
+def _metric_traces(
+    xs: pd.Series, ys: pd.Series, smoothed: pd.Series, step: int, raw: bool, dense: bool, name: str, colour: str, dash: str
+) -> list[go.Scatter]:
+    """The smoothed line of one metric, with its raw points faintly behind it."""
+    traces = []
+    if raw:
+        marker = {"size": 3, "color": colour, "opacity": 0.25}
+        traces.append(go.Scatter(x=xs, y=ys.iloc[::step], mode="markers", marker=marker, name=f"{name} (raw)",
+                                 legendgroup=name, showlegend=False, hoverinfo="skip"))  # fmt: skip
+    line = {"color": colour, "dash": dash, "width": 2}
+    mode = "lines" if dense else "lines+markers"
+    traces.append(go.Scatter(x=xs, y=smoothed.iloc[::step], mode=mode, line=line, name=name, legendgroup=name))
+    return traces
+
+
+def _lay_out(fig: go.Figure, panel: Panel, x: str) -> None:
     fig.update_layout(
         title=panel.title,
         height=320,
@@ -167,7 +170,6 @@ def panel_figure(
         fig.update_yaxes(type="log")
     if not fig.data:
         fig.add_annotation(text="no data yet", x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False)
-    return fig, "; ".join(notes)
 
 
 def _add_markers(fig: go.Figure, rs: RunSeries, x: str, y_top: float | None) -> None:

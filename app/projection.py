@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--umap", type=int, choices=(2, 3), help="also compute the UMAP map with this many dimensions")
     p.add_argument("--progress", help="JSON file to write progress to")
     args = p.parse_args(argv)
-    from trainer.checkpoint import CheckpointError
+    from trainer.runfiles import CheckpointError
 
     try:
         compute(Path(args.checkpoint), args.umap, Path(args.progress) if args.progress else None)

@@ -3,15 +3,11 @@ map jobs, the checkpoint picker and one-line error display."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import streamlit as st
 
-from trainer.checkpoint import CheckpointError, list_checkpoints
-from trainer.logs import list_runs, log_path
+from trainer.runfiles import CheckpointError, checkpoints_of, list_runs, log_path, runs_with_checkpoints
 
 from .runlog import RunLog
 from .settings import Folders
@@ -33,27 +29,13 @@ def refreshed_logs(folders: Folders) -> list[RunLog]:
     return logs
 
 
-def checkpoints_of(folders: Folders, run_id: str) -> list[Path]:
-    run_dir = folders.run_dir(run_id)
-    found = [p for _, p in reversed(list_checkpoints(run_dir))]
-    latest = run_dir / "latest.pt"
-    return ([latest] if latest.exists() else []) + found
-
-
-def runs_with_checkpoints(folders: Folders) -> list[str]:
-    if not folders.checkpoints.is_dir():
-        return []
-    runs = [p for p in folders.checkpoints.iterdir() if p.is_dir() and checkpoints_of(folders, p.name)]
-    return [p.name for p in sorted(runs, key=lambda p: p.stat().st_mtime, reverse=True)]
-
-
 def _remember(key: str) -> None:
     st.session_state[f"chosen_{key}"] = st.session_state[key]
 
 
 def choose_checkpoint(folders: Folders, where=st.sidebar) -> Path | None:
     """Run and checkpoint pickers, remembered across pages; None (with a message) if there is none."""
-    runs = runs_with_checkpoints(folders)
+    runs = runs_with_checkpoints(folders.checkpoints)
     if not runs:
         st.info(f"No checkpoints under {folders.checkpoints}. A run writes one at each epoch end and when it stops.")
         return None
@@ -61,7 +43,7 @@ def choose_checkpoint(folders: Folders, where=st.sidebar) -> Path | None:
     run_id = where.selectbox(
         "Run", runs, index=runs.index(remembered) if remembered in runs else 0, key="run", on_change=_remember, args=("run",)
     )
-    files = checkpoints_of(folders, run_id)
+    files = checkpoints_of(folders.run_dir(run_id))
     names = [p.name for p in files]
     remembered = st.session_state.get("chosen_checkpoint")
     name = where.selectbox(
@@ -88,27 +70,6 @@ def loaded_run(path: str, key: str):
     state, model, tokenizer = load_run(path)
     state = {k: state[k] for k in ("step", "epoch", "config", "run_id", "tokenizer") if k in state}  # drop optimiser tensors
     return state, model, tokenizer
-
-
-@st.cache_resource(show_spinner=False)
-def _sampling_lock() -> threading.Lock:
-    return threading.Lock()
-
-
-@contextmanager
-def sampling_on(model, vulkan) -> Iterator:
-    """The cached model is shared by every session and its device is switched per run, so one
-    session samples at a time; the others wait with a spinner."""
-    lock = _sampling_lock()
-    if not lock.acquire(blocking=False):
-        with st.spinner("Another session is sampling with this model; waiting for it ..."):
-            lock.acquire()
-    model.vulkan = vulkan
-    try:
-        yield model
-    finally:
-        model.vulkan = None
-        lock.release()
 
 
 @st.cache_resource(max_entries=4, show_spinner="Reading splats ...")

@@ -56,31 +56,19 @@ def splat_figure(
     )
     if words:
         w = np.stack([xy for _, xy in words])
-        fig.add_trace(
-            scatter(
-                x=w[:, 0],
-                y=w[:, 1],
-                **({"z": w[:, 2]} if three else {}),
-                mode="markers+text",
-                text=[label for label, _ in words],
-                textposition="top center",
-                marker={"size": 8 if three else 12, "color": "red", "symbol": "diamond"},
-                name="words",
-            )
-        )
+        text = [label for label, _ in words]
+        marker = {"size": 8 if three else 12, "color": "red", "symbol": "diamond"}
+        fig.add_trace(_overlay(scatter, w, "words", mode="markers+text", text=text, textposition="top center", marker=marker))
     if path is not None:
-        fig.add_trace(
-            scatter(
-                x=path[:, 0],
-                y=path[:, 1],
-                **({"z": path[:, 2]} if three else {}),
-                mode="lines+markers",
-                line={"color": "black", "width": 2},
-                marker={"size": 3, "color": "black"},
-                name="Langevin path",
-            )
-        )
+        line, marker = {"color": "black", "width": 2}, {"size": 3, "color": "black"}
+        fig.add_trace(_overlay(scatter, path, "Langevin path", mode="lines+markers", line=line, marker=marker))
     fig.update_layout(
         title=title, height=700, margin={"l": 10, "r": 10, "t": 40, "b": 10}, uirevision="splat-map", legend={"orientation": "h"}
     )
     return fig
+
+
+def _overlay(scatter, points: np.ndarray, name: str, **style):
+    """A trace drawn over the splats: points (S, 2|3)."""
+    axes = {"x": points[:, 0], "y": points[:, 1]} | ({"z": points[:, 2]} if points.shape[1] == 3 else {})
+    return scatter(**axes, name=name, **style)

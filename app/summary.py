@@ -8,7 +8,8 @@ import time
 
 import pandas as pd
 
-from trainer.status import effective_state, read_status, status_path
+from trainer.runfiles import RunFiles
+from trainer.status import effective_state, read_status
 
 from .runlog import RunLog
 from .settings import Folders
@@ -35,7 +36,7 @@ def open_alerts(log: RunLog, open_window: int = 500) -> pd.DataFrame:
 
 def run_summary(log: RunLog, folders: Folders, now: float | None = None) -> dict:
     now = time.time() if now is None else now
-    status = read_status(status_path(folders.checkpoints, log.run_id))
+    status = read_status(RunFiles(folders.logs, folders.checkpoints, log.run_id).status)
     batch, evals = log.frame("batch"), log.frames("eval", "epoch")
     phases = log.frame("phase")
     heartbeat = status.get("heartbeat") if status else None

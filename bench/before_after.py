@@ -53,7 +53,18 @@ def worker(tree: str, overrides: list[str], steps: int, batch: int) -> dict:
         model.decoder.mix = torch.compile(model.decoder.mix)
     model.refresh_neighbours(force=True)
     gen = torch.Generator().manual_seed(0)
-    step_times = training_step_times(model, steps, gen)
+    try:
+        from ebm.objective import training_loss
+        from ebm.sampler import sample
+    except ImportError:  # commits from before ebm.objective: the model composed the loss itself
+
+        def training_loss(m, tokens, generator):
+            return m(tokens, generator=generator)
+
+        def sample(m, *args):
+            return m.sample(*args)
+
+    step_times = training_step_times(model, steps, gen, training_loss)
     g = normalize(torch.randn(batch, cfg.latent_dim, generator=gen))
     u = 0.1 * torch.randn(batch, cfg.latent_dim, generator=gen)
     settings = SamplerSettings(200, cfg.langevin_dt, cfg.langevin_gamma, cfg.langevin_T)
@@ -61,7 +72,7 @@ def worker(tree: str, overrides: list[str], steps: int, batch: int) -> dict:
     with torch.no_grad():
         for _ in range(3):  # the first is a warm-up
             t = time.perf_counter()
-            model.sample(g, g, u, settings, gen)
+            sample(model, g, g, u, settings, gen)
             sample_times.append(time.perf_counter() - t)
     return {
         "step_s": statistics.median(step_times[1:]),

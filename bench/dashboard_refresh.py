@@ -22,45 +22,27 @@ from app.curves import PANELS, RunSeries, add_derived, panel_figure  # noqa: E40
 from app.runlog import RunLog  # noqa: E402
 from bench.measure import peak_rss_mb  # noqa: E402
 from trainer.logs import LogReader  # noqa: E402
-
-FIELDS = (
-    "loss",
-    "nll",
-    "ppl",
-    "dsm",
-    "dec",
-    "balance",
-    "energy",
-    "energy_splat",
-    "energy_geo",
-    "energy_comp",
-    "beta",
-    "grad_norm",
-    "lr",
-    "train_seconds",
-    "tokens_per_s",
-    "n_splats",
-    "phase",
-)
+from trainer.runfiles import BATCH_FIELDS, SCHEMA_VERSION  # noqa: E402
 
 
 def batch_line(step: int, rng: random.Random) -> str:
-    record = {"v": 1, "type": "batch", "t": 1.7e9 + step, "step": step, "epoch": step // 5000}
-    record.update({k: rng.random() for k in FIELDS})
+    record = {"v": SCHEMA_VERSION, "type": "batch", "t": 1.7e9 + step, "step": step, "epoch": step // 5000}
+    record.update({k: rng.random() for k in BATCH_FIELDS})
     return json.dumps(record, separators=(",", ":")) + "\n"
 
 
 def write_lines(path: Path, start: int, n: int, rng: random.Random) -> None:
     with open(path, "a") as fh:
         if start == 0:
-            fh.write(json.dumps({"v": 1, "type": "meta", "t": 1.7e9, "step": 0, "epoch": 0, "run_id": "bench"}) + "\n")
+            meta = {"v": SCHEMA_VERSION, "type": "meta", "t": 1.7e9, "step": 0, "epoch": 0, "run_id": "bench"}
+            fh.write(json.dumps(meta) + "\n")
         for step in range(start, start + n):
             fh.write(batch_line(step + 1, rng))
             if step % 500 == 499:
                 fh.write(
                     json.dumps(
                         {
-                            "v": 1,
+                            "v": SCHEMA_VERSION,
                             "type": "eval",
                             "t": 1.7e9 + step,
                             "step": step + 1,

@@ -7,16 +7,20 @@ from __future__ import annotations
 
 import resource
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # torch is imported by the caller; the memory probe stays light
     import torch
 
 
-def training_step_times(model: torch.nn.Module, steps: int, generator: torch.Generator) -> list[float]:
+def training_step_times(
+    model: torch.nn.Module, steps: int, generator: torch.Generator, loss_fn: Callable[..., Any]
+) -> list[float]:
     """Seconds of `steps` + 1 default training steps (forward, backward, AdamW) on random
-    windows; the first is a warm-up, so callers take the median of the rest."""
+    windows; the first is a warm-up, so callers take the median of the rest. `loss_fn(model,
+    tokens, generator)` returns an object with `.loss` (ebm.objective.training_loss)."""
     import torch
 
     from trainer.heap import release_free_heap  # as the trainer does after every step
@@ -28,7 +32,7 @@ def training_step_times(model: torch.nn.Module, steps: int, generator: torch.Gen
     for _ in range(steps + 1):
         tokens = torch.randint(cfg.vocab_size, (cfg.batch_size, length), generator=generator)
         t = time.perf_counter()
-        out = model(tokens, generator=generator)
+        out = loss_fn(model, tokens, generator)
         opt.zero_grad()
         out.loss.backward()
         opt.step()

@@ -171,6 +171,7 @@ def run_transformer(args) -> dict:
 
 def run_ebm(args, out: Path) -> dict:
     from trainer.logs import LogReader
+    from trainer.runfiles import RunFiles
 
     run_id = f"bench-{time.strftime('%Y%m%d-%H%M%S')}"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -194,12 +195,13 @@ def run_ebm(args, out: Path) -> dict:
     if code := os.waitstatus_to_exitcode(status):
         raise subprocess.CalledProcessError(code, cmd)
     peak = usage.ru_maxrss / 1024  # includes this (small) process's peak at fork; the trainer's is far larger
-    reader = LogReader(out / "logs" / "ebm" / f"{run_id}.jsonl")
+    files = RunFiles.under(out, run_id)
+    reader = LogReader(files.log)
     reader.read_new()
     batches = {r["step"]: r for r in reader.of_type("batch")}
     meta = reader.meta
     last = batches[max(batches)]
-    ckpt = out / "checkpoints" / run_id / "latest.pt"
+    ckpt = files.latest
     n_emb = meta["config"]["vocab_size"] * meta["config"]["latent_dim"]
     result = {
         "model": ("EBM (default config" if not args.ebm_set else f"EBM ({', '.join(args.ebm_set)}")

@@ -27,13 +27,13 @@ def one_point(overrides: list[str], steps: int) -> dict:
     """Median step time (after one warm-up step) and peak RSS at one config."""
     import torch
 
-    from ebm import EBMConfig, EBMModel
+    from ebm import EBMConfig, EBMModel, training_loss
 
     cfg = EBMConfig().with_overrides(overrides)
     torch.manual_seed(0)
     model = EBMModel(cfg)
     model.refresh_neighbours(force=True)
-    times = training_step_times(model, steps, torch.Generator().manual_seed(0))
+    times = training_step_times(model, steps, torch.Generator().manual_seed(0), training_loss)
     return {"step_s": statistics.median(times[1:]), "peak_rss_mb": peak_rss_mb()}
 
 

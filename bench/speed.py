@@ -26,12 +26,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.measure import peak_rss_mb  # noqa: E402
-from ebm import EBMConfig, EBMModel, SamplerSettings  # noqa: E402
-from ebm.energy import context_grad, splat_energy_and_grad, vocab_logit_terms  # noqa: E402
+from ebm import EBMConfig, EBMModel, SamplerSettings, VulkanBackend, objective, sample, training_loss  # noqa: E402
 from ebm.geometry import normalize, perturb, random_points  # noqa: E402
 from ebm.knn import SplatIndex, exact_knn, recall  # noqa: E402
-from ebm.losses import noisy_targets, sample_noise_levels  # noqa: E402
-from ebm.ops import head_dtype, linear_cross_entropy  # noqa: E402
+from ebm.ops import head_dtype  # noqa: E402
 from ebm.soc import SOCController  # noqa: E402
 from trainer.heap import release_free_heap  # noqa: E402
 
@@ -70,76 +68,64 @@ def vulkan_device():
 # ----------------------------------------------------------------------------- sections
 
 
+def step_parts(model: EBMModel, tokens: torch.Tensor, gen: torch.Generator) -> dict:
+    """The terms of ebm.objective, each timed alone on one fixed batch (heads forward + backward)."""
+    cfg = model.cfg
+    t = objective.targets_of(model, tokens)
+    noisy = objective.noisy_targets_of(model, t, gen)
+    latents = objective.decoder_latents(noisy, t, gen).detach()
+    frozen = t._replace(g=t.g.detach(), u=t.u.detach(), h=t.h.detach())
+    soc = SOCController(cfg)
+    soc.observe(t.emb[t.ids].detach(), torch.zeros(len(t.ids)))
+
+    def energy_head():  # from the embedding table to the loss and back
+        emb = model.embeddings
+        live = frozen._replace(emb=emb, splat_vocab=model.vocab_splat_energy(emb), beta=model.beta)
+        objective.energy_nll(model, live).backward()
+
+    heads = str(head_dtype(cfg.head_dtype, torch.device("cpu")))[6:]
+    return {
+        "context encoder": lambda: objective.targets_of(model, tokens),
+        f"vocabulary energies + NLL, forward + backward (E_splat of V tokens, {heads} head)": energy_head,
+        "score matching (FAISS search of noisy targets + gradient)": lambda: objective.score_matching(model, t, noisy),
+        "decoder (MoE) + its NLL, forward + backward": lambda: objective.decoder_nll(model, frozen, latents)[0].backward(),
+        "SOC check (every soc_check_interval steps)": lambda: soc.check(model.splats, model.neighbours.index, 1, 10**6, 0, None),
+        "vocabulary neighbour refresh (every knn_refresh_interval steps)": lambda: model.refresh_neighbours(force=True),
+    }
+
+
 def bench_step(cfg: EBMConfig, repeats: int) -> str:
     torch.manual_seed(0)
     model = EBMModel(cfg)
     model.refresh_neighbours(force=True)
     gen = torch.Generator().manual_seed(0)
-    T, D = cfg.seq_length, cfg.latent_dim
-    tokens = torch.randint(cfg.vocab_size, (cfg.batch_size, cfg.context_global + T + 1), generator=gen)
+    tokens = torch.randint(cfg.vocab_size, (cfg.batch_size, cfg.context_global + cfg.seq_length + 1), generator=gen)
     opt = torch.optim.AdamW(model.parameter_groups(), lr=cfg.learning_rate)
-    ctx = model.contexts(tokens[:, :-1], T)
-    g, u, h = (x.reshape(-1, D) for x in ctx)
-    targets = tokens[:, -T:].reshape(-1)
-    e_t = model.embeddings[targets].detach()
-    sigma = sample_noise_levels(targets.shape[0], cfg.noise_levels, gen)
-    x_noisy, _ = noisy_targets(e_t, sigma, gen)
-    s = model.splats
-    soc = SOCController(cfg)
-    soc.observe(e_t, torch.zeros(len(e_t)))
 
     def full_step():
-        out = model(tokens, generator=gen)
+        out = training_loss(model, tokens, gen)
         opt.zero_grad()
         out.loss.backward()
         opt.step()
         release_free_heap()  # as the trainer does
 
-    def forward_only():
-        model(tokens, generator=gen)
-
-    heads = head_dtype(cfg.head_dtype, torch.device("cpu"))
-    emb = model.embeddings
-
-    def energy_head():  # as in model.forward, from the embedding table to the loss and back
-        e = model.embeddings
-        c, bias = vocab_logit_terms(model.vocab_splat_energy(e), g.detach(), model.beta, u.detach(), cfg.vocab_temperature)
-        linear_cross_entropy(c, e, targets, bias, heads).backward()
-
-    def decoder_head():
-        linear_cross_entropy(model.decoder.mix(x_noisy, h.detach()).output, model.embeddings, targets, dtype=heads).backward()
-
-    parts = {
-        "context encoder": lambda: model.contexts(tokens[:, :-1], T, emb),
-        f"vocabulary energies + NLL, forward + backward (E_splat of V tokens, {str(heads)[6:]} head)": energy_head,
-        "splat KNN of noisy targets (FAISS)": lambda: model.index.search(x_noisy, cfg.knn_k),
-        "score-matching gradient": lambda: (
-            splat_energy_and_grad(x_noisy, s.mu, s.log_alpha, s.kappa, float(s.tau), model.index.search(x_noisy, cfg.knn_k))[1]
-            + context_grad(g, model.beta, u)
-        ),
-        "decoder (MoE) + its NLL, forward + backward": decoder_head,
-        "SOC check (every soc_check_interval steps)": lambda: soc.check(s, model.index, 1, 10**6, 0, None),
-        "vocabulary neighbour refresh (every knn_refresh_interval steps)": lambda: model.refresh_neighbours(force=True),
-    }
     total, _ = timed(full_step, repeats)
-    fwd, _ = timed(forward_only, repeats)
+    fwd, _ = timed(lambda: training_loss(model, tokens, gen), repeats)
     every = {"SOC check": cfg.soc_check_interval, "vocabulary neighbour refresh": cfg.knn_refresh_interval}
     rows = [["whole step (forward + backward + AdamW)", total, "-", 1.0]]
     rows.append(["forward", fwd, "-", fwd / total])
     rows.append(["backward + optimiser (step - forward)", total - fwd, "-", (total - fwd) / total])
-    for name, fn in parts.items():
+    for name, fn in step_parts(model, tokens, gen).items():
         med, times = timed(fn, repeats)
         period = next((n for key, n in every.items() if name.startswith(key)), 1)  # amortised per step
         rows.append([f"  {name}", med, ", ".join(f"{t:.3f}" for t in times), med / period / total])
     tps = cfg.batch_size * cfg.seq_length / total
+    title = f"Training step at the default config: {tps:.0f} tokens/s"
     return (
-        table(
-            f"Training step at the default config: {tps:.0f} tokens/s",
-            ["part", "median s", "runs (s)", "share of step"],
-            rows,
-        )
-        + "\nParts are timed alone, forward only (with autograd on) unless marked; their sum exceeds the step where work overlaps"
-        + ". Periodic parts are shared out over their interval; the whole step excludes them.\n"
+        table(title, ["part", "median s", "runs (s)", "share of step"], rows)
+        + "\nParts are the functions of ebm.objective timed alone, forward only (with autograd on) unless marked; their"
+        + " sum exceeds the step where work overlaps. Periodic parts are shared out over their interval; the whole step"
+        + " excludes them.\n"
     )
 
 
@@ -153,12 +139,10 @@ def bench_langevin(cfg: EBMConfig, batches: list[int], repeats: int, dev) -> str
         g = normalize(torch.randn(b, cfg.latent_dim, generator=gen))
         u = 0.1 * torch.randn(b, cfg.latent_dim, generator=gen)
         z0 = normalize(g + 0.01 * torch.randn(g.shape, generator=gen))
-        model.vulkan = None
-        cpu, _ = timed(partial(model.sample, z0, g, u, settings, gen), repeats)
+        cpu, _ = timed(partial(sample, model, z0, g, u, settings, gen), repeats)
         row = [b, cpu, b / cpu, 1.0]
         if dev is not None:
-            model.use_vulkan(dev)
-            vk, _ = timed(partial(model.sample, z0, g, u, settings, gen), repeats)
+            vk, _ = timed(partial(sample, model, z0, g, u, settings, gen, backend=VulkanBackend(dev)), repeats)
             row += [vk, b / vk, cpu / vk]
         rows.append(row)
     header = ["batch", "torch CPU s", "torch tokens/s", "ratio"]

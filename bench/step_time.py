@@ -17,7 +17,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.measure import peak_rss_mb  # noqa: E402
-from ebm import EBMConfig, EBMModel  # noqa: E402
+from ebm import EBMConfig, EBMModel, training_loss  # noqa: E402
 from trainer.heap import release_free_heap  # noqa: E402
 
 
@@ -39,7 +39,7 @@ def main() -> None:
     for _ in range(args.steps):
         tokens = torch.randint(cfg.vocab_size, (cfg.batch_size, L), generator=gen)
         t0 = time.perf_counter()
-        out = model(tokens, generator=gen)
+        out = training_loss(model, tokens, gen)
         t1 = time.perf_counter()
         opt.zero_grad()
         out.loss.backward()

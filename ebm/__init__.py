@@ -7,8 +7,28 @@ import os
 # tiny run took 46 s instead of 0.8 s. Passive waiting must be chosen before torch loads.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from .config import SCHEMA_VERSION, ConfigError, EBMConfig, small_config
-from .model import EBMModel, SamplerSettings
+from .backend import TORCH, TorchBackend, VulkanBackend, backend_for
+from .config import ConfigError, EBMConfig, small_config
+from .model import EBMModel
+from .objective import training_loss
+from .sampler import SamplerSettings, generate, generate_stream, sample
+from .scoring import decoder_logprobs, token_logprobs
 
-__all__ = ["SCHEMA_VERSION", "ConfigError", "EBMConfig", "EBMModel", "SamplerSettings", "small_config"]
+__all__ = [
+    "TORCH",
+    "ConfigError",
+    "EBMConfig",
+    "EBMModel",
+    "SamplerSettings",
+    "TorchBackend",
+    "VulkanBackend",
+    "backend_for",
+    "decoder_logprobs",
+    "generate",
+    "generate_stream",
+    "sample",
+    "small_config",
+    "token_logprobs",
+    "training_loss",
+]
 __version__ = "0.1.0"

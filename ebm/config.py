@@ -1,178 +1,159 @@
 """EBMConfig: the one configuration of a model and its training run.
 
-Defaults follow DESIGN.md section 13; departures are documented in docs/design-notes.md.
-The config is frozen, validated on construction, and travels as JSON inside every
-checkpoint and at the head of every log, so a checkpoint rebuilds its model alone.
+Each field carries its rule and a one-line meaning in its metadata (`setting`); validation reads
+them, and only rules that tie fields together are written by hand (`_check_together`). The
+config is frozen, validated on construction, and travels as JSON inside every checkpoint and
+at the head of every log, so a checkpoint rebuilds its model alone. Departures from the
+reference design's defaults, with the measurements behind them, are in docs/design.md.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import typing
-from dataclasses import asdict, dataclass, fields
-
-SCHEMA_VERSION = 1
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
 
 
 class ConfigError(ValueError):
     """A config value is out of range or inconsistent; the message says what to change."""
 
 
+# A rule returns what is wrong with a value, or None when it is fine.
+Rule = Callable[[typing.Any], str | None]
+
+
+def positive(value) -> str | None:
+    return None if value > 0 else "must be > 0"
+
+
+def non_negative(value) -> str | None:
+    return None if value >= 0 else "must be >= 0"
+
+
+def unit_interval(value) -> str | None:
+    return None if 0 <= value <= 1 else "must lie in [0, 1]"
+
+
+def open_unit_interval(value) -> str | None:  # (0, 1]
+    return None if 0 < value <= 1 else "must lie in (0, 1]"
+
+
+def one_of(*choices: str) -> Rule:
+    def rule(value) -> str | None:
+        return None if value in choices else "must be one of " + ", ".join(repr(c) for c in choices)
+
+    return rule
+
+
+def angles(value) -> str | None:
+    return None if value and all(0 < s <= 3.14 for s in value) else "must be non-empty angles in (0, pi]"
+
+
+def all_positive(value) -> str | None:
+    return None if all(v > 0 for v in value) else "must all be > 0"
+
+
+def setting(default, rule: Rule | None = None, help: str = ""):
+    """A config field with its validation rule and its meaning (shown by tools that list the config)."""
+    return field(default=default, metadata={"rule": rule, "help": help})
+
+
 @dataclass(frozen=True)
 class EBMConfig:
     # --- geometry and vocabulary
-    latent_dim: int = 640  # d: the sphere is S^(d-1)
-    vocab_size: int = 50257  # GPT-2 BPE
-    vocab_temperature: float = 1.0  # T_vocab in p_E(w|c) = softmax(-E(e_w; c) / T_vocab)
+    latent_dim: int = setting(640, positive, "d: token embeddings and splats live on the sphere S^(d-1)")
+    vocab_size: int = setting(50257, positive, "tokens in the vocabulary (set from the tokenizer)")
+    vocab_temperature: float = setting(1.0, positive, "T in p_E(w|c) = softmax(-E(e_w; c) / T)")
 
     # --- splats (von Mises-Fisher attractors)
-    n_splats_init: int = 10000
-    max_splats: int = 150000
-    knn_k: int = 64
-    knn_index: str = "flat"  # "flat" (exact inner product) or "hnsw" (approximate)
-    knn_refresh_interval: int = 50  # steps between rebuilding the vocabulary's neighbour table
-    splat_temperature: float = 0.1  # tau
-    min_kappa: float = 1.0
-    max_kappa: float = 50.0
-    init_kappa: float = 2.0  # new splats start broad; see docs/design-notes.md
-    splat_weight_decay: float = 0.0  # alpha decay strength at the end of the curriculum
-    splat_weight_decay_start: float = 1.0  # ... and at its start
-    splat_decay_age: int = 1000  # age (steps) at which the decay reaches half strength
+    n_splats_init: int = setting(10000, positive, "splats at the start when the curriculum is off")
+    max_splats: int = setting(150000, positive, "hard cap on the number of splats")
+    knn_k: int = setting(64, positive, "neighbour splats summed in each point's splat energy")
+    knn_index: str = setting("flat", one_of("flat", "hnsw"), "FAISS index: flat (exact) or hnsw (approximate)")
+    knn_refresh_interval: int = setting(50, positive, "steps between rebuilds of the vocabulary's neighbour table")
+    splat_temperature: float = setting(0.1, positive, "tau of the splat energy when the curriculum is off")
+    min_kappa: float = setting(1.0, positive, "lowest splat concentration")
+    max_kappa: float = setting(50.0, positive, "highest splat concentration")
+    init_kappa: float = setting(2.0, positive, "concentration of new splats (broad: see docs/design.md)")
+    splat_weight_decay: float = setting(0.0, non_negative, "alpha decay strength at the end of the curriculum")
+    splat_weight_decay_start: float = setting(1.0, non_negative, "alpha decay strength at its start")
+    splat_decay_age: int = setting(1000, positive, "splat age (steps) at which alpha decay reaches half strength")
 
     # --- context encoder
-    context_local: int = 12
-    context_medium: int = 64
-    context_global: int = 512
-    context_heads: int = 8
-    geo_beta: float = 1.0  # initial beta of E_geo; learned (log-parametrised)
+    context_local: int = setting(12, positive, "tokens the local attention block sees")
+    context_medium: int = setting(64, positive, "tokens in the medium causal mean")
+    context_global: int = setting(512, positive, "tokens in the global causal mean (the history of a window)")
+    context_heads: int = setting(8, positive, "attention heads of the local block")
+    geo_beta: float = setting(1.0, positive, "initial beta of E_geo = -beta z.g (learned)")
 
     # --- decoder
-    moe_experts: int = 4
-    moe_active: int = 2
-    hidden_dim: int = 1024
+    moe_experts: int = setting(4, positive, "experts in the decoder")
+    moe_active: int = setting(2, positive, "experts each input is routed to")
+    hidden_dim: int = setting(1024, positive, "hidden width of each expert")
 
     # --- objective
-    noise_levels: tuple[float, ...] = (0.01, 0.05, 0.1, 0.2, 0.5)
-    lambda_dsm: float = 0.1
-    lambda_dec: float = 1.0
-    lambda_bal: float = 0.01
+    noise_levels: tuple[float, ...] = setting((0.01, 0.05, 0.1, 0.2, 0.5), angles, "score-matching noise levels")
+    lambda_dsm: float = setting(0.1, non_negative, "weight of the score-matching loss")
+    lambda_dec: float = setting(1.0, non_negative, "weight of the decoder's NLL")
+    lambda_bal: float = setting(0.01, non_negative, "weight of the experts' load-balancing loss")
 
     # --- Langevin sampling
-    langevin_steps: int = 200
-    langevin_dt: float = 0.001
-    langevin_gamma: float = 0.1
-    langevin_T: float = 1.0
-    langevin_knn_refresh: int = 10  # sampler steps between neighbour searches
-    eval_flow_steps: int = 20  # noise-free steps from g(c) for ppl_decoder
+    langevin_steps: int = setting(200, positive, "sampler steps per generated token")
+    langevin_dt: float = setting(0.001, positive, "sampler step size")
+    langevin_gamma: float = setting(0.1, non_negative, "friction of underdamped Langevin")
+    langevin_T: float = setting(1.0, non_negative, "sampling temperature (0: damped gradient flow)")
+    langevin_knn_refresh: int = setting(10, positive, "sampler steps between neighbour searches")
+    eval_flow_steps: int = setting(20, non_negative, "noise-free steps from g(c) that ppl_decoder decodes")
 
     # --- self-organised criticality
-    soc_check_interval: int = 100
-    soc_threshold: float = 0.8
-    soc_buffer_size: int = 4096
-    soc_merge_cos: float = 0.995
-    soc_prune_alpha: float = 0.01
-    soc_prune_min_age: int = 500
-    soc_spawn_max: int = 256
-    coverage_kernel: float = 0.5  # a point is covered if some splat's kernel k_i(z) >= this
+    soc_check_interval: int = setting(100, positive, "steps between SOC checks")
+    soc_threshold: float = setting(0.8, unit_interval, "uncovered share of recent targets that starts an avalanche")
+    soc_buffer_size: int = setting(4096, positive, "recent training targets an SOC check looks at")
+    soc_merge_cos: float = setting(0.995, open_unit_interval, "cosine above which two splats merge")
+    soc_prune_alpha: float = setting(0.01, non_negative, "alpha below which an old, unused splat is pruned")
+    soc_prune_min_age: int = setting(500, non_negative, "steps a splat lives before it can be pruned")
+    soc_spawn_max: int = setting(256, positive, "most splats one avalanche spawns")
+    coverage_kernel: float = setting(0.5, open_unit_interval, "kernel value at which a splat covers a point")
 
     # --- curriculum
-    curriculum: bool = True
-    curriculum_epochs: int = 5
-    curriculum_capacities: tuple[int, ...] = (5000, 30000, 50000)
-    curriculum_temperatures: tuple[float, ...] = (0.3, 0.2, 0.1)
-    curriculum_boundaries: tuple[int, ...] = (1, 3)  # epoch (or step) at which phase 2, 3 start
-    curriculum_unit: str = "epoch"  # "epoch" or "step"
-    curriculum_growth_fill: float = 0.5  # share of new capacity filled from frequent tokens; SOC spawns the rest
+    curriculum: bool = setting(True, None, "grow splats in phases (capacities, temperatures below)")
+    curriculum_epochs: int = setting(5, positive, "epochs over which alpha decay moves from start to end")
+    curriculum_capacities: tuple[int, ...] = setting((5000, 30000, 50000), all_positive, "splat capacity per phase")
+    curriculum_temperatures: tuple[float, ...] = setting((0.3, 0.2, 0.1), all_positive, "splat tau per phase")
+    curriculum_boundaries: tuple[int, ...] = setting((1, 3), None, "epoch (or step) at which each later phase starts")
+    curriculum_unit: str = setting("epoch", one_of("epoch", "step"), "clock of the phase boundaries")
+    curriculum_growth_fill: float = setting(0.5, open_unit_interval, "share of a phase's new room filled at frequent tokens")
 
     # --- optimisation
-    batch_size: int = 32
-    seq_length: int = 32
-    learning_rate: float = 1e-4
-    weight_decay: float = 0.01
-    grad_clip: float = 1.0
-    head_dtype: str = "auto"  # training's two vocabulary matmuls: "auto", "float32" or "bfloat16" (see ebm.ops)
-    warmup_steps: int = 100
-    epochs: int = 5
-    eval_interval: int = 500
-    eval_tokens: int = 8192
-    checkpoint_keep_every: int = 5
-    checkpoint_keep_last: int = 2
-    seed: int = 0
+    batch_size: int = setting(32, positive, "windows per optimiser step")
+    seq_length: int = setting(32, positive, "targets per window (after context_global tokens of history)")
+    learning_rate: float = setting(1e-4, positive, "peak learning rate of AdamW")
+    weight_decay: float = setting(0.01, non_negative, "AdamW weight decay of encoder and decoder matrices")
+    grad_clip: float = setting(1.0, non_negative, "gradient-norm clip (0: off)")
+    head_dtype: str = setting("auto", one_of("auto", "float32", "bfloat16"), "dtype of the two training vocabulary heads")
+    warmup_steps: int = setting(100, non_negative, "linear learning-rate warm-up steps")
+    epochs: int = setting(5, positive, "epochs to train")
+    eval_interval: int = setting(500, positive, "steps between validation evaluations")
+    eval_tokens: int = setting(8192, positive, "validation targets per evaluation")
+    checkpoint_keep_every: int = setting(5, positive, "keep every N-th epoch checkpoint")
+    checkpoint_keep_last: int = setting(2, non_negative, "keep the last N epoch checkpoints")
+    seed: int = setting(0, non_negative, "random seed of the model and the data order")
 
     def __post_init__(self) -> None:
         for f in fields(self):  # JSON gives lists; tuples keep the config hashable and frozen
             value = getattr(self, f.name)
             if isinstance(value, list):
                 object.__setattr__(self, f.name, tuple(value))
-        self._validate()
+        hints = typing.get_type_hints(EBMConfig)
+        for f in fields(self):
+            _check_field(f.name, hints[f.name], getattr(self, f.name), f.metadata.get("rule"))
+        self._check_together()
 
-    def _validate(self) -> None:
-        positive_ints = [
-            "latent_dim",
-            "vocab_size",
-            "n_splats_init",
-            "max_splats",
-            "knn_k",
-            "knn_refresh_interval",
-            "context_local",
-            "context_medium",
-            "context_global",
-            "context_heads",
-            "moe_experts",
-            "moe_active",
-            "hidden_dim",
-            "langevin_steps",
-            "langevin_knn_refresh",
-            "soc_check_interval",
-            "soc_buffer_size",
-            "soc_spawn_max",
-            "batch_size",
-            "seq_length",
-            "epochs",
-            "eval_interval",
-            "eval_tokens",
-            "checkpoint_keep_every",
-            "splat_decay_age",
-            "curriculum_epochs",
-        ]
-        for name in positive_ints:
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-        positive_floats = [
-            "vocab_temperature",
-            "splat_temperature",
-            "min_kappa",
-            "max_kappa",
-            "init_kappa",
-            "geo_beta",
-            "langevin_dt",
-            "learning_rate",
-        ]
-        for name in positive_floats:
-            if not float(getattr(self, name)) > 0:
-                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)!r}")
-        non_negative = [
-            "lambda_dsm",
-            "lambda_dec",
-            "lambda_bal",
-            "langevin_gamma",
-            "langevin_T",
-            "weight_decay",
-            "grad_clip",
-            "splat_weight_decay",
-            "splat_weight_decay_start",
-            "soc_prune_alpha",
-            "warmup_steps",
-            "eval_flow_steps",
-            "checkpoint_keep_last",
-            "soc_prune_min_age",
-            "seed",
-        ]
-        for name in non_negative:
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+    def _check_together(self) -> None:
+        """The rules that tie fields to each other."""
         if self.min_kappa >= self.max_kappa:
             raise ConfigError(f"min_kappa ({self.min_kappa}) must be below max_kappa ({self.max_kappa})")
         if not self.min_kappa <= self.init_kappa <= self.max_kappa:
@@ -185,22 +166,9 @@ class EBMConfig:
             raise ConfigError(f"latent_dim ({self.latent_dim}) must be divisible by context_heads ({self.context_heads})")
         if not self.context_local <= self.context_medium <= self.context_global:
             raise ConfigError("context windows must satisfy context_local <= context_medium <= context_global")
-        if not self.noise_levels or any(s <= 0 or s > 3.14 for s in self.noise_levels):
-            raise ConfigError(f"noise_levels must be non-empty angles in (0, pi], got {self.noise_levels}")
-        if not 0 <= self.soc_threshold <= 1:
-            raise ConfigError(f"soc_threshold must lie in [0, 1], got {self.soc_threshold}")
-        if not 0 < self.soc_merge_cos <= 1:
-            raise ConfigError(f"soc_merge_cos must lie in (0, 1], got {self.soc_merge_cos}")
-        if not 0 < self.curriculum_growth_fill <= 1:
-            raise ConfigError(f"curriculum_growth_fill must lie in (0, 1], got {self.curriculum_growth_fill}")
-        if not 0 < self.coverage_kernel <= 1:
-            raise ConfigError(f"coverage_kernel must lie in (0, 1], got {self.coverage_kernel}")
-        if self.head_dtype not in ("auto", "float32", "bfloat16"):
-            raise ConfigError(f"head_dtype must be 'auto', 'float32' or 'bfloat16', got {self.head_dtype!r}")
-        if self.knn_index not in ("flat", "hnsw"):
-            raise ConfigError(f"knn_index must be 'flat' or 'hnsw', got {self.knn_index!r}")
-        if self.curriculum_unit not in ("epoch", "step"):
-            raise ConfigError(f"curriculum_unit must be 'epoch' or 'step', got {self.curriculum_unit!r}")
+        self._check_curriculum()
+
+    def _check_curriculum(self) -> None:
         n_phases = len(self.curriculum_capacities)
         if len(self.curriculum_temperatures) != n_phases or len(self.curriculum_boundaries) != n_phases - 1:
             raise ConfigError(
@@ -210,10 +178,14 @@ class EBMConfig:
             )
         if list(self.curriculum_boundaries) != sorted(set(self.curriculum_boundaries)):
             raise ConfigError(f"curriculum_boundaries must be strictly increasing, got {self.curriculum_boundaries}")
-        if any(c <= 0 or c > self.max_splats for c in self.curriculum_capacities):
+        if any(c > self.max_splats for c in self.curriculum_capacities):
             raise ConfigError(f"curriculum_capacities must lie in (0, max_splats], got {self.curriculum_capacities}")
-        if any(t <= 0 for t in self.curriculum_temperatures):
-            raise ConfigError(f"curriculum_temperatures must be > 0, got {self.curriculum_temperatures}")
+
+    @classmethod
+    def describe(cls) -> list[tuple[str, str, typing.Any, str]]:
+        """(name, type, default, meaning) of every field, in declaration order."""
+        hints = typing.get_type_hints(cls)
+        return [(f.name, _type_name(hints[f.name]), f.default, f.metadata.get("help", "")) for f in fields(cls)]
 
     # --- serialisation
     def to_dict(self) -> dict:
@@ -270,6 +242,37 @@ def _parse_value(key: str, hint: typing.Any, raw: str) -> typing.Any:
     except ValueError:
         pass
     raise ConfigError(f"cannot parse {key}={raw!r} as {getattr(hint, '__name__', hint)}")
+
+
+def _type_name(hint: typing.Any) -> str:
+    if typing.get_origin(hint) is tuple:
+        return f"tuple of {typing.get_args(hint)[0].__name__}"
+    return hint.__name__
+
+
+def _is_number(value: typing.Any, hint: typing.Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    if hint is int:
+        return isinstance(value, int)
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def _check_field(name: str, hint: typing.Any, value: typing.Any, rule: Rule | None) -> None:
+    """Type first (a wrong type would make the rule itself fail), then the field's rule."""
+    if typing.get_origin(hint) is tuple:
+        elem = typing.get_args(hint)[0]
+        ok = isinstance(value, tuple) and all(_is_number(v, elem) for v in value)
+    elif hint in (int, float):
+        ok = _is_number(value, hint)
+    else:
+        ok = isinstance(value, hint)
+    if not ok:
+        kind = {int: "an integer", float: "a finite number", bool: "true or false", str: "a string"}.get(hint)
+        raise ConfigError(f"{name} must be {kind or _type_name(hint)}, got {value!r}")
+    problem = rule(value) if rule is not None else None
+    if problem:
+        raise ConfigError(f"{name} {problem}, got {value!r}")
 
 
 def small_config(**changes: typing.Any) -> EBMConfig:

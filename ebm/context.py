@@ -1,4 +1,4 @@
-"""Causal multi-scale context encoder (DESIGN.md section 5).
+"""Causal multi-scale context encoder (docs/design.md, "Context encoder").
 
 Notation: B batch, L tokens in a window (history + targets), T positions whose context is
 wanted (the last T of the window), D latent_dim, W = context_local, M = context_medium,

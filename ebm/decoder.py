@@ -1,4 +1,4 @@
-"""Mixture-of-experts decoder p_D(w | z, c) (DESIGN.md section 8).
+"""Mixture-of-experts decoder p_D(w | z, c) (docs/design.md, "Decoder").
 
 Notation: N inputs, D latent_dim, E experts, A active experts per input, V vocabulary.
 Input [z; h(c)] (N, 2D); a linear router picks the top-A experts and renormalises their

@@ -1,4 +1,4 @@
-"""The energy E(z; c) = E_splat(z) + E_geo(z; c) + E_comp(z; c) (DESIGN.md section 4).
+"""The energy E(z; c) = E_splat(z) + E_geo(z; c) + E_comp(z; c) (docs/design.md, "Energy").
 
 Notation: N points z (N, D); splats mu (K, D), log alpha (K,), kappa (K,); idx (N, k) the
 ids of each point's nearest splats; tau the splat temperature; g (N, D) the unit direction
@@ -18,26 +18,11 @@ against autograd and finite differences):
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import torch
 
-from .ops import gather_combine, gather_dot, row_scores
+from .ops import gather_combine, gather_dot
 
 Tensor = torch.Tensor
-
-
-class EnergyTerms(NamedTuple):
-    splat: Tensor  # (N,)
-    geo: Tensor  # (N,)
-    comp: Tensor  # (N,)
-
-    @property
-    def total(self) -> Tensor:
-        return self.splat + self.geo + self.comp
-
-    def as_dict(self) -> dict[str, Tensor]:
-        return {"total": self.total, "splat": self.splat, "geo": self.geo, "comp": self.comp}
 
 
 def splat_log_kernels(z: Tensor, mu: Tensor, log_alpha: Tensor, kappa: Tensor, tau: float, idx: Tensor) -> Tensor:
@@ -72,28 +57,11 @@ def context_grad(g: Tensor, beta: Tensor, u: Tensor) -> Tensor:
     return -(beta * g + u)
 
 
-def vocab_logits(
-    embeddings: Tensor,
-    splat_vocab: Tensor,
-    g: Tensor,
-    beta: Tensor,
-    u: Tensor,
-    temperature: float,
-    dtype: torch.dtype = torch.float32,
-) -> Tensor:
-    """Logits of p_E(w | c) = softmax_w(-E(e_w; c) / T) for every token.
-
-    embeddings (V, D), splat_vocab (V,) = E_splat(e_w), g and u (..., D) -> (..., V).
-    """
-    c, bias = vocab_logit_terms(splat_vocab, g, beta, u, temperature)
-    logits = row_scores(c.reshape(-1, c.shape[-1]), embeddings, bias, dtype)
-    return logits.view(*c.shape[:-1], -1)
-
-
-def vocab_logit_terms(splat_vocab: Tensor, g: Tensor, beta: Tensor, u: Tensor, temperature: float) -> tuple[Tensor, Tensor]:
-    """(c, bias) with vocab_logits = c . e_w + bias_w: c (..., D), bias (V,).
+def vocab_logit_terms(splat_vocab: Tensor, c: Tensor, temperature: float) -> tuple[Tensor, Tensor]:
+    """(c / T, -E_splat / T): the logits of p_E(w | c) = softmax_w(-E(e_w; c) / T) are
+    (c / T) . e_w + bias_w with c = beta g + u (..., D) and bias (V,).
 
     E_geo + E_comp over the vocabulary is one matmul, -(beta g + u) . e_w; the temperature is
     folded into the (small) operands so no (N, V) tensor is divided.
     """
-    return (beta * g + u) / temperature, splat_vocab / -temperature
+    return c / temperature, splat_vocab / -temperature

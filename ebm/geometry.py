@@ -1,4 +1,4 @@
-"""Riemannian geometry of the unit sphere S^(d-1) (DESIGN.md section 2).
+"""Riemannian geometry of the unit sphere S^(d-1) (docs/design.md, "Geometry").
 
 Notation: x, y points (|x| = 1), u ambient vectors, v tangent vectors (x.v = 0).
 Every function works on the last dimension and broadcasts over leading ones: (..., D).

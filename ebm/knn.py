@@ -1,4 +1,4 @@
-"""Nearest splats by inner product, through FAISS (DESIGN.md section 3).
+"""Nearest splats by inner product, through FAISS (docs/design.md, "Energy").
 
 `SplatIndex` holds a FAISS index over a snapshot of the splat means. Callers search it for
 neighbour *ids* only; kernel values are always computed from the current parameters, so a
@@ -26,7 +26,6 @@ class SplatIndex:
         self.rebuild_cos = rebuild_cos
         self._index: faiss.Index | None = None
         self._snapshot: Tensor | None = None
-        self.builds = 0
 
     @property
     def size(self) -> int:
@@ -45,7 +44,6 @@ class SplatIndex:
         index.add(data)
         self._index = index
         self._snapshot = mu.detach().clone()
-        self.builds += 1
 
     def invalidate(self) -> None:
         self._index = None

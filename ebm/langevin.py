@@ -1,4 +1,4 @@
-"""Underdamped Riemannian Langevin dynamics on the sphere (DESIGN.md section 7).
+"""Underdamped Riemannian Langevin dynamics on the sphere (docs/design.md, "Sampling").
 
 With momentum v in T_z, friction gamma, temperature T and step dt, one step is
 

@@ -1,4 +1,4 @@
-"""Training objective L = L_nll + l_dsm L_dsm + l_dec L_dec + l_bal L_balance (DESIGN.md s. 6).
+"""Training objective L = L_nll + l_dsm L_dsm + l_dec L_dec + l_bal L_balance (docs/design.md, "Objective").
 
 Score matching on the sphere, per target e_w and noise angle sigma:
     x~ = exp_{e_w}(eps), eps ~ N(0, sigma^2 I) on T_{e_w}

@@ -1,4 +1,4 @@
-"""Pretrained token embeddings for initialising the sphere (DESIGN.md section 3).
+"""Pretrained token embeddings for initialising the sphere (docs/design.md, "Energy").
 
 Sources, in order of preference:
   gpt2      GPT-2's `wte` through `transformers`, from a local directory or the local model

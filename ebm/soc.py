@@ -1,5 +1,5 @@
 """Self-organised criticality: when the splat landscape explains the data poorly, an
-avalanche merges, prunes and spawns splats (DESIGN.md section 10).
+avalanche merges, prunes and spawns splats (docs/design.md, "Splat upkeep").
 
 Activity = share of recently seen training targets that no splat covers, where z is covered
 when some neighbour splat's kernel k_i(z) >= coverage_kernel. It lies in [0, 1], it falls as
@@ -88,8 +88,6 @@ class SOCController:
     def __init__(self, cfg: EBMConfig):
         self.cfg = cfg
         self.buffer = HistoryBuffer(cfg.soc_buffer_size, cfg.latent_dim)
-        self.checks = 0
-        self.avalanches = 0
         self.recent: list[bool] = []  # avalanche flag of the last checks, for the SOC rate
 
     def observe(self, points: Tensor, energies: Tensor) -> None:
@@ -117,10 +115,8 @@ class SOCController:
         covered = coverage(store, index, points, self.cfg.knn_k, self.cfg.coverage_kernel)
         activity = 1.0 - covered.float().mean().item() if len(points) else 0.0
         event = SOCEvent(step=step, activity=activity, avalanche=activity > self.cfg.soc_threshold)
-        self.checks += 1
         self.recent.append(event.avalanche)
         if event.avalanche:
-            self.avalanches += 1
             event.counts = self.avalanche(store, index, step, capacity, phase, optimizer, points, covered)
         event.n_splats = store.n
         return event
@@ -148,16 +144,10 @@ class SOCController:
         return counts
 
     def state_dict(self) -> dict:
-        return {
-            "buffer": self.buffer.state_dict(),
-            "checks": self.checks,
-            "avalanches": self.avalanches,
-            "recent": list(self.recent),
-        }
+        return {"buffer": self.buffer.state_dict(), "recent": list(self.recent)}
 
     def load_state_dict(self, state: dict) -> None:
         self.buffer.load_state_dict(state["buffer"])
-        self.checks, self.avalanches = int(state["checks"]), int(state["avalanches"])
         self.recent = list(state["recent"])
 
 

@@ -1,4 +1,4 @@
-"""SplatStore: the learned landscape of vMF attractors and their statistics (DESIGN.md s. 3).
+"""SplatStore: the learned landscape of vMF attractors and their statistics (docs/design.md, "Energy").
 
 Parameters: mu (K, D) stored unnormalised and read through `mu` (unit rows); log alpha (K,);
 kappa stored unconstrained and mapped into [min_kappa, max_kappa] by a sigmoid on log kappa.
@@ -217,8 +217,15 @@ class SplatStore(nn.Module):
         self.resize(torch.arange(self.n), new_mu=points, step=step, phase=phase, optimizer=optimizer)
         return points.shape[0]
 
+    def get_extra_state(self) -> dict:
+        return {"version": self.version}
+
+    def set_extra_state(self, state: dict) -> None:
+        self.version = int(state["version"])
+
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # The store's size is part of its state: adopt it before the values are copied.
+        state_dict.setdefault(prefix + "_extra_state", {"version": self.version})  # files from before the counter was saved
         n = state_dict.get(prefix + "mu_raw", self.mu_raw).shape[0]
         if n != self.n:
             extra = torch.randn(max(0, n - self.n), self.cfg.latent_dim)

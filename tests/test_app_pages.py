@@ -162,35 +162,3 @@ def test_projection_cache_is_reused(copy_of_run):
     stamp = (latest.parent / "maps").stat().st_mtime_ns
     compute(latest, None)  # already cached: nothing is rewritten
     assert (latest.parent / "maps").stat().st_mtime_ns == stamp and (load_array(latest, "nearest") == first).all()
-
-
-def test_sampling_on_switches_the_shared_model_for_one_session_at_a_time():
-    import threading
-    import time
-    from types import SimpleNamespace
-
-    from app.resources import sampling_on
-
-    model = SimpleNamespace(vulkan=None)
-    order = []
-
-    def other_session():
-        with sampling_on(model, "dev-b"):
-            order.append(("b", model.vulkan))
-
-    with sampling_on(model, "dev-a"):
-        thread = threading.Thread(target=other_session)
-        thread.start()
-        time.sleep(0.2)  # the other session must wait, not switch the device under us
-        order.append(("a", model.vulkan))
-    thread.join(5)
-    assert order == [("a", "dev-a"), ("b", "dev-b")]
-    assert model.vulkan is None
-    try:
-        with sampling_on(model, "dev-c"):
-            raise RuntimeError("sampling failed")
-    except RuntimeError:
-        pass
-    assert model.vulkan is None  # reset and released on errors too
-    with sampling_on(model, None):
-        pass

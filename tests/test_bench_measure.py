@@ -29,11 +29,11 @@ def test_training_step_times_runs_real_optimiser_steps():
     import torch
 
     from bench.measure import training_step_times
-    from ebm import EBMModel, small_config
+    from ebm import EBMModel, small_config, training_loss
 
     torch.manual_seed(0)
     model = EBMModel(small_config())
     before = [p.detach().clone() for p in model.parameters()]
-    times = training_step_times(model, 2, torch.Generator().manual_seed(0))
+    times = training_step_times(model, 2, torch.Generator().manual_seed(0), training_loss)
     assert len(times) == 3 and all(t > 0 for t in times)  # a warm-up and two timed steps
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))

@@ -48,3 +48,26 @@ def test_overrides_are_typed():
         EBMConfig().with_overrides(["no_such_key=1"])
     with pytest.raises(ConfigError, match="unknown config keys"):
         EBMConfig.from_dict({"nope": 1})
+
+
+@pytest.mark.parametrize(
+    "changes,fragment",
+    [
+        ({"learning_rate": float("inf")}, "learning_rate must be a finite number"),
+        ({"learning_rate": float("nan")}, "learning_rate must be a finite number"),
+        ({"learning_rate": "3e-4"}, "learning_rate must be a finite number"),
+        ({"knn_k": True}, "knn_k must be an integer"),
+        ({"knn_k": 2.5}, "knn_k must be an integer"),
+        ({"curriculum": "yes"}, "curriculum must be true or false"),
+        ({"noise_levels": (0.1, "x")}, "noise_levels must be tuple of float"),
+    ],
+)
+def test_wrong_types_and_non_finite_values_are_refused(changes, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        EBMConfig(**changes)
+
+
+def test_every_field_has_a_meaning():
+    described = EBMConfig.describe()
+    assert len(described) == len(EBMConfig.__dataclass_fields__)
+    assert all(meaning for _, _, _, meaning in described), [name for name, _, _, m in described if not m]

@@ -6,7 +6,7 @@ import time
 
 import torch
 
-from ebm import EBMModel, small_config
+from ebm import EBMModel, decoder_logprobs, small_config, token_logprobs, training_loss
 
 
 def markov_chain(vocab: int, successors: int, seed: int):
@@ -50,8 +50,8 @@ def test_ppl_energy_approaches_entropy_rate():
 
     def ppl():
         return (
-            math.exp(-model.token_logprobs(held_out).mean().item()),
-            math.exp(-model.decoder_logprobs(held_out).mean().item()),
+            math.exp(-token_logprobs(model, held_out).mean().item()),
+            math.exp(-decoder_logprobs(model, held_out).mean().item()),
         )
 
     start_e, start_d = ppl()
@@ -59,7 +59,7 @@ def test_ppl_energy_approaches_entropy_rate():
     steps = 400
     for step in range(steps):
         model.refresh_neighbours(step)
-        out = model(windows(train, cfg.batch_size), generator=gen)
+        out = training_loss(model, windows(train, cfg.batch_size), gen)
         opt.zero_grad()
         out.loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)

@@ -13,7 +13,7 @@ import pytest
 import torch
 from conftest import ROOT, records, train
 
-from ebm import EBMModel, SamplerSettings, small_config
+from ebm import EBMModel, SamplerSettings, VulkanBackend, sample, small_config, token_logprobs
 from ebm.energy import splat_energy as reference_energy
 from ebm.energy import splat_log_kernels
 from ebm.geometry import normalize, project, random_points
@@ -143,9 +143,9 @@ def test_model_sampling_and_scoring_on_vulkan_match_cpu(dev):
     settings = SamplerSettings(40, cfg.langevin_dt, cfg.langevin_gamma, 0.0)  # noise-free: same chain on both
     tokens = torch.randint(cfg.vocab_size, (3, cfg.context_global + cfg.seq_length + 1), generator=gen)
     with torch.no_grad():
-        ref, ref_lp = model.sample(z0, g, u, settings), model.token_logprobs(tokens)
-        model.use_vulkan(dev)
-        out, lp = model.sample(z0, g, u, settings), model.token_logprobs(tokens)
+        ref, ref_lp = sample(model, z0, g, u, settings), token_logprobs(model, tokens)
+        vulkan = VulkanBackend(dev)
+        out, lp = sample(model, z0, g, u, settings, backend=vulkan), token_logprobs(model, tokens, backend=vulkan)
     torch.testing.assert_close(out.z, ref.z, rtol=1e-4, atol=1e-4)
     for term in ("total", "splat", "geo", "comp"):
         torch.testing.assert_close(out.energies[term], ref.energies[term], rtol=1e-4, atol=1e-4)

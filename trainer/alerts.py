@@ -99,3 +99,38 @@ def non_finite(metrics: dict[str, float]) -> Alert | None:
             "error",
         )
     return None
+
+
+class Monitor:
+    """The metric histories that the trend rules read, kept with the run (saved in checkpoints)."""
+
+    HISTORY = 1000  # batches kept per series
+
+    def __init__(self, nll_target: float = math.log(100), every: int = 50):
+        self.nll_target, self.every = nll_target, every
+        self.history: dict[str, list] = {"energy": [], "nll": [], "ppl_val": []}
+
+    def after_step(self, step: int, metrics: dict[str, float]) -> list[Alert]:
+        """Record the batch; every `every` steps test the energy and loss trends."""
+        for key in ("energy", "nll"):
+            self.history[key] = [*self.history[key], metrics[key]][-self.HISTORY :]
+        if step % self.every:
+            return []
+        found = (energy_rising(self.history["energy"]), plateau(self.history["nll"], target=self.nll_target))
+        return [a for a in found if a is not None]
+
+    def after_eval(self, ppl: float) -> list[Alert]:
+        self.history["ppl_val"].append(ppl)
+        alert = validation_worse(self.history["ppl_val"])
+        return [alert] if alert is not None else []
+
+    @staticmethod
+    def after_soc(recent_avalanches: list[bool]) -> list[Alert]:
+        alert = soc_too_fast(recent_avalanches)
+        return [alert] if alert is not None else []
+
+    def state_dict(self) -> dict:
+        return self.history
+
+    def load_state_dict(self, history: dict) -> None:
+        self.history = {k: list(v) for k, v in history.items()}

@@ -7,20 +7,16 @@ schema version. Retention keeps every `keep_every`-th epoch plus the last `keep_
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import torch
 
-from ebm.config import SCHEMA_VERSION, EBMConfig
+from ebm.config import EBMConfig
 
 from .files import atomic_write
+from .runfiles import SCHEMA_VERSION, CheckpointError, list_checkpoints
 
-EPOCH_FILE = re.compile(r"ebm_epoch_(\d+)\.pt$")
-
-
-class CheckpointError(RuntimeError):
-    pass
+__all__ = ["CheckpointError", "load_checkpoint", "model_from_checkpoint", "prune_checkpoints", "save_checkpoint"]
 
 
 def save_checkpoint(state: dict, run_dir: Path, epoch: int | None, keep_every: int, keep_last: int) -> Path:
@@ -33,15 +29,6 @@ def save_checkpoint(state: dict, run_dir: Path, epoch: int | None, keep_every: i
         atomic_write(run_dir / "latest.pt", lambda fh: torch.save(state, fh))
         prune_checkpoints(run_dir, keep_every, keep_last)
     return target
-
-
-def list_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
-    found = []
-    for p in Path(run_dir).glob("ebm_epoch_*.pt"):
-        m = EPOCH_FILE.search(p.name)
-        if m:
-            found.append((int(m.group(1)), p))
-    return sorted(found)
 
 
 def prune_checkpoints(run_dir: Path, keep_every: int, keep_last: int) -> list[Path]:

@@ -14,8 +14,9 @@ import numpy as np
 import torch
 
 from .alerts import trend
-from .checkpoint import CheckpointError, list_checkpoints, load_checkpoint
-from .logs import LogReader, log_path
+from .checkpoint import CheckpointError, load_checkpoint
+from .logs import LogReader
+from .runfiles import list_checkpoints, log_path
 
 
 def splat_arrays(state: dict) -> dict[str, np.ndarray]:

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ebm import backend_for
+
 from .checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
 from .data import DataError, Windows, default_cache_dir, load_corpus, tokenize_split
 from .device import DeviceError, resolve_device
@@ -51,15 +53,14 @@ def run(args) -> dict:
     torch.manual_seed(args.seed)
     path = Path(args.checkpoint)
     state, model, tokenizer = load_run(path)
-    if vulkan is not None:
-        model.use_vulkan(vulkan)
+    backend = backend_for(vulkan)
     tokens = _tokens(args, tokenizer)
     cfg = model.cfg
     windows = Windows(tokens, cfg.context_global, cfg.seq_length)
     ids = windows.evenly_spaced(max(1, args.max_tokens // cfg.seq_length))
-    result = score(model, windows, ids, cfg.batch_size)
+    result = score(model, windows, ids, cfg.batch_size, backend=backend)
     prompts = [windows.batch(np.array([i]))[0, -9:-1].tolist() for i in ids[: args.samples]]
-    samples, quality = generate_samples(model, prompts, args.sample_tokens, tokenizer.decode, seed=args.seed)
+    samples, quality = generate_samples(model, prompts, args.sample_tokens, tokenizer.decode, seed=args.seed, backend=backend)
     return {
         "checkpoint": str(path),
         "device": str(vulkan or torch_device),

@@ -7,14 +7,17 @@ import math
 import numpy as np
 import torch
 
-from ebm import EBMModel, SamplerSettings
+from ebm import TORCH, EBMModel, SamplerSettings, decoder_logprobs, generate, token_logprobs
+from ebm.backend import Backend
 from ebm.soc import coverage
 
 from .data import Windows
 
 
 @torch.no_grad()
-def score(model: EBMModel, windows: Windows, window_ids: np.ndarray, batch_size: int, progress=None) -> dict:
+def score(
+    model: EBMModel, windows: Windows, window_ids: np.ndarray, batch_size: int, progress=None, backend: Backend = TORCH
+) -> dict:
     """ppl_energy, ppl_decoder and splat coverage on the targets of the given windows."""
     model.eval()
     nll_e = nll_d = 0.0
@@ -22,10 +25,12 @@ def score(model: EBMModel, windows: Windows, window_ids: np.ndarray, batch_size:
     emb = model.embeddings
     for start in range(0, len(window_ids), batch_size):
         tokens = torch.from_numpy(windows.batch(window_ids[start : start + batch_size]))
-        nll_e -= model.token_logprobs(tokens, windows.targets).sum().item()
-        nll_d -= model.decoder_logprobs(tokens, windows.targets).sum().item()
+        nll_e -= token_logprobs(model, tokens, windows.targets, backend).sum().item()
+        nll_d -= decoder_logprobs(model, tokens, windows.targets, backend=backend).sum().item()
         targets = emb[tokens[:, -windows.targets :].reshape(-1)]
-        covered += coverage(model.splats, model.index, targets, model.cfg.knn_k, model.cfg.coverage_kernel).sum().item()
+        covered += (
+            coverage(model.splats, model.neighbours.index, targets, model.cfg.knn_k, model.cfg.coverage_kernel).sum().item()
+        )
         n += targets.shape[0]
         if progress is not None:
             progress(n)
@@ -61,11 +66,12 @@ def generate_samples(
     seed: int = 0,
     settings: SamplerSettings | None = None,
     top_k: int = 40,
+    backend: Backend = TORCH,
 ) -> tuple[list[dict], dict]:
     """Generate from each prompt; returns per-sample records and aggregate quality metrics."""
     samples, all_tokens, energies, cosines = [], [], [], []
     for i, prompt in enumerate(prompts):
-        ids, steps = model.generate(prompt, n_tokens, settings=settings, top_k=top_k, seed=seed + i)
+        ids, steps = generate(model, prompt, n_tokens, settings=settings, top_k=top_k, seed=seed + i, backend=backend)
         path_energy = float(np.mean([s.energies["total"].mean().item() for s in steps])) if steps else float("nan")
         cos = float(np.mean([s.cosine_to_token for s in steps])) if steps else float("nan")
         samples.append(

@@ -1,8 +1,8 @@
-"""The run log: append-only JSON lines (DESIGN.md section 12). No torch here: the dashboard
-imports this module cheaply.
+"""The run log: append-only JSON lines (docs/design.md, "Run files"). No torch here: the
+dashboard imports this module cheaply.
 
-Every line has v (schema version), type, t (unix time), step, epoch and its own fields; the
-first line of a log is a `meta` record with the config. `LogReader` keeps a byte offset and
+Every line has v (schema version), type, t (unix time), step, epoch and the fields of its kind
+(trainer.runfiles.RECORD_FIELDS); the first line of a log is a `meta` record with the config. `LogReader` keeps a byte offset and
 parses only complete new lines: a half-written last line is left for the next read, a corrupt
 line is counted and skipped, and a file that shrank (rewritten) is read again from the start.
 """
@@ -15,12 +15,7 @@ import os
 import time
 from pathlib import Path
 
-LOG_SCHEMA_VERSION = 1
-EVENT_TYPES = ("meta", "batch", "epoch", "eval", "soc", "phase", "alert", "checkpoint", "sample", "status")
-
-
-def log_path(log_dir: str | Path, run_id: str) -> Path:
-    return Path(log_dir) / "ebm" / f"{run_id}.jsonl"
+from .runfiles import RECORD_KINDS, SCHEMA_VERSION
 
 
 def _clean(value):
@@ -42,9 +37,9 @@ class RunLogger:
         self.echo = echo  # optional callable(record) for alerts on stderr
 
     def log(self, type_: str, step: int, epoch: int, **fields) -> dict:
-        if type_ not in EVENT_TYPES:
+        if type_ not in RECORD_KINDS:
             raise ValueError(f"unknown log event type {type_!r}")
-        record = {"v": LOG_SCHEMA_VERSION, "type": type_, "t": time.time(), "step": int(step), "epoch": int(epoch)}
+        record = {"v": SCHEMA_VERSION, "type": type_, "t": time.time(), "step": int(step), "epoch": int(epoch)}
         record.update(_clean(fields))
         self._fh.write(json.dumps(record, separators=(",", ":")) + "\n")
         self._fh.flush()
@@ -118,11 +113,3 @@ class LogReader:
     @property
     def meta(self) -> dict | None:
         return next((r for r in self.records if r.get("type") == "meta"), None)
-
-
-def list_runs(log_dir: str | Path) -> list[str]:
-    folder = Path(log_dir) / "ebm"
-    if not folder.is_dir():
-        return []
-    runs = sorted(folder.glob("*.jsonl"), key=lambda p: p.stat().st_mtime, reverse=True)
-    return [p.stem for p in runs]

@@ -14,10 +14,6 @@ from .files import atomic_write_json
 STATES = ("starting", "running", "stopped", "finished", "crashed")
 
 
-def status_path(checkpoint_dir: str | Path, run_id: str) -> Path:
-    return Path(checkpoint_dir) / run_id / "status.json"
-
-
 def write_status(path: str | Path, state: str, **fields) -> dict:
     if state not in STATES:
         raise ValueError(f"unknown run state {state!r}")
@@ -55,3 +51,17 @@ def effective_state(status: dict | None, stale_after: float = 120.0, now: float 
         if age > stale_after or (isinstance(pid, int) and not pid_alive(pid)):
             return "not responding"
     return state
+
+
+class Heartbeat:
+    """Writes status.json at most every `every` seconds unless forced."""
+
+    def __init__(self, path: str | Path, every: float = 5.0):
+        self.path, self.every = Path(path), every
+        self._last = 0.0
+
+    def beat(self, state: str = "running", force: bool = False, **fields) -> None:
+        now = time.time()
+        if force or now - self._last > self.every:
+            write_status(self.path, state, **fields)
+            self._last = now

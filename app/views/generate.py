@@ -5,9 +5,9 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from app.resources import LOAD_ERRORS, choose_checkpoint, file_key, loaded_run, sampling_on, show_load_error
+from app.resources import LOAD_ERRORS, choose_checkpoint, file_key, loaded_run, show_load_error
 from app.settings import folders
-from ebm.model import SamplerSettings
+from ebm import SamplerSettings, backend_for, generate_stream
 from ebm.vulkan.device import VulkanError, get_device, list_devices
 
 where = folders()
@@ -46,17 +46,18 @@ if submitted:
     settings = SamplerSettings(int(steps), float(dt), float(gamma), float(temperature))
     on_vulkan = device.startswith("vulkan")
     try:
-        vulkan = get_device(device.split(" ")[0]) if on_vulkan else None
+        backend = backend_for(get_device(device.split(" ")[0]) if on_vulkan else None)
     except VulkanError as err:
         st.error(f"{err}")
         st.stop()
-    with sampling_on(model, vulkan):
+    if True:
         prompt_ids = tokenizer.encode(prompt)
         out = st.empty()
         progress = st.progress(0.0, text="sampling ...")
         tokens, rows, paths = [], [], []
         for i, tok in enumerate(
-            model.generate_stream(
+            generate_stream(
+                model,
                 prompt_ids,
                 int(n_tokens),
                 settings,
@@ -65,6 +66,7 @@ if submitted:
                 float(top_p),
                 int(seed),
                 keep_path=not on_vulkan,  # the device sampler does not read back every step's point
+                backend=backend,
             )
         ):
             tokens.append(tok.token)

@@ -42,6 +42,7 @@ def langevin_sample(
     """Sample from exp(-E/T) with E = E_splat + E_geo + E_comp for N points with fixed contexts
     g, u (N, D); the same chain as ebm.langevin.langevin_sample with the model's energy_fn,
     except the noise, which comes from a counter-based hash of (seed, step, point, coordinate)."""
+    # long: one command sequence is recorded and run whole; helpers would only pass its dozen device tensors around
     n, d = z0.shape
     k = min(knn_k, mu.shape[0])
     kp = dev.kp

@@ -1,4 +1,4 @@
-"""The three-phase curriculum (DESIGN.md section 11): each phase has a splat capacity and a
+"""The three-phase curriculum (docs/design.md, "Splat upkeep"): each phase has a splat capacity and a
 splat temperature; phases change at epoch (or step) boundaries. A phase starts with a share
 (curriculum_growth_fill) of its new room filled at the embeddings of the most frequent tokens not
 yet covered; the rest is left to SOC avalanches, which spawn where the data is poorly explained."""
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ebm.config import EBMConfig
+from .config import EBMConfig
 
 PHASE_NAMES = ("init", "mid", "max")
 
@@ -25,11 +25,15 @@ class Curriculum:
         self.cfg = cfg
 
     def phase(self, epoch: int, step: int) -> Phase:
+        """The phase that a run at this epoch and step is in."""
+        cfg = self.cfg
+        clock = epoch if cfg.curriculum_unit == "epoch" else step
+        return self.by_index(sum(clock >= b for b in cfg.curriculum_boundaries) if cfg.curriculum else 0)
+
+    def by_index(self, index: int) -> Phase:
         cfg = self.cfg
         if not cfg.curriculum:
             return Phase(0, "flat", max(cfg.n_splats_init, 1), cfg.splat_temperature)
-        clock = epoch if cfg.curriculum_unit == "epoch" else step
-        index = sum(clock >= b for b in cfg.curriculum_boundaries)
         name = PHASE_NAMES[index] if index < len(PHASE_NAMES) else f"phase{index}"
         return Phase(index, name, cfg.curriculum_capacities[index], cfg.curriculum_temperatures[index])
 

@@ -1,0 +1,90 @@
+"""Where the energy's heavy kernels run: torch (CPU or CUDA) or a Vulkan device.
+
+A backend is a value passed to the objective, the scorers and the sampler, never a switch on
+the model, so one model can serve two callers on two backends at once (two dashboard
+sessions, say). Three kernels differ per backend:
+
+    splat_energy(store, points, nbr)    E_splat at given points, (N,), differentiable
+    vocab_logits(emb, splat_vocab, c)   logits of p_E for contexts c = (beta g + u), (N, V)
+    langevin(...)                       a whole sampling chain, when the backend runs chains
+
+The torch backend runs on whatever device the tensors are on. The Vulkan backend keeps the
+rest of the model in torch on the CPU (docs/design.md, "Backends").
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+
+from .energy import vocab_logit_terms
+from .ops import row_scores
+
+if TYPE_CHECKING:
+    from .splats import SplatStore
+
+Tensor = torch.Tensor
+
+
+class TorchBackend:
+    """Every kernel in torch; chains run step by step in ebm.sampler."""
+
+    runs_chains = False
+
+    def __repr__(self) -> str:
+        return "torch"
+
+    def splat_energy(self, store: SplatStore, points: Tensor, nbr: Tensor) -> Tensor:
+        """(N, D), (N, k) -> (N,)."""
+        return store.energy(points, nbr)
+
+    def vocab_logits(self, embeddings: Tensor, splat_vocab: Tensor, c: Tensor, temperature: float) -> Tensor:
+        """(V, D), (V,), (N, D) -> (N, V) in float32: scoring stays exact whatever the heads use."""
+        c, bias = vocab_logit_terms(splat_vocab, c, temperature)
+        return row_scores(c, embeddings, bias, torch.float32)
+
+
+class VulkanBackend:
+    """Splat energy, vocabulary energies and whole Langevin chains on a Vulkan device."""
+
+    runs_chains = True
+
+    def __init__(self, device):
+        self.device = device  # an ebm.vulkan.VulkanDevice
+
+    def __repr__(self) -> str:
+        return str(self.device)
+
+    def splat_energy(self, store: SplatStore, points: Tensor, nbr: Tensor) -> Tensor:
+        from .vulkan.splat import splat_energy as vulkan_splat_energy
+
+        return vulkan_splat_energy(self.device, points, store.mu, store.log_alpha, store.kappa, float(store.tau), nbr)
+
+    def vocab_logits(self, embeddings: Tensor, splat_vocab: Tensor, c: Tensor, temperature: float) -> Tensor:
+        from .vulkan.vocab import vocab_energies
+
+        return -vocab_energies(self.device, embeddings, splat_vocab, c) / temperature
+
+    def langevin(self, z0, g, beta: float, u, store: SplatStore, knn_k: int, settings, knn_refresh: int, generator):
+        """The chain of ebm.sampler.sample, on the device; the noise stream is seeded from `generator`."""
+        from .vulkan.langevin import langevin_sample
+
+        seed = int(torch.randint(1 << 24, (1,), generator=generator))
+        s = store
+        return langevin_sample(
+            self.device, z0, g, beta, u, s.mu, s.log_alpha, s.kappa, float(s.tau), knn_k,
+            settings.steps, settings.dt, settings.gamma, settings.temperature, seed, knn_refresh, generator,
+        )  # fmt: skip
+
+
+Backend = TorchBackend | VulkanBackend
+TORCH = TorchBackend()
+
+
+def backend_for(vulkan_device=None) -> Backend:
+    """The Vulkan backend on that device, else torch."""
+    return TORCH if vulkan_device is None else VulkanBackend(vulkan_device)
+
+
+__all__ = ["TORCH", "Backend", "TorchBackend", "VulkanBackend", "backend_for"]

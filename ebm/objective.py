@@ -1,0 +1,129 @@
+"""The training loss, L = L_nll + lambda_dsm L_dsm + lambda_dec L_dec + lambda_bal L_balance,
+built from small named terms that the benchmarks time one by one (docs/design.md, "Objective").
+
+A window `tokens` (B, L) predicts its last T tokens; N = B * T targets. Each term reads one
+`Targets` view of the batch, so the embeddings are normalised and the contexts encoded once.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+
+from .backend import TORCH, Backend
+from .energy import context_energies, context_grad, splat_energy_and_grad, vocab_logit_terms
+from .geometry import project
+from .losses import dsm_loss, noisy_targets, sample_noise_levels
+from .model import EBMModel
+from .ops import head_dtype, linear_cross_entropy
+
+Tensor = torch.Tensor
+
+
+class Targets(NamedTuple):
+    """One batch as every term sees it."""
+
+    emb: Tensor  # (V, D) unit embeddings, normalised once: the largest tensor of the step
+    beta: Tensor  # ()
+    g: Tensor  # (N, D) unit direction from context
+    u: Tensor  # (N, D) compositional context vector
+    h: Tensor  # (N, D) context summary for the decoder
+    ids: Tensor  # (N,) target token ids
+    splat_vocab: Tensor  # (V,) E_splat(e_w) of every token
+
+
+class Noisy(NamedTuple):
+    """Targets moved along geodesics by angles sigma: score matching's data."""
+
+    x: Tensor  # (N, D) noisy points
+    score: Tensor  # (N, D) target score at x
+    sigma: Tensor  # (N, 1)
+
+
+class StepResult(NamedTuple):
+    loss: Tensor
+    metrics: dict[str, Tensor]  # detached 0-d tensors, read on the host once per step by the caller
+    target_points: Tensor  # (N, D) detached target embeddings, for the SOC buffer
+    target_energy: Tensor  # (N,) detached total energy at each target
+    target_nbr: Tensor  # (N, k) neighbour splat ids of each target, for usage statistics
+
+
+def targets_of(model: EBMModel, tokens: Tensor, n_targets: int | None = None, backend: Backend = TORCH) -> Targets:
+    """Encode the contexts of the last T positions of each window: (B, L) -> Targets."""
+    T = n_targets or model.cfg.seq_length
+    emb = model.embeddings
+    ctx = model.contexts(tokens[:, :-1], T, emb)
+    g, u, h = (x.reshape(-1, model.cfg.latent_dim) for x in ctx)
+    return Targets(emb, model.beta, g, u, h, tokens[:, -T:].reshape(-1), model.vocab_splat_energy(emb, backend))
+
+
+def energy_nll(model: EBMModel, t: Targets) -> Tensor:
+    """-log p_E(w | c), exact over the whole vocabulary, blockwise (no (N, V) logits held)."""
+    cfg = model.cfg
+    c, bias = vocab_logit_terms(t.splat_vocab, t.beta * t.g + t.u, cfg.vocab_temperature)  # (N, D), (V,)
+    return linear_cross_entropy(c, t.emb, t.ids, bias, head_dtype(cfg.head_dtype, t.emb.device))
+
+
+def noisy_targets_of(model: EBMModel, t: Targets, generator: torch.Generator | None = None) -> Noisy:
+    """Noisy copies of the target embeddings (data: no gradient flows through them)."""
+    sigma = sample_noise_levels(t.ids.shape[0], model.cfg.noise_levels, generator)
+    x, score = noisy_targets(t.emb[t.ids].detach(), sigma, generator)
+    return Noisy(x, score, sigma)
+
+
+def score_matching(model: EBMModel, t: Targets, noisy: Noisy) -> Tensor:
+    """Denoising score matching of -grad_R E / T at the noisy points (ebm.losses)."""
+    s = model.splats
+    nbr = model.neighbours.search(s, noisy.x)
+    _, grad_splat = splat_energy_and_grad(noisy.x, s.mu, s.log_alpha, s.kappa, float(s.tau), nbr)
+    grad = grad_splat + context_grad(t.g, t.beta, t.u)
+    return dsm_loss(project(noisy.x, grad), noisy.score, noisy.sigma, max(model.cfg.langevin_T, 1e-6))
+
+
+def decoder_latents(noisy: Noisy, t: Targets, generator: torch.Generator | None = None) -> Tensor:
+    """Half the rows decode noisy targets, half decode g(c): the sampler's start point,
+    near where noise-free sampling ends (docs/design.md, "Decoder")."""
+    use_g = torch.rand(noisy.x.shape[0], 1, generator=generator) < 0.5
+    return torch.where(use_g, t.g.detach(), noisy.x)
+
+
+def decoder_nll(model: EBMModel, t: Targets, latents: Tensor) -> tuple[Tensor, Tensor]:
+    """-log p_D(w | z, c) and the router's load-balancing loss."""
+    mixed = model.decoder.mix(latents, t.h)
+    heads = head_dtype(model.cfg.head_dtype, t.emb.device)
+    return linear_cross_entropy(mixed.output, t.emb, t.ids, dtype=heads), mixed.balance
+
+
+def training_loss(
+    model: EBMModel,
+    tokens: Tensor,
+    generator: torch.Generator | None = None,
+    n_targets: int | None = None,
+    backend: Backend = TORCH,
+) -> StepResult:
+    """The whole objective for one batch of windows (B, L)."""
+    cfg = model.cfg
+    t = targets_of(model, tokens, n_targets, backend)
+    nll = energy_nll(model, t)
+    noisy = noisy_targets_of(model, t, generator)
+    dsm = score_matching(model, t, noisy)
+    dec, balance = decoder_nll(model, t, decoder_latents(noisy, t, generator))
+    loss = nll + cfg.lambda_dsm * dsm + cfg.lambda_dec * dec + cfg.lambda_bal * balance
+
+    e_t = t.emb[t.ids].detach()
+    geo_t, comp_t = context_energies(e_t, t.g, t.beta, t.u)
+    splat_t = t.splat_vocab[t.ids]
+    total_t = (splat_t + geo_t + comp_t).detach()
+    terms = {"loss": loss, "nll": nll, "dsm": dsm, "dec": dec, "balance": balance, "beta": t.beta}
+    means = {"energy": total_t, "energy_splat": splat_t, "energy_geo": geo_t, "energy_comp": comp_t}
+    metrics = {k: v.detach() for k, v in terms.items()} | {k: v.detach().mean() for k, v in means.items()}
+    return StepResult(loss, metrics, e_t, total_t, model.neighbours.vocab_nbr[t.ids])
+
+
+def host_metrics(metrics: dict[str, Tensor]) -> dict[str, float]:
+    """The step's scalars as floats in one device-to-host copy, plus ppl = exp(nll)."""
+    names = list(metrics)
+    out = dict(zip(names, torch.stack([metrics[k].float() for k in names]).tolist()))
+    return {"loss": out.pop("loss"), "nll": out["nll"], "ppl": math.exp(min(out["nll"], 50.0)), **out}

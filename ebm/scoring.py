@@ -1,0 +1,42 @@
+"""Exact likelihoods of held-out text: log p_E from the energy and log p_D from the decoder.
+
+Both score the last T tokens of each window (B, L) -> (B, T). p_E is normalised over the whole
+vocabulary in float32 whatever dtype the training heads use (docs/design.md, "Objective").
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .backend import TORCH, Backend
+from .model import EBMModel
+from .sampler import SamplerSettings, sample
+
+Tensor = torch.Tensor
+
+
+@torch.no_grad()
+def token_logprobs(model: EBMModel, tokens: Tensor, n_targets: int | None = None, backend: Backend = TORCH) -> Tensor:
+    """log p_E(target | c) for the last T tokens of each window: (B, L) -> (B, T)."""
+    cfg = model.cfg
+    T = n_targets or cfg.seq_length
+    emb = model.embeddings
+    ctx = model.contexts(tokens[:, :-1], T, emb)
+    c = (model.beta * ctx.g + ctx.u).reshape(-1, cfg.latent_dim)  # (N, D)
+    logits = backend.vocab_logits(emb, model.vocab_splat_energy(emb, backend), c, cfg.vocab_temperature)
+    logits = logits.view(*ctx.g.shape[:2], -1)  # (B, T, V)
+    return torch.log_softmax(logits, -1).gather(-1, tokens[:, -T:, None]).squeeze(-1)
+
+
+@torch.no_grad()
+def decoder_logprobs(
+    model: EBMModel, tokens: Tensor, n_targets: int | None = None, steps: int | None = None, backend: Backend = TORCH
+) -> Tensor:
+    """log p_D(target | z*, c), z* the end of a noise-free run from g(c): (B, L) -> (B, T)."""
+    cfg = model.cfg
+    T = n_targets or cfg.seq_length
+    g, u, h = (x.reshape(-1, cfg.latent_dim) for x in model.contexts(tokens[:, :-1], T))
+    run = sample(model, g, g, u, SamplerSettings.flow(cfg, steps), backend=backend)
+    logits = model.decoder(run.z, h, model.embeddings).logits
+    logp = torch.log_softmax(logits, -1).gather(-1, tokens[:, -T:].reshape(-1, 1))
+    return logp.view(tokens.shape[0], T)

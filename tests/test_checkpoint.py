@@ -1,0 +1,23 @@
+import pytest
+import torch
+
+from trainer.checkpoint import CheckpointError, load_checkpoint, prune_checkpoints, save_checkpoint
+
+
+def test_checkpoint_atomic_retention_and_corruption(tmp_path):
+    run = tmp_path / "run"
+    for epoch in range(1, 8):
+        save_checkpoint({"model": {}, "config": {}, "step": epoch}, run, epoch, keep_every=5, keep_last=2)
+    assert sorted(p.name for p in run.glob("*.pt")) == ["ebm_epoch_5.pt", "ebm_epoch_6.pt", "ebm_epoch_7.pt", "latest.pt"]
+    assert load_checkpoint(run)["step"] == 7
+    assert not list(run.glob(".*.tmp"))
+    data = (run / "latest.pt").read_bytes()
+    (run / "latest.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+        load_checkpoint(run)
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        load_checkpoint(tmp_path / "missing.pt")
+    torch.save({"model": {}, "config": {}, "schema_version": 0}, run / "old.pt")
+    with pytest.raises(CheckpointError, match="schema version 0"):
+        load_checkpoint(run / "old.pt")
+    assert prune_checkpoints(run, 5, 2) == []

@@ -1,0 +1,37 @@
+import torch
+
+from ebm import EBMModel, small_config
+from ebm.context import causal_window_mean
+
+
+def _model(**changes):
+    torch.manual_seed(0)
+    return EBMModel(small_config(**changes))
+
+
+def _window(cfg, batch=3, gen=None):
+    L = cfg.context_global + cfg.seq_length + 1
+    return torch.randint(cfg.vocab_size, (batch, L), generator=gen)
+
+
+def test_context_is_causal(gen):
+    model = _model()
+    cfg = model.cfg
+    tokens = _window(cfg, gen=gen)
+    T = cfg.seq_length
+    base = model.contexts(tokens, T)
+    t = 5  # change every token after position L - T + t
+    cut = tokens.shape[1] - T + t + 1
+    changed = tokens.clone()
+    changed[:, cut:] = torch.randint(cfg.vocab_size, changed[:, cut:].shape, generator=gen)
+    after = model.contexts(changed, T)
+    for a, b in zip(base, after):
+        torch.testing.assert_close(a[:, : t + 1], b[:, : t + 1])
+        assert not torch.allclose(a[:, t + 1 :], b[:, t + 1 :])
+
+
+def test_causal_window_mean_reference(gen):
+    x = torch.randn(2, 9, 3, generator=gen, dtype=torch.float64)
+    out = causal_window_mean(x, 4, 5)
+    for i, p in enumerate(range(4, 9)):
+        torch.testing.assert_close(out[:, i], x[:, max(0, p - 3) : p + 1].mean(1))

@@ -1,0 +1,25 @@
+"""The options of one training run that are not model config: where, how long, on what."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .runfiles import RunFiles
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    run_id: str
+    out: Path  # holds logs/ and checkpoints/
+    data: str = "builtin"
+    device: str = "cpu"
+    embeddings: str = "auto"  # pretrained source of token embeddings: auto, gpt2, minilm, own
+    max_steps: int | None = None
+    max_minutes: float | None = None  # optimiser-step time, evaluation not counted
+    log_every: int = 1  # a batch record every N steps
+    quiet: bool = False  # no progress bar
+
+    @property
+    def files(self) -> RunFiles:
+        return RunFiles.under(self.out, self.run_id)

@@ -1,0 +1,297 @@
+"""The training loop. It coordinates and decides nothing itself: the loss is ebm.objective's,
+the store's upkeep ebm.upkeep's, the schedule and budget trainer.schedule's, recovery from
+non-finite steps trainer.recovery's, alert rules trainer.alerts', and the files it writes
+follow trainer.runfiles (docs/design.md, "Training loop").
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+
+from ebm import EBMModel, SamplerSettings, backend_for
+from ebm.config import EBMConfig
+from ebm.objective import host_metrics, training_loss
+from ebm.ops import head_dtype
+from ebm.pretrained import pretrained_embeddings
+from ebm.upkeep import Event, SplatUpkeep
+
+from . import alerts
+from .checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from .data import BUILTIN_LICENSE, Windows, token_frequencies
+from .device import resolve_device
+from .evaluation import generate_samples, score
+from .heap import release_free_heap
+from .logs import RunLogger
+from .options import RunOptions
+from .recovery import Action, Recovery
+from .schedule import Budget, lr_factor
+from .status import Heartbeat
+
+
+class Trainer:
+    """One run: data, model, optimiser, upkeep, logs and checkpoints."""
+
+    def __init__(self, cfg: EBMConfig, opts: RunOptions, tokenizer, train_tokens: np.ndarray, valid_tokens: np.ndarray,
+                 resume_state: dict | None = None):  # fmt: skip
+        self.cfg, self.opts, self.tokenizer, self.files = cfg, opts, tokenizer, opts.files
+        self.device, vulkan = resolve_device(opts.device)
+        self.device_name, self.backend = str(vulkan or self.device), backend_for(vulkan)
+        self.train = Windows(train_tokens, cfg.context_global, cfg.seq_length)
+        self.valid = Windows(valid_tokens, cfg.context_global, cfg.seq_length)
+        self.eval_ids = self.valid.evenly_spaced(max(1, cfg.eval_tokens // cfg.seq_length))
+        self.upkeep = SplatUpkeep(cfg, torch.from_numpy(token_frequencies(train_tokens, cfg.vocab_size)).float())
+        self.monitor, self.recovery = alerts.Monitor(), Recovery()
+        self.logger = RunLogger(self.files.log, echo=_echo_alert)
+        self.heartbeat = Heartbeat(self.files.status)
+        self.step = self.epoch = self.batch_in_epoch = 0
+        self.train_seconds, self.stop_requested = 0.0, False
+        self.embedding_source = "checkpoint"
+        self.model = self._fresh_model() if resume_state is None else model_from_checkpoint(resume_state).train()
+        self.model.to(self.device)
+        self.opt = torch.optim.AdamW(self.model.parameter_groups(), lr=cfg.learning_rate)
+        self.budget = Budget(self.steps_per_epoch * cfg.epochs, opts.max_steps, opts.max_minutes)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, self._lr_factor)
+        self.gen = torch.Generator().manual_seed(cfg.seed)
+        if resume_state is not None:
+            self._restore(resume_state)
+            self.recovery.load_state_dict(resume_state)
+
+    def _fresh_model(self) -> EBMModel:
+        cfg = self.cfg
+        emb, self.embedding_source = pretrained_embeddings(
+            cfg.vocab_size, cfg.latent_dim, source=self.opts.embeddings, decode_token=self.tokenizer.token_text
+        )
+        model = EBMModel(cfg, n_splats=self.upkeep.initial_splats(), token_init=emb, token_freq=self.upkeep.token_freq)
+        self.upkeep.start(model)
+        return model
+
+    def _lr_factor(self, step: int) -> float:
+        return lr_factor(step, self.cfg.warmup_steps, self.budget.schedule_steps)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return max(1, len(self.train) // self.cfg.batch_size)
+
+    @property
+    def total_steps(self) -> int:
+        return self.budget.planned_steps
+
+    def _running(self) -> bool:
+        return self.budget.allows(self.step, self.train_seconds) and not self.stop_requested
+
+    # ----- state
+    def state_dict(self) -> dict:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.opt.state_dict(),
+            "scheduler": self.sched.state_dict(),
+            **self.upkeep.state_dict(),
+            "config": self.cfg.to_dict(),
+            "tokenizer": self.tokenizer.name,
+            "tokenizer_fingerprint": self.tokenizer.fingerprint,
+            "run_id": self.opts.run_id,
+            "rng": {"torch": torch.get_rng_state(), "gen": self.gen.get_state()},
+            "data": {"epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch},
+            "step": self.step,
+            "epoch": self.epoch,
+            "train_seconds": self.train_seconds,
+            "history": self.monitor.state_dict(),
+            **self.recovery.state_dict(),
+        }
+
+    def _restore(self, state: dict) -> None:
+        """Everything but the model's parameters and the recovery count (see _roll_back)."""
+        self.opt.load_state_dict(state["optimizer"])
+        self.sched.load_state_dict(state["scheduler"])
+        self.upkeep.load_state_dict(state)
+        torch.set_rng_state(state["rng"]["torch"])
+        self.gen.set_state(state["rng"]["gen"])
+        self.step, self.epoch = int(state["step"]), int(state["data"]["epoch"])
+        self.batch_in_epoch = int(state["data"]["batch_in_epoch"])
+        self.monitor.load_state_dict(state.get("history", self.monitor.state_dict()))
+        self.train_seconds = float(state.get("train_seconds", 0.0))
+
+    def save(self, epoch: int | None = None) -> None:
+        cfg = self.cfg
+        path = save_checkpoint(self.state_dict(), self.files.run_dir, epoch, cfg.checkpoint_keep_every, cfg.checkpoint_keep_last)
+        self.logger.log("checkpoint", self.step, self.epoch, path=str(path), latest=str(self.files.latest))
+
+    def _beat(self, state: str = "running", force: bool = False) -> None:
+        self.heartbeat.beat(state, force, run_id=self.opts.run_id, step=self.step, epoch=self.epoch,
+                            phase=self.upkeep.phase.name, total_steps=self.total_steps)  # fmt: skip
+
+    def _log(self, kind: str, **fields) -> None:
+        self.logger.log(kind, self.step, self.epoch, **fields)
+
+    def _log_alerts(self, found: list[alerts.Alert]) -> None:
+        for alert in found:
+            self._log("alert", **alert.as_dict())
+
+    def _log_events(self, events: list[Event]) -> None:
+        for kind, fields in events:
+            self._log(kind, **fields)
+            if kind == "soc":
+                self._log_alerts(self.monitor.after_soc(self.upkeep.soc.recent))
+
+    # ----- the loop
+    def fit(self) -> str:
+        self._open_run()
+        from tqdm import tqdm
+
+        bar = tqdm(total=self.total_steps, initial=self.step, unit="step", dynamic_ncols=True,
+                   disable=self.opts.quiet or not sys.stderr.isatty())  # fmt: skip
+        try:
+            while self.epoch < self.cfg.epochs and self._running():
+                self._run_epoch(bar)
+        except Exception:
+            self._beat("crashed", force=True)
+            self._log("status", state="crashed")
+            raise
+        finally:
+            bar.close()
+        return self._close_run()
+
+    def _open_run(self) -> None:
+        self.files.run_dir.mkdir(parents=True, exist_ok=True)
+        self.tokenizer.save(self.files.tokenizer)
+        if self.step == 0:
+            self._log("meta", **self._meta())
+            self._log_events([self.upkeep.phase_event(self.model, spawned=0)])
+        self._beat(force=True)
+
+    def _meta(self) -> dict:
+        cfg, opts = self.cfg, self.opts
+        return {
+            "run_id": opts.run_id,
+            "config": cfg.to_dict(),
+            "tokenizer": self.tokenizer.name,
+            "data": opts.data,
+            "data_note": BUILTIN_LICENSE if opts.data == "builtin" else opts.data,
+            "train_tokens": int(len(self.train.tokens)),
+            "valid_tokens": int(len(self.valid.tokens)),
+            "embedding_source": self.embedding_source,
+            "device": self.device_name,
+            "head_dtype": str(head_dtype(cfg.head_dtype, self.device)).removeprefix("torch."),
+            "pid": os.getpid(),
+            "n_params": sum(p.numel() for p in self.model.parameters()),
+        }
+
+    def _close_run(self) -> str:
+        state = "finished"
+        if self.stop_requested:
+            state = "stopped"
+            self.save()
+        elif not self.budget.allows(self.step, self.train_seconds) and self.batch_in_epoch:
+            if self.step % self.cfg.eval_interval:
+                self._evaluate()
+            self.save()
+        self._log("status", state=state)
+        self._beat(state, force=True)
+        self.logger.close()
+        return state
+
+    def _run_epoch(self, bar) -> None:
+        bs = self.cfg.batch_size
+        order = self.train.epoch_order(self.cfg.seed, self.epoch)
+        n_batches = len(order) // bs
+        while self.batch_in_epoch < n_batches and self._running():
+            self._log_events(self.upkeep.before_step(self.model, self.epoch, self.step, self.opt))
+            b = self.batch_in_epoch
+            metrics = self.train_step(torch.from_numpy(self.train.batch(order[b * bs : (b + 1) * bs])))
+            self.batch_in_epoch += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{metrics['loss']:.3f}", ppl=f"{metrics['ppl']:.1f}",
+                            tok_s=f"{metrics['tokens_per_s']:.0f}", epoch=self.epoch)  # fmt: skip
+            if self.step % self.cfg.eval_interval == 0:
+                self._evaluate()
+            self._beat()
+        if self.batch_in_epoch >= n_batches:
+            self.epoch += 1
+            self.batch_in_epoch = 0
+            self._evaluate(epoch_end=True)
+            self.save(epoch=self.epoch)
+
+    def train_step(self, tokens: torch.Tensor) -> dict:
+        t0 = time.perf_counter()
+        self.model.refresh_neighbours(self.step)
+        out = training_loss(self.model, tokens.to(self.device), self.gen, backend=self.backend)
+        self.opt.zero_grad(set_to_none=True)
+        out.loss.backward()
+        clip = self.cfg.grad_clip if self.cfg.grad_clip > 0 else float("inf")
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+        metrics = {**host_metrics(out.metrics), "grad_norm": float(grad_norm), "lr": self.opt.param_groups[0]["lr"]}
+        alert = alerts.non_finite(metrics)
+        if alert is not None:
+            self._on_non_finite(alert)
+            return {**metrics, "tokens_per_s": 0.0}
+        self.recovery.on_finite()
+        self.opt.step()
+        self.sched.step()
+        self.step += 1
+        metrics |= {"n_splats": self.model.splats.n, "phase": self.upkeep.phase.index}  # the store this step trained
+        progress = self.epoch + self.batch_in_epoch / self.steps_per_epoch
+        events = self.upkeep.after_step(self.model, out, self.step, progress, metrics["lr"], self.opt)
+        release_free_heap()
+        elapsed = time.perf_counter() - t0
+        self.train_seconds += elapsed
+        metrics |= {"train_seconds": self.train_seconds, "tokens_per_s": tokens.shape[0] * self.cfg.seq_length / elapsed}
+        if self.step % self.opts.log_every == 0:
+            self._log("batch", **metrics)
+        self._log_events(events)
+        self._log_alerts(self.monitor.after_step(self.step, metrics))
+        return metrics
+
+    # ----- non-finite steps
+    def _on_non_finite(self, alert: alerts.Alert) -> None:
+        self._log_alerts([alert])
+        self.opt.zero_grad(set_to_none=True)
+        action = self.recovery.on_non_finite(can_roll_back=self.files.latest.exists())
+        if action is Action.ROLL_BACK:
+            self._roll_back()
+        elif action is Action.STOP:
+            self._log("alert", rule="nan_stop", severity="error",
+                      message="training stays non-finite; stopped with a checkpoint of the last finite state",
+                      advice="lower learning_rate, raise warmup_steps, or check the data")  # fmt: skip
+            self.stop_requested = True
+
+    def _roll_back(self) -> None:
+        state = load_checkpoint(self.files.latest)
+        spent = self.train_seconds  # a rollback undoes steps, not the time they took
+        self.model.load_state_dict(state["model"])
+        self._restore(state)
+        self.train_seconds = spent
+        scale = self.recovery.lr_scale(int(state.get("rollbacks", 0)))
+        for group in self.opt.param_groups:
+            group["lr"] *= scale
+        self.sched.base_lrs = [lr * scale for lr in self.sched.base_lrs]
+        self._log("alert", rule="rollback", severity="error",
+                  message=f"rolled back to step {self.step} from {self.files.latest.name}; learning rate halved",
+                  advice="if this repeats, lower learning_rate in the config")  # fmt: skip
+
+    # ----- evaluation
+    def _evaluate(self, epoch_end: bool = False) -> None:
+        result = score(self.model, self.valid, self.eval_ids, self.cfg.batch_size, backend=self.backend)
+        phase = self.upkeep.phase
+        self._log("epoch" if epoch_end else "eval", **result, **self.model.splats.stats(self.step),
+                  soc_rate=self.upkeep.soc.rate(), phase=phase.index, phase_name=phase.name, split="valid",
+                  tokenizer=self.tokenizer.name)  # fmt: skip
+        self._log_alerts(self.monitor.after_eval(result["ppl_energy"]))
+        self._log_samples()
+
+    def _log_samples(self, n: int = 2, n_tokens: int = 12) -> None:
+        prompts = [self.valid.batch(np.array([i]))[0, -9:-1].tolist() for i in self.eval_ids[:n]]
+        samples, quality = generate_samples(self.model, prompts, n_tokens, self.tokenizer.decode, seed=self.step,
+                                            settings=SamplerSettings.from_config(self.cfg), backend=self.backend)  # fmt: skip
+        for s in samples:
+            self._log("sample", prompt=s["prompt"], text=s["text"], mean_energy=s["mean_energy"],
+                      mean_cosine=s["mean_cosine"], **quality)  # fmt: skip
+
+
+def _echo_alert(record: dict) -> None:
+    if record["type"] == "alert":
+        print(f"[ebm-train] ALERT {record['rule']}: {record['message']} -> {record['advice']}", file=sys.stderr)
