@@ -12,7 +12,6 @@ D1 = 1 - 2Y n2/n1, D2 = 2 - 3Y n3/n2, D3+ = 3 - 4Y n4/n3.
 
 from __future__ import annotations
 
-import math
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 
@@ -68,7 +67,3 @@ class KneserNey:
             d = (0.0, d1, d2, d3)[min(c, 3)]
             p = max(c - d, 0.0) / total + (d1 * n1 + d2 * n2 + d3 * n3) / total * p
         return p
-
-    def log_prob(self, targets: Sequence[int], histories: Sequence[Sequence[int]]) -> float:
-        """Sum of natural-log probabilities of each target after its history."""
-        return sum(math.log(self.prob(w, h)) for w, h in zip(targets, histories))

@@ -25,13 +25,11 @@ Tensor = torch.Tensor
 class DecoderOut(NamedTuple):
     logits: Tensor  # (N, V)
     balance: Tensor  # () load-balancing loss
-    load: Tensor  # (E,) share of routed slots per expert
 
 
 class MixOut(NamedTuple):
     output: Tensor  # (N, D) gated expert output, before the vocabulary head
     balance: Tensor  # () load-balancing loss
-    load: Tensor  # (E,) share of routed slots per expert
 
 
 def balance_loss(router_probs: Tensor, chosen: Tensor, n_experts: int) -> tuple[Tensor, Tensor]:
@@ -56,7 +54,7 @@ class MoEDecoder(nn.Module):
     def forward(self, z: Tensor, h: Tensor, embeddings: Tensor, head_dtype: torch.dtype = torch.float32) -> DecoderOut:
         """z (N, D), h (N, D), embeddings (V, D) -> logits (N, V); head_dtype: see ebm.ops.row_scores."""
         out = self.mix(z, h)
-        return DecoderOut(row_scores(out.output, embeddings, dtype=head_dtype), out.balance, out.load)
+        return DecoderOut(row_scores(out.output, embeddings, dtype=head_dtype), out.balance)
 
     def mix(self, z: Tensor, h: Tensor) -> MixOut:
         """z (N, D), h (N, D) -> the gated expert output o (N, D), scored as logits = o . e_w."""
@@ -69,5 +67,5 @@ class MoEDecoder(nn.Module):
             rows, slot = torch.nonzero(chosen == e, as_tuple=True)
             if rows.numel():
                 out.index_add_(0, rows, gates[rows, slot, None] * expert(x[rows]))
-        loss, load = balance_loss(probs, chosen, self.n_experts)
-        return MixOut(output=out, balance=loss, load=load)
+        loss, _ = balance_loss(probs, chosen, self.n_experts)
+        return MixOut(output=out, balance=loss)

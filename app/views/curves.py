@@ -1,61 +1,66 @@
 """Training curves of one or more runs, refreshed live from the new bytes of each log."""
 
 import time
+from dataclasses import dataclass
 
 import streamlit as st
 
 from app.curves import PANELS, X_AXES, RunSeries, add_derived, energy_trend, panel_figure
 from app.resources import refreshed_logs
-from app.settings import folders
-
-where = folders()
-st.title("Training curves")
-logs = refreshed_logs(where)
-if not logs:
-    st.info(f"No runs under {where.logs / 'ebm'} yet. Start one with `ebm-train --detach`.")
-    st.stop()
-
-ids = [log.run_id for log in logs]
-with st.sidebar:
-    chosen = st.multiselect("Runs", ids, default=ids[:1], key="curve_runs")
-    x_label = st.radio("x axis", list(X_AXES), horizontal=True, key="curve_x")
-    method = st.radio(
-        "Smoothing",
-        ["ema", "mean", "none"],
-        horizontal=True,
-        key="curve_smooth",
-        help="ema: debiased exponential average; mean: trailing moving average",
-    )
-    if method == "ema":
-        strength = st.slider("EMA weight", 0.0, 0.99, 0.9, 0.01, key="curve_beta")
-    elif method == "mean":
-        strength = st.slider("Window (points)", 1, 500, 25, key="curve_window")
-    else:
-        strength = 0.0
-    show_raw = st.checkbox("Show raw points", True, key="curve_raw")
-    titles = st.multiselect("Panels", [p.title for p in PANELS], default=[p.title for p in PANELS], key="curve_panels")
+from app.runlog import RunLog
+from app.settings import Folders, folders
 
 
-@st.fragment(run_every=where.refresh_s)
-def curves() -> None:
+@dataclass(frozen=True)
+class View:
+    """What the sidebar chose."""
+
+    runs: list[str]
+    x: str
+    method: str
+    strength: float
+    show_raw: bool
+    titles: list[str]
+
+
+def page() -> None:
+    where = folders()
+    st.title("Training curves")
+    logs = refreshed_logs(where)
+    if not logs:
+        st.info(f"No runs under {where.logs / 'ebm'} yet. Start one with `ebm-train --detach`.")
+        return
+    view = sidebar([log.run_id for log in logs])
+    st.fragment(live_panels, run_every=where.refresh_s)(where, view)
+
+
+def sidebar(ids: list[str]) -> View:
+    with st.sidebar:
+        chosen = st.multiselect("Runs", ids, default=ids[:1], key="curve_runs")
+        x_label = st.radio("x axis", list(X_AXES), horizontal=True, key="curve_x")
+        method = st.radio("Smoothing", ["ema", "mean", "none"], horizontal=True, key="curve_smooth",
+                          help="ema: debiased exponential average; mean: trailing moving average")  # fmt: skip
+        if method == "ema":
+            strength = st.slider("EMA weight", 0.0, 0.99, 0.9, 0.01, key="curve_beta")
+        elif method == "mean":
+            strength = st.slider("Window (points)", 1, 500, 25, key="curve_window")
+        else:
+            strength = 0.0
+        show_raw = st.checkbox("Show raw points", True, key="curve_raw")
+        all_titles = [p.title for p in PANELS]
+        titles = st.multiselect("Panels", all_titles, default=all_titles, key="curve_panels")
+    return View(chosen, X_AXES[x_label], method, strength, show_raw, titles)
+
+
+def run_series(log: RunLog) -> RunSeries:
+    frames = {"batch": log.frame("batch"), "eval+epoch": log.frames("eval", "epoch"), "soc": add_derived(log.frame("soc"))}
+    start_t = log.meta["t"] if log.meta else None
+    return RunSeries(run=log.run_id, frames=frames, start_t=start_t, phases=log.frame("phase"), alerts=log.frame("alert"))
+
+
+def live_panels(where: Folders, view: View) -> None:
     t0 = time.perf_counter()
-    series = []
-    for log in refreshed_logs(where):
-        if log.run_id not in chosen:
-            continue
-        series.append(
-            RunSeries(
-                run=log.run_id,
-                frames={
-                    "batch": log.frame("batch"),
-                    "eval+epoch": log.frames("eval", "epoch"),
-                    "soc": add_derived(log.frame("soc")),
-                },
-                start_t=log.meta["t"] if log.meta else None,
-                phases=log.frame("phase"),
-                alerts=log.frame("alert"),
-            )
-        )
+    series = [run_series(log) for log in refreshed_logs(where) if log.run_id in view.runs]
     if not series:
         st.info("Pick at least one run in the sidebar.")
         return
@@ -64,9 +69,8 @@ def curves() -> None:
         if "energy" in batch:
             st.caption(f"{rs.run} energy {energy_trend(batch['energy'])}")
     columns = st.columns(2)
-    panels = [p for p in PANELS if p.title in titles]
-    for i, panel in enumerate(panels):
-        fig, note = panel_figure(panel, series, X_AXES[x_label], method, strength, show_raw=show_raw)
+    for i, panel in enumerate(p for p in PANELS if p.title in view.titles):
+        fig, note = panel_figure(panel, series, view.x, view.method, view.strength, show_raw=view.show_raw)
         with columns[i % 2]:
             st.plotly_chart(fig, key=f"panel-{panel.title}", width="stretch")
             if note:
@@ -74,4 +78,4 @@ def curves() -> None:
     st.caption(f"updated {time.strftime('%H:%M:%S')} in {time.perf_counter() - t0:.2f} s · refreshes every {where.refresh_s:g} s")
 
 
-curves()
+page()

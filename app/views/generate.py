@@ -1,5 +1,9 @@
 """Generate: Langevin sampling from a checkpoint in the app process, streamed token by token,
-with the energy trajectory (and its three terms) of every token's sampling run."""
+with the energy trajectory (and its three terms) of every token's sampling run. The backend is
+chosen per request, so sessions on different devices share one cached model."""
+
+from pathlib import Path
+from typing import NamedTuple
 
 import pandas as pd
 import plotly.express as px
@@ -10,96 +14,98 @@ from app.settings import folders
 from ebm import SamplerSettings, backend_for, generate_stream
 from ebm.vulkan.device import VulkanError, get_device, list_devices
 
-where = folders()
-st.title("Generate")
-path = choose_checkpoint(where)
-if path is None:
-    st.stop()
-try:
-    state, model, tokenizer = loaded_run(str(path), file_key(path))
-except LOAD_ERRORS as err:
-    show_load_error(err, path)
-    st.stop()
-cfg = model.cfg
-tok_name = state.get("tokenizer", tokenizer.name)
-st.caption(f"{path.parent.name}/{path.name} · step {state['step']} · {model.splats.n:,} splats · tokenizer {tok_name}")
 
-with st.form("generate"):
-    prompt = st.text_area("Prompt", "The history of the city", key="gen_prompt")
-    a, b, c, d = st.columns(4)
-    steps = a.number_input("Langevin steps", 1, 2000, cfg.langevin_steps, key="gen_steps")
-    dt = b.number_input("dt", 1e-4, 1.0, cfg.langevin_dt, format="%.4f", key="gen_dt")
-    gamma = c.number_input("γ (friction)", 0.0, 100.0, cfg.langevin_gamma, key="gen_gamma")
-    temperature = d.number_input("Langevin temperature", 0.0, 10.0, cfg.langevin_T, format="%.3f", key="gen_T")
-    a, b, c, d = st.columns(4)
-    sample_temperature = a.number_input("Sampling temperature", 0.0, 5.0, 1.0, key="gen_sample_T")
-    top_k = b.number_input("top-k (0: off)", 0, cfg.vocab_size, 40, key="gen_top_k")
-    top_p = c.slider("top-p", 0.05, 1.0, 1.0, key="gen_top_p")
-    n_tokens = d.number_input("Tokens", 1, 200, 20, key="gen_n")
-    a, b = st.columns(2)
-    seed = a.number_input("Seed", 0, 2**31 - 1, 0, key="gen_seed")
-    devices = ["cpu"] + [f"vulkan:{i} ({name})" for i, name in enumerate(list_devices())]
-    device = b.selectbox("Device", devices, key="gen_device", help="Vulkan runs each token's Langevin chain on the device")
-    submitted = st.form_submit_button("Generate")
+class Request(NamedTuple):
+    prompt: str
+    settings: SamplerSettings
+    sample_temperature: float
+    top_k: int
+    top_p: float
+    n_tokens: int
+    seed: int
+    device: str
 
-if submitted:
-    settings = SamplerSettings(int(steps), float(dt), float(gamma), float(temperature))
-    on_vulkan = device.startswith("vulkan")
+
+def page() -> None:
+    st.title("Generate")
+    path = choose_checkpoint(folders())
+    if path is None:
+        return
     try:
-        backend = backend_for(get_device(device.split(" ")[0]) if on_vulkan else None)
+        state, model, tokenizer = loaded_run(str(path), file_key(path))
+    except LOAD_ERRORS as err:
+        show_load_error(err, path)
+        return
+    tok_name = state.get("tokenizer", tokenizer.name)
+    st.caption(f"{path.parent.name}/{path.name} · step {state['step']} · {model.splats.n:,} splats · tokenizer {tok_name}")
+    request = request_form(model.cfg)
+    if request is not None:
+        generate_panel(request, model, tokenizer, path)
+    result = st.session_state.get("generation")
+    if result:
+        if request is None:
+            st.markdown(f"{result['text']}**{tokenizer.decode(result['tokens'])}**")
+        energy_panels(result, path)
+
+
+def request_form(cfg) -> Request | None:
+    with st.form("generate"):
+        prompt = st.text_area("Prompt", "The history of the city", key="gen_prompt")
+        a, b, c, d = st.columns(4)
+        steps = a.number_input("Langevin steps", 1, 2000, cfg.langevin_steps, key="gen_steps")
+        dt = b.number_input("dt", 1e-4, 1.0, cfg.langevin_dt, format="%.4f", key="gen_dt")
+        gamma = c.number_input("γ (friction)", 0.0, 100.0, cfg.langevin_gamma, key="gen_gamma")
+        temperature = d.number_input("Langevin temperature", 0.0, 10.0, cfg.langevin_T, format="%.3f", key="gen_T")
+        a, b, c, d = st.columns(4)
+        sample_temperature = a.number_input("Sampling temperature", 0.0, 5.0, 1.0, key="gen_sample_T")
+        top_k = b.number_input("top-k (0: off)", 0, cfg.vocab_size, 40, key="gen_top_k")
+        top_p = c.slider("top-p", 0.05, 1.0, 1.0, key="gen_top_p")
+        n_tokens = d.number_input("Tokens", 1, 200, 20, key="gen_n")
+        a, b = st.columns(2)
+        seed = a.number_input("Seed", 0, 2**31 - 1, 0, key="gen_seed")
+        devices = ["cpu"] + [f"vulkan:{i} ({name})" for i, name in enumerate(list_devices())]
+        device = b.selectbox("Device", devices, key="gen_device", help="Vulkan runs each token's Langevin chain on the device")
+        if not st.form_submit_button("Generate"):
+            return None
+    settings = SamplerSettings(int(steps), float(dt), float(gamma), float(temperature))
+    return Request(prompt, settings, float(sample_temperature), int(top_k), float(top_p), int(n_tokens), int(seed), device)
+
+
+def generate_panel(request: Request, model, tokenizer, path: Path) -> None:
+    on_vulkan = request.device.startswith("vulkan")
+    try:
+        backend = backend_for(get_device(request.device.split(" ")[0]) if on_vulkan else None)
     except VulkanError as err:
         st.error(f"{err}")
-        st.stop()
-    if True:
-        prompt_ids = tokenizer.encode(prompt)
-        out = st.empty()
-        progress = st.progress(0.0, text="sampling ...")
-        tokens, rows, paths = [], [], []
-        for i, tok in enumerate(
-            generate_stream(
-                model,
-                prompt_ids,
-                int(n_tokens),
-                settings,
-                float(sample_temperature),
-                int(top_k),
-                float(top_p),
-                int(seed),
-                keep_path=not on_vulkan,  # the device sampler does not read back every step's point
-                backend=backend,
-            )
-        ):
-            tokens.append(tok.token)
-            out.markdown(f"{prompt}**{tokenizer.decode(tokens)}**")
-            progress.progress((i + 1) / n_tokens, text=f"token {i + 1} of {n_tokens}")
-            for term, trace in tok.energies.items():
-                rows += [
-                    {"token": i, "piece": tokenizer.token_text(tok.token), "step": s, "term": term, "energy": float(e)}
-                    for s, e in enumerate(trace)
-                ]
-            if tok.path is not None:
-                paths.append(tok.path.numpy())
-        progress.empty()
-    st.session_state["generation"] = {"text": prompt, "tokens": tokens, "energies": pd.DataFrame(rows)}
+        return
+    out, n = st.empty(), request.n_tokens
+    progress = st.progress(0.0, text="sampling ...")
+    tokens, rows, paths = [], [], []
+    stream = generate_stream(model, tokenizer.encode(request.prompt), n, request.settings, request.sample_temperature,
+                             request.top_k, request.top_p, request.seed,
+                             keep_path=not on_vulkan,  # the device sampler does not read back every step's point
+                             backend=backend)  # fmt: skip
+    for i, tok in enumerate(stream):
+        tokens.append(tok.token)
+        out.markdown(f"{request.prompt}**{tokenizer.decode(tokens)}**")
+        progress.progress((i + 1) / n, text=f"token {i + 1} of {n}")
+        piece = tokenizer.token_text(tok.token)
+        for term, trace in tok.energies.items():
+            rows += [{"token": i, "piece": piece, "step": s, "term": term, "energy": float(e)} for s, e in enumerate(trace)]
+        if tok.path is not None:
+            paths.append(tok.path.numpy())
+    progress.empty()
+    st.session_state["generation"] = {"text": request.prompt, "tokens": tokens, "energies": pd.DataFrame(rows)}
     st.session_state["langevin_paths"] = paths
     if paths:
         st.session_state["langevin_path"] = {"checkpoint": str(path), "points": paths[-1]}
 
-result = st.session_state.get("generation")
-if result:
-    if not submitted:
-        st.markdown(f"{result['text']}**{tokenizer.decode(result['tokens'])}**")
+
+def energy_panels(result: dict, path: Path) -> None:
     energies = result["energies"]
     final = energies[energies["step"] == energies["step"].max()]
-    fig = px.line(
-        final,
-        x="token",
-        y="energy",
-        color="term",
-        markers=True,
-        hover_data=["piece"],
-        title="Energy at the end of each token's Langevin run",
-    )
+    title = "Energy at the end of each token's Langevin run"
+    fig = px.line(final, x="token", y="energy", color="term", markers=True, hover_data=["piece"], title=title)
     st.plotly_chart(fig, key="gen-final", width="stretch")
     n = len(result["tokens"])
     which = st.slider("Token to inspect", 0, max(n - 1, 1), n - 1, key="gen_which", disabled=n < 2)
@@ -111,3 +117,6 @@ if result:
     if which < len(paths):
         st.session_state["langevin_path"] = {"checkpoint": str(path), "points": paths[which]}
         st.caption("The Splat map page can draw this token's Langevin path (tick 'Draw the last Langevin path').")
+
+
+page()

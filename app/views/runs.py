@@ -6,15 +6,18 @@ import pandas as pd
 import streamlit as st
 
 from app.resources import refreshed_logs
-from app.settings import folders
+from app.runlog import RunLog
+from app.settings import Folders, folders
 from app.summary import format_age, open_alerts, run_summary
 
-where = folders()
-st.title("Runs")
+
+def page() -> None:
+    where = folders()
+    st.title("Runs")
+    st.fragment(live_runs, run_every=where.refresh_s)(where)
 
 
-@st.fragment(run_every=where.refresh_s)
-def runs_table() -> None:
+def live_runs(where: Folders) -> None:
     logs = refreshed_logs(where)
     if not logs:
         st.info(
@@ -22,6 +25,12 @@ def runs_table() -> None:
             "in the folder that holds logs/ and checkpoints/ (or pass --logs / --checkpoints)."
         )
         return
+    runs_table(logs, where)
+    chosen = st.selectbox("Details of run", [log.run_id for log in logs], key="runs_detail")
+    run_details(next(log for log in logs if log.run_id == chosen))
+
+
+def runs_table(logs: list[RunLog], where: Folders) -> None:
     rows = pd.DataFrame([run_summary(log, where) for log in logs])
     rows["heartbeat"] = rows.pop("heartbeat_age_s").map(format_age)
     st.dataframe(
@@ -41,8 +50,8 @@ def runs_table() -> None:
             st.warning(f"{row.run}: {row.corrupt_lines} unreadable log line(s) skipped; the rest of the log is shown.")
     st.caption(f"updated {time.strftime('%H:%M:%S')} · {len(logs)} run(s) · refreshes every {where.refresh_s:g} s")
 
-    chosen = st.selectbox("Details of run", [log.run_id for log in logs], key="runs_detail")
-    log = next(log for log in logs if log.run_id == chosen)
+
+def run_details(log: RunLog) -> None:
     left, right = st.columns(2)
     with left:
         st.subheader("Open alerts")
@@ -63,4 +72,4 @@ def runs_table() -> None:
             st.json(log.meta, expanded=False)
 
 
-runs_table()
+page()

@@ -2,6 +2,9 @@
 computed in a background process, cached on disk per checkpoint, and replaces PCA when ready."""
 
 import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import streamlit as st
@@ -11,37 +14,79 @@ from app.resources import LOAD_ERRORS, choose_checkpoint, file_key, jobs, loaded
 from app.settings import folders
 from app.splatmap import COLOUR_BY, splat_figure
 
-where = folders()
-st.title("Splat map")
-path = choose_checkpoint(where)
-if path is None:
-    st.stop()
-with st.sidebar:
-    method = st.radio(
-        "Projection",
-        ["UMAP", "PCA"],
-        horizontal=True,
-        key="map_method",
-        help="PCA is exact and instant; UMAP (cosine metric) keeps neighbourhoods and is cached once computed",
-    )
-    dims = st.radio("Dimensions", [2, 3], horizontal=True, key="map_dims")
-    colour = COLOUR_BY[st.selectbox("Colour by", list(COLOUR_BY), key="map_colour")]
-    typed = st.text_input("Overlay words (comma separated)", "", key="map_words", placeholder="king, queen, river")
 
-try:
-    key = file_key(path)
-    data = loaded_splats(str(path), key)
-except LOAD_ERRORS as err:
-    show_load_error(err, path)
-    st.stop()
+class Options(NamedTuple):
+    method: str
+    dims: int
+    colour: str
+    typed: str
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
-def pca_of(path_str: str, key: str, dims: int):
-    return pca_fit(data.means, dims)
+def pca_of(path_str: str, key: str, dims: int, _means: np.ndarray):
+    return pca_fit(_means, dims)
 
 
-def start_job(umap_dims):
+def page() -> None:
+    st.title("Splat map")
+    path = choose_checkpoint(folders())
+    if path is None:
+        return
+    options = sidebar()
+    try:
+        key = file_key(path)
+        data = loaded_splats(str(path), key)
+    except LOAD_ERRORS as err:
+        show_load_error(err, path)
+        return
+    coords_pca, pca_mean, pca_axes = pca_of(str(path), key, options.dims, data.means)
+    umap_coords = load_array(path, f"umap{options.dims}") if options.method == "UMAP" else None
+    nearest_ids = load_array(path, "nearest")
+    coords = umap_coords if umap_coords is not None else coords_pca
+    shown = "UMAP" if umap_coords is not None else "PCA"
+    caption = (
+        f"{path.parent.name}/{path.name} · step {data.step} · all {len(data.means):,} splats drawn · {shown} {options.dims}-D"
+    )
+    if shown == "PCA":
+        explained = coords_pca.var(axis=0).sum() / ((data.means - pca_mean) ** 2).sum(axis=1).mean()
+        caption += f" ({explained:.1%} of the variance)"
+    st.caption(caption)
+    pending = pending_job(path, options, umap_coords, nearest_ids)
+    if pending is not None:
+        st.fragment(job_progress, run_every=1.0)(pending)
+
+    def project(points: np.ndarray) -> np.ndarray:  # new points onto the map shown
+        return (points - pca_mean) @ pca_axes.T if shown == "PCA" else place_by_neighbours(points, data.means, coords)
+
+    nearest = nearest_labels(path, key, nearest_ids)
+    words = word_points(path, key, options.typed, data.token_embeddings, project)
+    path_xy = langevin_overlay(path, project)
+    st.plotly_chart(splat_figure(coords, data.stats, options.colour, nearest, words, path_xy), key="splat-map", width="stretch")
+    if shown == "UMAP" and words:
+        st.caption(
+            "On the UMAP map a word sits at the cosine-weighted mean of its 8 nearest splats (UMAP's own placement of "
+            "new points, without refitting)."
+        )
+
+
+def sidebar() -> Options:
+    with st.sidebar:
+        hint = "PCA is exact and instant; UMAP (cosine metric) keeps neighbourhoods and is cached once computed"
+        method = st.radio("Projection", ["UMAP", "PCA"], horizontal=True, key="map_method", help=hint)
+        dims = st.radio("Dimensions", [2, 3], horizontal=True, key="map_dims")
+        colour = COLOUR_BY[st.selectbox("Colour by", list(COLOUR_BY), key="map_colour")]
+        typed = st.text_input("Overlay words (comma separated)", "", key="map_words", placeholder="king, queen, river")
+    return Options(method, dims, colour, typed)
+
+
+def pending_job(path: Path, options: Options, umap_coords, nearest_ids) -> ProjectionJob | None:
+    """The background job this view still waits for (UMAP, else the nearest tokens), or None."""
+    if options.method == "UMAP" and umap_coords is None:
+        return start_job(path, options.dims)
+    return start_job(path, None) if nearest_ids is None else None
+
+
+def start_job(path: Path, umap_dims: int | None) -> ProjectionJob:
     target = str(cache_file(path, f"umap{umap_dims}" if umap_dims else "nearest"))
     registry = jobs()
     job = registry.get(target)
@@ -50,76 +95,54 @@ def start_job(umap_dims):
     return job
 
 
-coords_pca, pca_mean, pca_axes = pca_of(str(path), key, dims)
-umap_coords = load_array(path, f"umap{dims}") if method == "UMAP" else None
-nearest_ids = load_array(path, "nearest")
-pending = None
-if method == "UMAP" and umap_coords is None:
-    pending = start_job(dims)
-elif nearest_ids is None:
-    pending = start_job(None)
-
-coords = umap_coords if umap_coords is not None else coords_pca
-shown = "UMAP" if umap_coords is not None else "PCA"
-n = len(data.means)
-caption = f"{path.parent.name}/{path.name} · step {data.step} · all {n:,} splats drawn · {shown} {dims}-D"
-if shown == "PCA":
-    explained = coords_pca.var(axis=0).sum() / ((data.means - pca_mean) ** 2).sum(axis=1).mean()
-    caption += f" ({explained:.1%} of the variance)"
-st.caption(caption)
-
-if pending is not None:
-
-    @st.fragment(run_every=1.0)
-    def progress() -> None:
-        state, fraction, message = pending.state()
-        if state == "running":
-            what = "UMAP map" if pending.umap_dims else "nearest tokens"
-            st.progress(
-                fraction,
-                text=f"computing the {what} in the background: {message} "
-                f"({time.time() - pending.started:.0f} s); PCA is shown meanwhile",
-            )
-        elif state == "done":
+def job_progress(pending: ProjectionJob) -> None:
+    state, fraction, message = pending.state()
+    if state == "running":
+        what = "UMAP map" if pending.umap_dims else "nearest tokens"
+        text = (
+            f"computing the {what} in the background: {message} ({time.time() - pending.started:.0f} s); PCA is shown meanwhile"
+        )
+        st.progress(fraction, text=text)
+    elif state == "done":
+        st.rerun()
+    else:
+        st.error(f"The background map job failed: {message}")
+        if st.button("Try again"):
+            st.session_state["map_retry"] = str(pending.target)
             st.rerun()
-        else:
-            st.error(f"The background map job failed: {message}")
-            if st.button("Try again"):
-                st.session_state["map_retry"] = str(pending.target)
-                st.rerun()
 
-    progress()
 
-nearest = None
-if nearest_ids is not None:
+def nearest_labels(path: Path, key: str, nearest_ids) -> list[str] | None:
+    if nearest_ids is None:
+        return None
     try:
         _, _, tokenizer = loaded_run(str(path), key)
-        nearest = [" · ".join(repr(tokenizer.token_text(int(t))) for t in row[:3]) for row in nearest_ids]
     except LOAD_ERRORS as err:
         st.warning(f"Nearest tokens are not shown: {err}")
+        return None
+    return [" · ".join(repr(tokenizer.token_text(int(t))) for t in row[:3]) for row in nearest_ids]
 
-words = []
-if typed.strip():
+
+def word_points(path: Path, key: str, typed: str, token_embeddings, project: Callable) -> list[tuple[str, np.ndarray]]:
+    words = []
+    if not typed.strip():
+        return words
     try:
         _, _, tokenizer = loaded_run(str(path), key)
         for word in (w.strip() for w in typed.split(",") if w.strip()):
             ids = tokenizer.encode(" " + word)
-            point = data.token_embeddings[ids[0]][None]
             label = word if len(ids) == 1 else f"{word} (first token {tokenizer.token_text(ids[0])!r})"
-            xy = (point - pca_mean) @ pca_axes.T if shown == "PCA" else place_by_neighbours(point, data.means, coords)
-            words.append((label, xy[0]))
+            words.append((label, project(token_embeddings[ids[0]][None])[0]))
     except LOAD_ERRORS as err:
         st.warning(f"Words are not drawn: {err}")
+    return words
 
-path_xy = None
-trace = st.session_state.get("langevin_path")
-if trace is not None and trace["checkpoint"] == str(path) and st.checkbox("Draw the last Langevin path from Generate"):
-    points = np.asarray(trace["points"])
-    path_xy = (points - pca_mean) @ pca_axes.T if shown == "PCA" else place_by_neighbours(points, data.means, coords)
 
-st.plotly_chart(splat_figure(coords, data.stats, colour, nearest, words, path_xy), key="splat-map", width="stretch")
-if shown == "UMAP" and words:
-    st.caption(
-        "On the UMAP map a word sits at the cosine-weighted mean of its 8 nearest splats (UMAP's own placement of "
-        "new points, without refitting)."
-    )
+def langevin_overlay(path: Path, project: Callable) -> np.ndarray | None:
+    trace = st.session_state.get("langevin_path")
+    if trace is None or trace["checkpoint"] != str(path) or not st.checkbox("Draw the last Langevin path from Generate"):
+        return None
+    return project(np.asarray(trace["points"]))
+
+
+page()
