@@ -14,6 +14,20 @@ torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
+def small_model(**changes):
+    """A tiny model (ebm.small_config) with a fixed seed."""
+    from ebm import EBMModel, small_config
+
+    torch.manual_seed(0)
+    return EBMModel(small_config(**changes))
+
+
+def random_windows(cfg, batch: int = 3, gen: torch.Generator | None = None) -> torch.Tensor:
+    """(batch, context_global + seq_length + 1) random token windows."""
+    L = cfg.context_global + cfg.seq_length + 1
+    return torch.randint(cfg.vocab_size, (batch, L), generator=gen)
+
+
 @pytest.fixture
 def gen():
     return torch.Generator().manual_seed(1234)

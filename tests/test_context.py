@@ -1,23 +1,13 @@
 import torch
+from conftest import random_windows, small_model
 
-from ebm import EBMModel, small_config
 from ebm.context import causal_window_mean
 
 
-def _model(**changes):
-    torch.manual_seed(0)
-    return EBMModel(small_config(**changes))
-
-
-def _window(cfg, batch=3, gen=None):
-    L = cfg.context_global + cfg.seq_length + 1
-    return torch.randint(cfg.vocab_size, (batch, L), generator=gen)
-
-
 def test_context_is_causal(gen):
-    model = _model()
+    model = small_model()
     cfg = model.cfg
-    tokens = _window(cfg, gen=gen)
+    tokens = random_windows(cfg, gen=gen)
     T = cfg.seq_length
     base = model.contexts(tokens, T)
     t = 5  # change every token after position L - T + t

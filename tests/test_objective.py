@@ -1,22 +1,13 @@
 import torch
+from conftest import random_windows, small_model
 
-from ebm import EBMModel, small_config, token_logprobs, training_loss
+from ebm import token_logprobs, training_loss
 from ebm.objective import host_metrics
 
 
-def _model(**changes):
-    torch.manual_seed(0)
-    return EBMModel(small_config(**changes))
-
-
-def _window(cfg, batch=3, gen=None):
-    L = cfg.context_global + cfg.seq_length + 1
-    return torch.randint(cfg.vocab_size, (batch, L), generator=gen)
-
-
 def test_forward_backward_reaches_every_part(gen):
-    model = _model()
-    tokens = _window(model.cfg, batch=4, gen=gen)
+    model = small_model()
+    tokens = random_windows(model.cfg, batch=4, gen=gen)
     out = training_loss(model, tokens, gen)
     out.loss.backward()
     for name in (
@@ -38,8 +29,8 @@ def test_forward_backward_reaches_every_part(gen):
 
 def test_training_nll_is_the_exact_scoring_nll(gen):
     """The blockwise training loss and the float32 scoring path compute the same p_E."""
-    model = _model(head_dtype="float32")
-    tokens = _window(model.cfg, batch=4, gen=gen)
+    model = small_model(head_dtype="float32")
+    tokens = random_windows(model.cfg, batch=4, gen=gen)
     out = training_loss(model, tokens, gen)
     exact = -token_logprobs(model, tokens).mean().item()
     assert abs(out.metrics["nll"].item() - exact) < 1e-5 * exact

@@ -1,17 +1,13 @@
 import torch
+from conftest import small_model
 
-from ebm import EBMModel, SamplerSettings, TorchBackend, generate, small_config
+from ebm import SamplerSettings, TorchBackend, generate
 from ebm.langevin import LangevinResult
 from ebm.sampler import sample_token
 
 
-def _model(**changes):
-    torch.manual_seed(0)
-    return EBMModel(small_config(**changes))
-
-
 def test_generate_returns_tokens_and_energy_traces():
-    model = _model()
+    model = small_model()
     ids, steps = generate(model, [1, 2, 3], 4, settings=SamplerSettings(7, 0.01, 0.5, 0.5), top_k=5, seed=3)
     assert len(ids) == 4 and all(0 <= i < model.cfg.vocab_size for i in ids)
     assert steps[0].energies["total"].shape == (8,)
@@ -46,7 +42,7 @@ def test_two_callers_sample_on_two_backends_at_once():
     """The backend is an argument, not state of the model: one shared model serves both."""
     import threading
 
-    model = _model()
+    model = small_model()
     settings = SamplerSettings(7, 0.01, 0.5, 0.5)
     alone, _ = generate(model, [1, 2, 3], 6, settings=settings, top_k=5, seed=3)
     other = EndpointChains()

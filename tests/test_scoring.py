@@ -1,22 +1,13 @@
 import torch
+from conftest import random_windows, small_model
 
-from ebm import EBMModel, small_config, token_logprobs
-
-
-def _model(**changes):
-    torch.manual_seed(0)
-    return EBMModel(small_config(**changes))
-
-
-def _window(cfg, batch=3, gen=None):
-    L = cfg.context_global + cfg.seq_length + 1
-    return torch.randint(cfg.vocab_size, (batch, L), generator=gen)
+from ebm import token_logprobs
 
 
 def test_exact_distribution_sums_to_one_and_matches_term_by_term_reference(gen):
-    model = _model()
+    model = small_model()
     cfg = model.cfg
-    tokens = _window(cfg, batch=2, gen=gen)
+    tokens = random_windows(cfg, batch=2, gen=gen)
     T = cfg.seq_length
     logp = token_logprobs(model, tokens, T)
     with torch.no_grad():
