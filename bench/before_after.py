@@ -53,10 +53,11 @@ def worker(tree: str, overrides: list[str], steps: int, batch: int) -> dict:
         model.decoder.mix = torch.compile(model.decoder.mix)
     model.refresh_neighbours(force=True)
     gen = torch.Generator().manual_seed(0)
-    try:
-        from ebm.objective import training_loss
-        from ebm.sampler import sample
-    except ImportError:  # commits from before ebm.objective: the model composed the loss itself
+    # Ask the package, not the import system: the editable install's finder would serve this
+    # tree's ebm.objective to an older ebm/ that lacks it.
+    if hasattr(ebm, "training_loss"):
+        training_loss, sample = ebm.training_loss, ebm.sample
+    else:  # commits from before ebm.objective: the model composed the loss and sampled itself
 
         def training_loss(m, tokens, generator):
             return m(tokens, generator=generator)
