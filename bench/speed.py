@@ -88,7 +88,9 @@ def step_parts(model: EBMModel, tokens: torch.Tensor, gen: torch.Generator) -> d
         "context encoder": lambda: objective.targets_of(model, tokens),
         f"vocabulary energies + NLL, forward + backward (E_splat of V tokens, {heads} head)": energy_head,
         "score matching (FAISS search of noisy targets + gradient)": lambda: objective.score_matching(model, t, noisy),
-        "decoder (MoE) + its NLL, forward + backward": lambda: objective.decoder_nll(model, frozen, latents)[0].backward(),
+        "decoder (MoE) + its NLL, forward + backward": lambda: objective.decoder_nll(
+            model, frozen._replace(emb=model.embeddings), latents
+        )[0].backward(),
         "SOC check (every soc_check_interval steps)": lambda: soc.check(model.splats, model.neighbours.index, 1, 10**6, 0, None),
         "vocabulary neighbour refresh (every knn_refresh_interval steps)": lambda: model.refresh_neighbours(force=True),
     }
