@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from trainer.logs import LogReader
+from trainer.logs import LogReader, drop_replayed
 
 EMPTY = pd.DataFrame()
 
@@ -50,6 +50,10 @@ class RunLog:
                 elif self.reader.offset == before:
                     return total
                 total += len(new)
+                resumes = [r["step"] for r in new if r.get("type") == "resume"]
+                if resumes:  # void what the stopped run logged after the step it resumed from
+                    self._truncate(min(resumes))
+                    new = drop_replayed(new)
                 by_type: dict[str, list[dict]] = defaultdict(list)
                 for record in new:
                     by_type[record["type"]].append(record)
@@ -58,6 +62,12 @@ class RunLog:
                 for type_, records in by_type.items():
                     if type_ != "meta":
                         self._pending[type_].append(pd.DataFrame.from_records(records))
+
+    def _truncate(self, step: int) -> None:
+        """Drop every record already read whose step is above `step` (callers hold the lock)."""
+        for type_ in list(self._pending):
+            self._pending[type_] = [f[f["step"] <= step] for f in self._pending[type_]]
+        self._frames = {t: f[f["step"] <= step].reset_index(drop=True) for t, f in self._frames.items()}
 
     def frame(self, type_: str) -> pd.DataFrame:
         """All records of one type so far, in file order (empty frame when none)."""

@@ -84,21 +84,13 @@ def workspace(tmp_path_factory, request):
 
 
 def train(ws: Path, *extra: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    cmd = [
-        sys.executable,
-        "-m",
-        "trainer.train",
-        "--data",
-        str(ws / "corpus.txt"),
-        "--tokenizer",
-        "bpe:300",
-        "--config",
-        str(ws / "tiny.json"),
-        "--out",
-        str(ws),
-        "--quiet",
-        *extra,
-    ]
+    """The real CLI on the tiny corpus and config; a resumed run brings its own data, tokenizer and config."""
+    setup = (
+        []
+        if "--resume" in extra
+        else ["--data", str(ws / "corpus.txt"), "--tokenizer", "bpe:300", "--config", str(ws / "tiny.json")]
+    )
+    cmd = [sys.executable, "-m", "trainer.train", *setup, "--out", str(ws), "--quiet", *extra]
     env = {**os.environ, "EBM_CACHE": str(ws / "cache"), "PYTHONPATH": str(ROOT)}
     return subprocess.run(cmd, cwd=ws, env=env, capture_output=True, text=True, timeout=timeout)
 

@@ -70,7 +70,7 @@ def test_splat_map_shows_pca_at_once_then_nearest_tokens_and_cached_umap(copy_of
     at = page("splat_map", ws, monkeypatch)
     assert not at.exception and charts(at) == 1
     latest = ws / "checkpoints" / "full" / "latest.pt"
-    n = torch.load(latest, weights_only=False)["model"]["splats.mu_raw"].shape[0]
+    n = torch.load(latest, weights_only=True)["model"]["splats.mu_raw"].shape[0]
     assert f"all {n:,} splats drawn · PCA 2-D" in texts(at)  # UMAP was asked for; PCA shows meanwhile
     deadline = time.time() + 120  # the page started the background job; wait for its cache file
     while load_array(latest, "umap2") is None and time.time() < deadline:
@@ -138,7 +138,7 @@ def test_corrupt_checkpoint_is_a_message_and_other_files_still_work(name, copy_o
 
 def test_older_checkpoint_schema_is_named(copy_of_run, monkeypatch):
     path = copy_of_run / "checkpoints" / "full" / "latest.pt"
-    state = torch.load(path, weights_only=False)
+    state = torch.load(path, weights_only=True)
     state["schema_version"] = 0
     torch.save(state, path)
     at = page("diagnose", copy_of_run, monkeypatch)

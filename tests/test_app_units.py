@@ -103,7 +103,7 @@ def test_runlog_chunked_reading_matches_one_read_and_restarts_on_a_rewritten_fil
 
 def test_log_reader_max_bytes_still_returns_a_line_longer_than_the_limit(tmp_path):
     path = tmp_path / "r.jsonl"
-    path.write_text(json.dumps({"type": "sample", "text": "x" * 5000}) + "\n")
+    path.write_text(json.dumps({"type": "sample", "step": 1, "text": "x" * 5000}) + "\n")
     reader = LogReader(path, keep_records=False)
     assert len(reader.read_new(max_bytes=100)) == 1 and reader.records == []
 

@@ -1,12 +1,17 @@
 """Checkpoints: `ebm_epoch_N.pt` snapshots plus `latest.pt` for resume, written atomically.
 
 A checkpoint holds everything resume needs (model incl. splat store and statistics, optimiser,
-scheduler, SOC state, config, tokenizer id, RNG states, data position, step, epoch) and a
-schema version. Retention keeps every `keep_every`-th epoch plus the last `keep_last`.
+scheduler, SOC state, config, tokenizer id, RNG states, data position, step, epoch), the
+schema version and a digest of its content. Loading never runs code from the file (torch's
+`weights_only` unpickler: tensors, numbers, strings and containers only) and checks the
+digest, so a flipped byte is an error that names the last good checkpoint, not a silently
+different model. Retention keeps every `keep_every`-th epoch plus the last `keep_last`.
 """
 
 from __future__ import annotations
 
+import hashlib
+import pickle
 from pathlib import Path
 
 import torch
@@ -16,12 +21,49 @@ from ebm.config import EBMConfig
 from .files import atomic_write
 from .runfiles import SCHEMA_VERSION, CheckpointError, list_checkpoints
 
-__all__ = ["CheckpointError", "load_checkpoint", "model_from_checkpoint", "prune_checkpoints", "save_checkpoint"]
+__all__ = [
+    "CheckpointError",
+    "content_digest",
+    "last_good_checkpoint",
+    "load_checkpoint",
+    "model_from_checkpoint",
+    "prune_checkpoints",
+    "save_checkpoint",
+]
+
+
+DIGEST_KEY = "content_digest"
+
+
+def content_digest(obj) -> str:
+    """A digest of every tensor's bytes and every value in a nested state, in a fixed order."""
+    h = hashlib.blake2b(digest_size=16)
+    _feed(h, obj)
+    return h.hexdigest()
+
+
+def _feed(h, obj) -> None:
+    if isinstance(obj, torch.Tensor):
+        t = obj.detach().to("cpu").contiguous()
+        h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+        h.update(memoryview(t.reshape(-1).view(torch.uint8).numpy()))
+    elif isinstance(obj, dict):
+        h.update(f"D{len(obj)}".encode())
+        for key in sorted(obj, key=repr):
+            h.update(repr(key).encode())
+            _feed(h, obj[key])
+    elif isinstance(obj, (list, tuple)):
+        h.update(f"L{len(obj)}".encode())
+        for item in obj:
+            _feed(h, item)
+    else:
+        h.update(repr(obj).encode())
 
 
 def save_checkpoint(state: dict, run_dir: Path, epoch: int | None, keep_every: int, keep_last: int) -> Path:
     """Write latest.pt (and ebm_epoch_N.pt when epoch is given); returns the main path."""
     state = {**state, "schema_version": SCHEMA_VERSION}
+    state[DIGEST_KEY] = content_digest(state)
     run_dir.mkdir(parents=True, exist_ok=True)
     target = run_dir / (f"ebm_epoch_{epoch}.pt" if epoch is not None else "latest.pt")
     atomic_write(target, lambda fh: torch.save(state, fh))
@@ -42,31 +84,71 @@ def prune_checkpoints(run_dir: Path, keep_every: int, keep_last: int) -> list[Pa
     return removed
 
 
-def load_checkpoint(path: str | Path) -> dict:
-    """Load and check a checkpoint; raises CheckpointError with a one-line reason."""
+def load_checkpoint(path: str | Path, name_good: bool = True) -> dict:
+    """Load and verify a checkpoint; raises CheckpointError with a one-line reason that, with
+    `name_good`, names the newest intact checkpoint of the same run."""
     path = Path(path)
     if path.is_dir():
         path = path / "latest.pt"
+    try:
+        return _load_verified(path)
+    except CheckpointError as err:
+        good = last_good_checkpoint(path.parent, exclude=path) if name_good else None
+        hint = f"; the last good checkpoint is {good}" if good else ""
+        raise CheckpointError(f"{err}{hint}") from None
+
+
+def _load_verified(path: Path) -> dict:
     if not path.exists():
         raise CheckpointError(f"no checkpoint at {path}")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:  # what the weights-only unpickler says about code in a file
+        lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+        reason = next((ln for ln in lines if "GLOBAL" in ln), lines[0] if lines else "unknown content")[:200]
+        raise CheckpointError(f"{path} holds more than tensors and plain values and was not loaded: {reason}") from None
     except Exception as err:  # torch raises several types for truncated or foreign files
-        raise CheckpointError(f"{path} is corrupt or truncated ({type(err).__name__}); use an earlier ebm_epoch_N.pt") from None
+        raise CheckpointError(f"{path} is corrupt or truncated ({type(err).__name__})") from None
     if not isinstance(state, dict) or "model" not in state or "config" not in state:
         raise CheckpointError(f"{path} is not an ebm checkpoint")
     version = state.get("schema_version")
     if version != SCHEMA_VERSION:
         raise CheckpointError(f"{path} has schema version {version}, this ebm-lab reads version {SCHEMA_VERSION}")
+    stored = state.pop(DIGEST_KEY, None)
+    if stored is not None and stored != content_digest(state):
+        raise CheckpointError(f"{path} is damaged: its content does not match its digest")
     return state
+
+
+def checkpoints_by_age(run_dir: Path) -> list[Path]:
+    """Every checkpoint file of a run, newest first by modification time."""
+    files = [p for p in Path(run_dir).glob("*.pt") if p.name == "latest.pt" or p.name.startswith("ebm_epoch_")]
+    return sorted(files, key=lambda p: p.stat().st_mtime, reverse=True)
+
+
+def last_good_checkpoint(run_dir: Path, exclude: Path | None = None) -> Path | None:
+    """The newest checkpoint of the run that loads and verifies, or None."""
+    for path in checkpoints_by_age(run_dir):
+        if exclude is not None and path.resolve() == exclude.resolve():
+            continue
+        try:
+            _load_verified(path)
+            return path
+        except CheckpointError:
+            continue
+    return None
 
 
 def model_from_checkpoint(state: dict):
     """Rebuild an EBMModel from a loaded checkpoint alone."""
     from ebm import EBMModel
 
-    cfg = EBMConfig.from_dict(state["config"])
-    model = EBMModel(cfg, n_splats=state["model"]["splats.mu_raw"].shape[0])
-    model.load_state_dict(state["model"], strict=True)
+    try:
+        cfg = EBMConfig.from_dict(state["config"])
+        model = EBMModel(cfg, n_splats=state["model"]["splats.mu_raw"].shape[0])
+        model.load_state_dict(state["model"], strict=True)
+    except (KeyError, RuntimeError, ValueError, TypeError) as err:  # ConfigError is a ValueError
+        first = str(err).strip().splitlines()[0][:200]
+        raise CheckpointError(f"the checkpoint's tensors do not match its config: {first}") from None
     model.eval()
     return model

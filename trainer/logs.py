@@ -96,7 +96,7 @@ class LogReader:
                 continue
             try:
                 record = json.loads(line)
-                if not isinstance(record, dict) or "type" not in record:
+                if not _is_record(record):
                     raise ValueError("not a log record")
             except ValueError:
                 self.corrupt_lines += 1
@@ -104,7 +104,7 @@ class LogReader:
             new.append(record)
         self.offset += end + 1
         if self.keep_records:
-            self.records.extend(new)
+            self.records = drop_replayed([*self.records, *new])
         return new
 
     def of_type(self, type_: str) -> list[dict]:
@@ -113,3 +113,23 @@ class LogReader:
     @property
     def meta(self) -> dict | None:
         return next((r for r in self.records if r.get("type") == "meta"), None)
+
+
+def drop_replayed(records: list[dict]) -> list[dict]:
+    """The records that stand: a `resume` record at step s voids what came before it with a
+    step above s, which the stopped run logged after its checkpoint and the resumed run logs
+    again (TensorBoard drops such orphaned steps the same way)."""
+    out: list[dict] = []
+    for record in records:
+        if record.get("type") == "resume":
+            out = [r for r in out if r.get("step", 0) <= record.get("step", 0)]
+        out.append(record)
+    return out
+
+
+def _is_record(record) -> bool:
+    """What every reader indexes on: a kind and an integer step (other fields may be missing)."""
+    if not isinstance(record, dict) or not isinstance(record.get("type"), str):
+        return False
+    step = record.get("step")
+    return isinstance(step, int) and not isinstance(step, bool)

@@ -38,6 +38,7 @@ RECORD_FIELDS: dict[str, tuple[str, ...]] = {
     "checkpoint": ("path", "latest"),
     "sample": ("prompt", "text", "mean_energy", "mean_cosine"),
     "status": ("state",),
+    "resume": ("from_checkpoint",),  # records logged after `step` by the run that stopped are void
 }
 RECORD_KINDS = tuple(RECORD_FIELDS)
 EPOCH_FILE = re.compile(r"ebm_epoch_(\d+)\.pt$")

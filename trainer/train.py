@@ -20,15 +20,16 @@ import torch
 
 from ebm.config import ConfigError, EBMConfig
 
-from .checkpoint import CheckpointError, load_checkpoint
+from .checkpoint import CheckpointError, checkpoints_by_age, load_checkpoint
 from .data import DataError, default_cache_dir, load_corpus, tokenize_split
 from .device import DeviceError, resolve_device
 from .options import RunOptions
 from .runfiles import RunFiles, newest_resumable
+from .runlock import RunLock, RunLockedError
 from .tokenizer import TokenizerError, load_tokenizer
 from .trainer import Trainer
 
-USER_ERRORS = (ConfigError, DataError, TokenizerError, CheckpointError, DeviceError)
+USER_ERRORS = (ConfigError, DataError, TokenizerError, CheckpointError, DeviceError, RunLockedError)
 
 
 class UserError(RuntimeError):
@@ -37,8 +38,10 @@ class UserError(RuntimeError):
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ebm-train", description="Train an energy-based language model on the hypersphere.")
-    p.add_argument("--data", default="builtin", help="builtin (default), wikitext-2, wikitext-103, or a folder / text file")
-    p.add_argument("--tokenizer", default="gpt2", help="gpt2 (default), bpe:N, a tokenizer.json or a tokenizer folder")
+    p.add_argument(
+        "--data", help="builtin (default), wikitext-2, wikitext-103, or a folder / text file; a resumed run keeps its own"
+    )
+    p.add_argument("--tokenizer", help="gpt2 (default), bpe:N, a tokenizer.json or a tokenizer folder")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda[:N] or vulkan[:N]")
     p.add_argument("--epochs", type=int, help="number of epochs (config: epochs)")
     p.add_argument("--batch-size", type=int, help="windows per batch (config: batch_size)")
@@ -131,17 +134,68 @@ def detach(argv: list[str], args) -> int:
     return 0
 
 
+FIXED_ON_RESUME = {"set": "--set", "config": "--config", "tokenizer": "--tokenizer", "batch_size": "--batch-size",
+                   "seed": "--seed", "no_curriculum": "--no-curriculum", "run_id": "--run-id"}  # fmt: skip
+
+
 def start_or_resume(args, out: Path) -> tuple[str, str, EBMConfig | None, dict | None]:
     """(run id, tokenizer spec, config or None (built once the tokenizer is known), resume state)."""
     if not args.resume:
-        return args.run_id or new_run_id(), args.tokenizer, None, None
+        args.data = args.data or "builtin"
+        return args.run_id or new_run_id(), args.tokenizer or "gpt2", None, None
+    changed = [flag for key, flag in FIXED_ON_RESUME.items() if getattr(args, key)]
+    if changed:
+        flags = ", ".join(changed)
+        raise UserError(f"--resume continues a run with its own config, tokenizer and data, so {flags} cannot change it; "
+                        "--epochs, --max-steps and --max-minutes can. Start a new run for other settings.")  # fmt: skip
     run_id = latest_run(out / "checkpoints") if args.resume == "latest" else args.resume
     files = RunFiles.under(out, run_id)
-    state = load_checkpoint(files.latest)
+    state = resume_checkpoint(files)
+    saved = state.get("corpus")
+    if args.data and saved and args.data != saved:
+        raise UserError(f"--resume: run {run_id} trains on {saved!r}, not {args.data!r}; drop --data or start a new run")
+    args.data = args.data or saved or "builtin"
     cfg = EBMConfig.from_dict(state["config"])
     if args.epochs is not None:
         cfg = cfg.replace(epochs=args.epochs)
     return run_id, str(files.tokenizer), cfg, state
+
+
+def resume_checkpoint(files: RunFiles) -> dict:
+    """The newest checkpoint of the run that loads and verifies. Usually latest.pt; an epoch file
+    written just before a kill, or an intact one when latest.pt is damaged, is said so."""
+    if not files.run_dir.is_dir():
+        raise UserError(f"--resume: no run {files.run_id!r} under {files.checkpoints}")
+    problems = []
+    for path in checkpoints_by_age(files.run_dir):
+        try:
+            state = load_checkpoint(path, name_good=False)
+        except CheckpointError as err:
+            problems.append(str(err))
+            continue
+        if problems or path != files.latest:
+            skipped = f" ({'; '.join(problems)})" if problems else ""
+            print(f"ebm-train: resuming from {path.name}, the newest intact checkpoint{skipped}", file=sys.stderr)
+        state["resumed_from"] = path.name
+        return state
+    raise CheckpointError(f"--resume: run {files.run_id} has no intact checkpoint" + (f": {problems[0]}" if problems else ""))
+
+
+def check_tokenizer(tokenizer, state: dict | None) -> None:
+    expected = (state or {}).get("tokenizer_fingerprint")
+    if expected and tokenizer.fingerprint != expected:
+        raise UserError(f"the run's tokenizer.json ({tokenizer.name}) is not the tokenizer its checkpoint was trained with")
+
+
+def take_run(files: RunFiles) -> RunLock:
+    """Lock the run for this process and clear temp files that killed writers left behind."""
+    lock = RunLock(files.run_dir)
+    notice = lock.acquire()
+    if notice:
+        print(f"ebm-train: {notice}", file=sys.stderr)
+    for tmp in files.run_dir.glob(".*.tmp"):
+        tmp.unlink(missing_ok=True)
+    return lock
 
 
 def run(argv: list[str]) -> int:
@@ -156,8 +210,10 @@ def run(argv: list[str]) -> int:
     torch.use_deterministic_algorithms(True, warn_only=True)
     out = Path(args.out).resolve()
     run_id, tok_spec, cfg, resume_state = start_or_resume(args, out)
+    lock = take_run(RunFiles.under(out, run_id))
     corpus = load_corpus(args.data)
     tokenizer = load_tokenizer(tok_spec, train_texts=corpus.splits.get("train"), cache_dir=default_cache_dir() / "tokenizers")
+    check_tokenizer(tokenizer, resume_state)
     if cfg is None:
         cfg = build_config(args, tokenizer.vocab_size)
     elif cfg.vocab_size != tokenizer.vocab_size:
@@ -174,7 +230,10 @@ def run(argv: list[str]) -> int:
     if not args.quiet:
         print(f"run {run_id}: {len(trainer.train)} training windows, {trainer.total_steps} steps planned; "
               f"log {trainer.logger.path}", file=sys.stderr)  # fmt: skip
-    state = trainer.fit()
+    try:
+        state = trainer.fit()
+    finally:
+        lock.release()
     print(f"run {run_id} {state} at step {trainer.step}", file=sys.stderr)
     return 0
 
@@ -186,6 +245,12 @@ def main(argv: list[str] | None = None) -> int:
     except (*USER_ERRORS, UserError) as err:
         print(f"ebm-train: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("ebm-train: interrupted while starting; no training step was taken", file=sys.stderr)
+        return 130
+    except OSError as err:  # an unwritable folder, a full disk
+        print(f"ebm-train: error: cannot write {err.filename or 'a run file'}: {err.strerror or err}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -51,6 +51,7 @@ class Trainer:
         self.step = self.epoch = self.batch_in_epoch = 0
         self.train_seconds, self.stop_requested = 0.0, False
         self.embedding_source = "checkpoint"
+        self.resumed_from = None if resume_state is None else resume_state.get("resumed_from", "latest.pt")
         self.model = self._fresh_model() if resume_state is None else model_from_checkpoint(resume_state).train()
         self.model.to(self.device)
         self.opt = torch.optim.AdamW(self.model.parameter_groups(), lr=cfg.learning_rate)
@@ -92,6 +93,7 @@ class Trainer:
             "scheduler": self.sched.state_dict(),
             **self.upkeep.state_dict(),
             "config": self.cfg.to_dict(),
+            "corpus": self.opts.data,
             "tokenizer": self.tokenizer.name,
             "tokenizer_fingerprint": self.tokenizer.fingerprint,
             "run_id": self.opts.run_id,
@@ -148,13 +150,21 @@ class Trainer:
         try:
             while self.epoch < self.cfg.epochs and self._running():
                 self._run_epoch(bar)
-        except Exception:
-            self._beat("crashed", force=True)
-            self._log("status", state="crashed")
+        except Exception as err:
+            self._record_crash(err)
             raise
         finally:
             bar.close()
         return self._close_run()
+
+    def _record_crash(self, err: Exception) -> None:
+        """Best effort: the reason may be the very folder or disk these records go to."""
+        reason = f"{type(err).__name__}: {err}"[:300]
+        try:
+            self.heartbeat.beat("crashed", force=True, run_id=self.opts.run_id, step=self.step, reason=reason)
+            self._log("status", state="crashed", reason=reason)
+        except OSError:
+            pass
 
     def _open_run(self) -> None:
         self.files.run_dir.mkdir(parents=True, exist_ok=True)
@@ -162,6 +172,8 @@ class Trainer:
         if self.step == 0:
             self._log("meta", **self._meta())
             self._log_events([self.upkeep.phase_event(self.model, spawned=0)])
+        elif self.resumed_from is not None:  # readers drop what the run logged after this step before it stopped
+            self._log("resume", from_checkpoint=self.resumed_from, pid=os.getpid())
         self._beat(force=True)
 
     def _meta(self) -> dict:
