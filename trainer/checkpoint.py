@@ -123,7 +123,7 @@ def _load_verified(path: Path) -> dict:
 def checkpoints_by_age(run_dir: Path) -> list[Path]:
     """Every checkpoint file of a run, newest first by modification time."""
     files = [p for p in Path(run_dir).glob("*.pt") if p.name == "latest.pt" or p.name.startswith("ebm_epoch_")]
-    return sorted(files, key=lambda p: p.stat().st_mtime, reverse=True)
+    return sorted(files, key=lambda p: (p.stat().st_mtime, p.name == "latest.pt"), reverse=True)
 
 
 def last_good_checkpoint(run_dir: Path, exclude: Path | None = None) -> Path | None:

@@ -138,11 +138,14 @@ FIXED_ON_RESUME = {"set": "--set", "config": "--config", "tokenizer": "--tokeniz
                    "seed": "--seed", "no_curriculum": "--no-curriculum", "run_id": "--run-id"}  # fmt: skip
 
 
-def start_or_resume(args, out: Path) -> tuple[str, str, EBMConfig | None, dict | None]:
-    """(run id, tokenizer spec, config or None (built once the tokenizer is known), resume state)."""
+def start_or_resume(args, out: Path, lock_run) -> tuple[str, str, EBMConfig | None, dict | None]:
+    """(run id, tokenizer spec, config or None (built once the tokenizer is known), resume state).
+    `lock_run(files)` is called as soon as the run is known, before any of its files is read."""
     if not args.resume:
         args.data = args.data or "builtin"
-        return args.run_id or new_run_id(), args.tokenizer or "gpt2", None, None
+        run_id = args.run_id or new_run_id()
+        lock_run(RunFiles.under(out, run_id))
+        return run_id, args.tokenizer or "gpt2", None, None
     changed = [flag for key, flag in FIXED_ON_RESUME.items() if getattr(args, key)]
     if changed:
         flags = ", ".join(changed)
@@ -150,6 +153,9 @@ def start_or_resume(args, out: Path) -> tuple[str, str, EBMConfig | None, dict |
                         "--epochs, --max-steps and --max-minutes can. Start a new run for other settings.")  # fmt: skip
     run_id = latest_run(out / "checkpoints") if args.resume == "latest" else args.resume
     files = RunFiles.under(out, run_id)
+    if not files.run_dir.is_dir():
+        raise UserError(f"--resume: no run {run_id!r} under {files.checkpoints}")
+    lock_run(files)
     state = resume_checkpoint(files)
     saved = state.get("corpus")
     if args.data and saved and args.data != saved:
@@ -164,8 +170,6 @@ def start_or_resume(args, out: Path) -> tuple[str, str, EBMConfig | None, dict |
 def resume_checkpoint(files: RunFiles) -> dict:
     """The newest checkpoint of the run that loads and verifies. Usually latest.pt; an epoch file
     written just before a kill, or an intact one when latest.pt is damaged, is said so."""
-    if not files.run_dir.is_dir():
-        raise UserError(f"--resume: no run {files.run_id!r} under {files.checkpoints}")
     problems = []
     for path in checkpoints_by_age(files.run_dir):
         try:
@@ -209,8 +213,9 @@ def run(argv: list[str]) -> int:
     # within 40 steps. The deterministic ones cost nothing measurable here (docs/design-notes.md).
     torch.use_deterministic_algorithms(True, warn_only=True)
     out = Path(args.out).resolve()
-    run_id, tok_spec, cfg, resume_state = start_or_resume(args, out)
-    lock = take_run(RunFiles.under(out, run_id))
+    locks: list[RunLock] = []
+    run_id, tok_spec, cfg, resume_state = start_or_resume(args, out, lambda files: locks.append(take_run(files)))
+    lock = locks[0]
     corpus = load_corpus(args.data)
     tokenizer = load_tokenizer(tok_spec, train_texts=corpus.splits.get("train"), cache_dir=default_cache_dir() / "tokenizers")
     check_tokenizer(tokenizer, resume_state)

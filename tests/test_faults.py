@@ -1,0 +1,147 @@
+"""Faults injected into real trainer, evaluator and diagnose processes: malicious and damaged
+checkpoints, kills during writes, a second writer, resume at every kind of boundary."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import ROOT, records, train
+
+from trainer.checkpoint import load_checkpoint
+from trainer.runfiles import RunFiles
+
+pytestmark = pytest.mark.slow
+
+
+def cli(ws: Path, module: str, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "EBM_CACHE": str(ws / "cache"), "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=ws, env=env, capture_output=True, text=True, timeout=300)
+
+
+def one_line_error(proc: subprocess.CompletedProcess, fragment: str) -> None:
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert fragment in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+class Payload:
+    """Unpickling this runs a shell command: what a crafted checkpoint would do."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.fixture
+def small_run(workspace):
+    """A finished run of 12 steps with one epoch snapshot, copied fresh for each test."""
+    src = RunFiles.under(workspace, "faults-src")
+    if not src.latest.exists():
+        proc = train(workspace, "--run-id", "faults-src", "--max-steps", "12")
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        shutil.copy2(src.latest, src.epoch_checkpoint(1))  # the same state, and not newer than latest.pt
+    ws = workspace / f"copy-{time.monotonic_ns()}"
+    for sub in ("logs/ebm", "checkpoints"):
+        (ws / sub).mkdir(parents=True)
+    shutil.copytree(src.run_dir, ws / "checkpoints" / "r")
+    shutil.copy(src.log, ws / "logs" / "ebm" / "r.jsonl")
+    for name in ("corpus.txt", "tiny.json"):
+        shutil.copy(workspace / name, ws / name)
+    shutil.copytree(workspace / "cache", ws / "cache", dirs_exist_ok=True)
+    return ws, RunFiles.under(ws, "r")
+
+
+def test_a_checkpoint_that_would_run_code_is_refused_everywhere(small_run):
+    ws, files = small_run
+    marker = ws / "pwned"
+    torch.save({"model": Payload(marker), "config": {}, "schema_version": 1}, files.latest)
+    os.utime(files.latest)  # the newest file of the run
+    for module, args in (
+        ("trainer.evaluate", ["--checkpoint", str(files.latest), "--data", "corpus.txt"]),
+        ("trainer.diagnose", ["--checkpoint", str(files.latest)]),
+        ("trainer.diagnose", ["--batch", "--run-id", "r", "--out", str(ws)]),
+    ):
+        proc = cli(ws, module, *args)
+        assert not marker.exists(), module
+        assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    proc = train(ws, "--resume", "r", "--max-steps", "14")
+    assert not marker.exists()
+    assert proc.returncode == 0 and "resuming from ebm_epoch_1.pt" in proc.stderr, proc.stderr[-2000:]
+
+
+def test_a_flipped_byte_names_the_last_good_checkpoint(small_run):
+    ws, files = small_run
+    data = bytearray(files.latest.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    files.latest.write_bytes(bytes(data))
+    proc = cli(ws, "trainer.evaluate", "--checkpoint", str(files.latest), "--data", "corpus.txt")
+    one_line_error(proc, "the last good checkpoint is")
+    assert "ebm_epoch_1.pt" in proc.stderr
+
+
+def test_resume_uses_an_epoch_file_written_just_before_a_kill(small_run):
+    """Killed between writing ebm_epoch_N.pt and latest.pt: the epoch file is the newest state."""
+    ws, files = small_run
+    state = load_checkpoint(files.latest)
+    old = time.time() - 60
+    os.utime(files.latest, (old, old))
+    proc = train(ws, "--resume", "r", "--max-steps", "13")
+    assert proc.returncode == 0 and "resuming from ebm_epoch_1.pt" in proc.stderr, proc.stderr[-2000:]
+    assert load_checkpoint(files.latest)["step"] == state["step"] + 1
+
+
+def test_a_second_writer_on_a_live_run_is_refused(small_run):
+    ws, files = small_run
+    env = {**os.environ, "EBM_CACHE": str(ws / "cache"), "PYTHONPATH": str(ROOT)}
+    first = subprocess.Popen([sys.executable, "-m", "trainer.train", "--resume", "r", "--quiet", "--max-steps", "100000"],
+                             cwd=ws, env=env, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and f"{first.pid}" not in (files.run_dir / "run.lock").read_text():
+            time.sleep(0.2)
+        proc = train(ws, "--resume", "r", "--max-steps", "100000")
+        one_line_error(proc, f"is being written by pid {first.pid}")
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.wait(60)
+    assert [r["type"] for r in records(ws, "r")].count("resume") == 1  # the refused one wrote nothing
+
+
+def test_kill_9_during_writes_leaves_only_loadable_checkpoints(small_run):
+    ws, files = small_run
+    env = {**os.environ, "EBM_CACHE": str(ws / "cache"), "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "trainer.train", "--resume", "r", "--quiet", "--max-steps", "100000"]
+    for delay in (1.5, 2.5, 3.5, 4.5):
+        proc = subprocess.Popen(cmd, cwd=ws, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGTERM)  # starts a checkpoint write ...
+        time.sleep(0.05 * delay)
+        proc.kill()  # ... and dies somewhere inside it
+        proc.wait()
+        for path in files.run_dir.glob("*.pt"):
+            load_checkpoint(path)  # every checkpoint that exists is whole
+    proc = train(ws, "--resume", "r", "--max-steps", "100000", "--max-minutes", "0.01")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert not list(files.run_dir.glob(".*.tmp"))  # leftovers of the kills are cleared at start
+    reader_records = records(ws, "r")  # asserts no corrupt line
+    steps = [r["step"] for r in reader_records if r["type"] == "batch"]
+    assert steps == sorted(set(steps))  # replayed steps after each resume are dropped by the reader
+
+
+def test_unwritable_output_is_one_line(workspace):
+    proc = train(workspace, "--run-id", "ro", "--out", "/proc/ebm-lab-cannot-write-here", "--max-steps", "2")
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert "cannot write" in proc.stderr or "error" in proc.stderr
+
+
+def test_resume_refuses_changes_to_the_run(small_run):
+    ws, _ = small_run
+    one_line_error(train(ws, "--resume", "r", "--set", "knn_k=4"), "--set cannot change it")
+    one_line_error(train(ws, "--resume", "r", "--data", "builtin"), "drop --data")
