@@ -127,6 +127,7 @@ def test_kill_9_during_writes_leaves_only_loadable_checkpoints(small_run):
         proc.wait()
         for path in files.run_dir.glob("*.pt"):
             load_checkpoint(path)  # every checkpoint that exists is whole
+    (files.run_dir / ".latest.pt.k9x2.tmp").write_bytes(b"half a checkpoint")  # as a kill mid-write leaves one
     proc = train(ws, "--resume", "r", "--max-steps", "100000", "--max-minutes", "0.01")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert not list(files.run_dir.glob(".*.tmp"))  # leftovers of the kills are cleared at start
@@ -145,3 +146,37 @@ def test_resume_refuses_changes_to_the_run(small_run):
     ws, _ = small_run
     one_line_error(train(ws, "--resume", "r", "--set", "knn_k=4"), "--set cannot change it")
     one_line_error(train(ws, "--resume", "r", "--data", "builtin"), "drop --data")
+
+
+@pytest.mark.parametrize(
+    "split",
+    [
+        20,  # right after an SOC avalanche (soc_check_interval 10, threshold 0: every check edits the store)
+        37,  # mid-epoch, between checks and neighbour refreshes
+        155,  # the last step of epoch 0: the next step enters phase "mid" and grows the store
+    ],
+)
+def test_resume_is_bit_identical_at_every_kind_of_boundary(workspace, split):
+    straight = RunFiles.under(workspace, "exact-straight")
+    if not straight.latest.exists():
+        assert train(workspace, "--run-id", "exact-straight", "--max-steps", "170").returncode == 0
+    run_id = f"exact-{split}"
+    assert train(workspace, "--run-id", run_id, "--max-steps", str(split)).returncode == 0
+    proc = train(workspace, "--resume", run_id, "--max-steps", "170")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+    def after_split(run):
+        keep = ("batch", "soc", "phase", "eval", "epoch")
+        drop = ("t", "train_seconds", "tokens_per_s")
+        return [
+            {k: v for k, v in r.items() if k not in drop}
+            for r in records(workspace, run)
+            if r["type"] in keep and (r["step"] > split or r["type"] == "phase" and r["step"] == split)
+        ]
+
+    a, b = after_split("exact-straight"), after_split(run_id)
+    assert len(a) == len(b) and any(r["type"] == "soc" for r in a)
+    for x, y in zip(a, b):
+        assert x == y, (split, x["type"], x["step"], {k: (x.get(k), y.get(k)) for k in x if x.get(k) != y.get(k)})
+    if split == 155:  # the phase change fell to the resumed process, and it made it
+        assert any(r["type"] == "phase" and r["name"] == "mid" for r in b)

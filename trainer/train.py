@@ -186,9 +186,13 @@ def resume_checkpoint(files: RunFiles) -> dict:
 
 
 def check_tokenizer(tokenizer, state: dict | None) -> None:
-    expected = (state or {}).get("tokenizer_fingerprint")
+    """A resumed run's tokenizer must be the one its checkpoint was trained with; it keeps its name."""
+    if state is None:
+        return
+    expected = state.get("tokenizer_fingerprint")
     if expected and tokenizer.fingerprint != expected:
         raise UserError(f"the run's tokenizer.json ({tokenizer.name}) is not the tokenizer its checkpoint was trained with")
+    tokenizer.name = state.get("tokenizer", tokenizer.name)  # "bpe:300", not the file's stem
 
 
 def take_run(files: RunFiles) -> RunLock:
