@@ -124,6 +124,19 @@ def test_corrupt_and_truncated_log_lines_are_skipped_and_reported(copy_of_run, m
     assert page("curves", copy_of_run, monkeypatch).exception == []
 
 
+def test_log_lines_missing_fields_and_a_resume_are_read_without_errors(copy_of_run, monkeypatch):
+    log = copy_of_run / "logs" / "ebm" / "full.jsonl"
+    with open(log, "a") as fh:
+        fh.write('{"v": 1, "type": "batch", "step": 400}\n')  # no metrics, no time
+        fh.write('{"v": 1, "type": "eval", "t": 1.0, "epoch": 2, "step": 401, "ppl_energy": null}\n')
+        fh.write('{"v": 1, "type": "batch", "loss": 1.0}\n')  # no step: counted as unreadable
+        fh.write('{"v": 1, "type": "resume", "t": 2.0, "epoch": 2, "step": 300, "from_checkpoint": "latest.pt"}\n')
+    for name in ("runs", "curves"):
+        at = page(name, copy_of_run, monkeypatch)
+        assert not at.exception, (name, at.exception)
+    assert "1 unreadable log line(s) skipped" in texts(page("runs", copy_of_run, monkeypatch))
+
+
 @pytest.mark.parametrize("name", ["splat_map", "generate", "diagnose"])
 def test_corrupt_checkpoint_is_a_message_and_other_files_still_work(name, copy_of_run, monkeypatch):
     run_dir = copy_of_run / "checkpoints" / "full"

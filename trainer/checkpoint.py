@@ -103,10 +103,11 @@ def _load_verified(path: Path) -> dict:
         raise CheckpointError(f"no checkpoint at {path}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:  # what the weights-only unpickler says about code in a file
-        lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
-        reason = next((ln for ln in lines if "GLOBAL" in ln), lines[0] if lines else "unknown content")[:200]
-        raise CheckpointError(f"{path} holds more than tensors and plain values and was not loaded: {reason}") from None
+    except pickle.UnpicklingError as err:  # the weights-only unpickler's refusal, or bytes that are no pickle
+        code = next((ln.strip() for ln in str(err).splitlines() if "GLOBAL" in ln), None)
+        if code is None:
+            raise CheckpointError(f"{path} is corrupt or truncated (not a checkpoint's pickle)") from None
+        raise CheckpointError(f"{path} holds more than tensors and plain values and was not loaded: {code[:200]}") from None
     except Exception as err:  # torch raises several types for truncated or foreign files
         raise CheckpointError(f"{path} is corrupt or truncated ({type(err).__name__})") from None
     if not isinstance(state, dict) or "model" not in state or "config" not in state:

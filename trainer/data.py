@@ -109,6 +109,18 @@ def _join_wikitext_lines(lines: list[str]) -> list[str]:
     return docs
 
 
+def read_text_file(path: Path) -> str:
+    """A corpus file as text; a file that is not UTF-8 text is a DataError, not a corpus of noise."""
+    raw = path.read_bytes()
+    if b"\x00" in raw[: 1 << 20]:
+        raise DataError(f"{path} is not a text file (it contains NUL bytes); give a UTF-8 text file or folder")
+    text = raw.decode("utf-8", errors="replace")
+    bad = text.count("\ufffd")
+    if bad > max(10, len(text) // 100):
+        raise DataError(f"{path} is not UTF-8 text ({bad:,} undecodable bytes); convert it to UTF-8 first")
+    return text
+
+
 def path_corpus(path: Path) -> Corpus:
     if path.is_dir():
         splits = {}
@@ -117,10 +129,10 @@ def path_corpus(path: Path) -> Corpus:
             found = next((c for c in candidates if c.exists()), None)
             if found is None:
                 raise DataError(f"{path} has no {split} file: expected one of {', '.join(c.name for c in candidates)}")
-            splits[split] = [found.read_text(encoding="utf-8", errors="replace")]
+            splits[split] = [read_text_file(found)]
         return Corpus(path.name, splits, _fingerprint(splits))
     if path.is_file():
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines(keepends=True)
+        lines = read_text_file(path).splitlines(keepends=True)
         if len(lines) < 20:
             raise DataError(f"{path} has only {len(lines)} lines: too short to split into train/valid/test")
         a, b = int(len(lines) * 0.9), int(len(lines) * 0.95)

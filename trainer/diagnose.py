@@ -218,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.report is not None:
             folder = Path(args.report) if args.report else (ckpt if ckpt.is_dir() else ckpt.parent) / "report"
             print(f"report written to {write_report(report, folder)}")
-    except CheckpointError as err:
+    except (CheckpointError, OSError) as err:
         print(f"ebm-diagnose: error: {err}", file=sys.stderr)
         return 2
     return 0

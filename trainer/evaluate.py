@@ -13,7 +13,7 @@ import torch
 from ebm import backend_for
 
 from .checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
-from .data import DataError, Windows, default_cache_dir, load_corpus, tokenize_split
+from .data import DataError, Windows, default_cache_dir, load_corpus, read_text_file, tokenize_split
 from .device import DeviceError, resolve_device
 from .evaluation import generate_samples, score
 from .tokenizer import TokenizerError, load_tokenizer
@@ -43,7 +43,12 @@ def load_run(path: str | Path):
     tok_file = (path if path.is_dir() else path.parent) / "tokenizer.json"
     if not tok_file.exists():
         raise TokenizerError(f"{tok_file} is missing: the run's tokenizer is needed to read and write text")
-    return state, model, load_tokenizer(str(tok_file))
+    tokenizer = load_tokenizer(str(tok_file))
+    expected = state.get("tokenizer_fingerprint")
+    if expected and tokenizer.fingerprint != expected:
+        raise TokenizerError(f"{tok_file} is not the tokenizer this checkpoint was trained with ({state.get('tokenizer')})")
+    tokenizer.name = state.get("tokenizer", tokenizer.name)
+    return state, model, tokenizer
 
 
 def run(args) -> dict:
@@ -80,7 +85,7 @@ def _tokens(args, tokenizer) -> np.ndarray:
         file = Path(args.data)
         if not file.is_file():
             raise DataError("--detokenize and --split all need --data to be one text file")
-        text = file.read_text(encoding="utf-8")
+        text = read_text_file(file)
         text = detokenize(text) if args.detokenize else text
         return np.asarray(tokenizer.encode(text), dtype=np.int64)
     corpus = load_corpus(args.data)
@@ -91,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         result = run(args)
-    except (CheckpointError, DataError, TokenizerError, DeviceError) as err:
+    except (CheckpointError, DataError, TokenizerError, DeviceError, OSError) as err:
         print(f"ebm-evaluate: error: {err}", file=sys.stderr)
         return 2
     if args.json:

@@ -36,13 +36,18 @@ def score(
             progress(n)
     model.train()
     return {
-        "ppl_energy": math.exp(nll_e / n),
-        "ppl_decoder": math.exp(nll_d / n),
+        "ppl_energy": safe_exp(nll_e / n),
+        "ppl_decoder": safe_exp(nll_d / n),
         "nll_energy": nll_e / n,
         "nll_decoder": nll_d / n,
         "coverage": covered / n,
         "tokens": n,
     }
+
+
+def safe_exp(x: float) -> float:
+    """exp that reports a diverged model's perplexity as inf instead of raising OverflowError."""
+    return math.exp(x) if x < 700 else math.inf
 
 
 def distinct_n(tokens: list[int], n: int) -> float:

@@ -206,6 +206,19 @@ def take_run(files: RunFiles) -> RunLock:
     return lock
 
 
+def build_trainer(args, out: Path, run_id: str, tok_spec: str, cfg: EBMConfig | None, resume_state: dict | None) -> Trainer:
+    corpus = load_corpus(args.data)
+    tokenizer = load_tokenizer(tok_spec, train_texts=corpus.splits.get("train"), cache_dir=default_cache_dir() / "tokenizers")
+    check_tokenizer(tokenizer, resume_state)
+    if cfg is None:
+        cfg = build_config(args, tokenizer.vocab_size)
+    elif cfg.vocab_size != tokenizer.vocab_size:
+        raise UserError(f"checkpoint vocabulary {cfg.vocab_size} != tokenizer {tokenizer.vocab_size}")
+    train_tokens = tokenize_split(corpus, "train", tokenizer, progress=not args.quiet)
+    valid_tokens = tokenize_split(corpus, "valid", tokenizer, progress=not args.quiet)
+    return Trainer(cfg, run_options(args, run_id, out), tokenizer, train_tokens, valid_tokens, resume_state)
+
+
 def run(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     if args.detach:
@@ -218,31 +231,22 @@ def run(argv: list[str]) -> int:
     torch.use_deterministic_algorithms(True, warn_only=True)
     out = Path(args.out).resolve()
     locks: list[RunLock] = []
-    run_id, tok_spec, cfg, resume_state = start_or_resume(args, out, lambda files: locks.append(take_run(files)))
-    lock = locks[0]
-    corpus = load_corpus(args.data)
-    tokenizer = load_tokenizer(tok_spec, train_texts=corpus.splits.get("train"), cache_dir=default_cache_dir() / "tokenizers")
-    check_tokenizer(tokenizer, resume_state)
-    if cfg is None:
-        cfg = build_config(args, tokenizer.vocab_size)
-    elif cfg.vocab_size != tokenizer.vocab_size:
-        raise UserError(f"checkpoint vocabulary {cfg.vocab_size} != tokenizer {tokenizer.vocab_size}")
-    train_tokens = tokenize_split(corpus, "train", tokenizer, progress=not args.quiet)
-    valid_tokens = tokenize_split(corpus, "valid", tokenizer, progress=not args.quiet)
-    trainer = Trainer(cfg, run_options(args, run_id, out), tokenizer, train_tokens, valid_tokens, resume_state)
+    try:  # the lock is released however the run ends, a failed start included
+        run_id, tok_spec, cfg, resume_state = start_or_resume(args, out, lambda files: locks.append(take_run(files)))
+        trainer = build_trainer(args, out, run_id, tok_spec, cfg, resume_state)
 
-    def on_term(signum, frame):
-        trainer.stop_requested = True
+        def on_term(signum, frame):
+            trainer.stop_requested = True
 
-    signal.signal(signal.SIGTERM, on_term)
-    signal.signal(signal.SIGINT, on_term)
-    if not args.quiet:
-        print(f"run {run_id}: {len(trainer.train)} training windows, {trainer.total_steps} steps planned; "
-              f"log {trainer.logger.path}", file=sys.stderr)  # fmt: skip
-    try:
+        signal.signal(signal.SIGTERM, on_term)
+        signal.signal(signal.SIGINT, on_term)
+        if not args.quiet:
+            print(f"run {run_id}: {len(trainer.train)} training windows, {trainer.total_steps} steps planned; "
+                  f"log {trainer.logger.path}", file=sys.stderr)  # fmt: skip
         state = trainer.fit()
     finally:
-        lock.release()
+        for lock in locks:
+            lock.release()
     print(f"run {run_id} {state} at step {trainer.step}", file=sys.stderr)
     return 0
 

@@ -1,0 +1,89 @@
+"""Every bad input a user can give the commands is one clear line on stderr, a non-zero exit,
+no traceback, and nothing of the user's overwritten."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+from conftest import ROOT, train
+
+from trainer.runfiles import RunFiles
+
+pytestmark = pytest.mark.slow
+
+
+def run(ws, module, *args):
+    env = {**os.environ, "EBM_CACHE": str(ws / "cache"), "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=ws, env=env, capture_output=True, text=True, timeout=300)
+
+
+def one_line(proc, fragment):
+    assert proc.returncode not in (0, 1) or proc.returncode == 1 and "cannot write" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr[-2000:]
+    assert fragment in proc.stderr, proc.stderr
+
+
+@pytest.fixture(scope="module")
+def bad_files(workspace):
+    (workspace / "binary.bin").write_bytes(bytes(range(256)) * 400)
+    (workspace / "latin1.txt").write_bytes("caf\xe9 na\xefve r\xe9sum\xe9\n".encode("latin-1") * 200)
+    (workspace / "wrong_type.json").write_text(json.dumps({"knn_k": "many"}))
+    (workspace / "not_json.json").write_text("{knn_k: 3")
+    return workspace
+
+
+@pytest.mark.parametrize(
+    "extra,fragment",
+    [
+        (["--set", "learning_rate=inf"], "learning_rate must be a finite number"),
+        (["--set", "knn_k=abc"], "cannot parse knn_k"),
+        (["--set", "nonsense=1"], "bad override"),
+        (["--config", "wrong_type.json"], "knn_k must be an integer"),
+        (["--config", "not_json.json"], "not_json.json: Expecting"),
+        (["--config", "missing.json"], "No such file"),
+        (["--data", "binary.bin"], "is not a text file"),
+        (["--data", "latin1.txt"], "is not UTF-8 text"),
+        (["--tokenizer", "bpe:10"], "too small"),
+    ],
+)
+def test_train_refuses_bad_input_in_one_line(bad_files, extra, fragment):
+    args = [a if not a.endswith((".json", ".bin", ".txt")) or a == "corpus.txt" else str(bad_files / a) for a in extra]
+    proc = train(bad_files, "--run-id", "bad", "--max-steps", "1", *args)
+    one_line(proc, fragment)
+
+
+def test_a_checkpoint_whose_tensors_do_not_fit_its_config(full_run, tmp_path):
+    ws, _ = full_run
+    run_dir = tmp_path / "checkpoints" / "r"
+    shutil.copytree(ws / "checkpoints" / "full", run_dir)
+    state = torch.load(run_dir / "latest.pt", weights_only=True)
+    state["config"]["latent_dim"] = 48  # the tensors are 32 wide
+    state.pop("content_digest")
+    torch.save(state, run_dir / "latest.pt")
+    proc = run(ws, "trainer.evaluate", "--checkpoint", str(run_dir / "latest.pt"), "--data", "corpus.txt")
+    one_line(proc, "do not match its config")
+
+
+def test_a_checkpoint_beside_another_runs_tokenizer(full_run, tmp_path, workspace):
+    ws, _ = full_run
+    run_dir = tmp_path / "r"
+    shutil.copytree(ws / "checkpoints" / "full", run_dir)
+    other = RunFiles.under(workspace, "other-tok")
+    if not other.tokenizer.exists():
+        (workspace / "other.txt").write_text((workspace / "corpus.txt").read_text()[::-1])
+        assert (
+            train(workspace, "--run-id", "other-tok", "--max-steps", "1", "--data", str(workspace / "other.txt")).returncode == 0
+        )
+    shutil.copy(other.tokenizer, run_dir / "tokenizer.json")
+    proc = run(ws, "trainer.evaluate", "--checkpoint", str(run_dir), "--data", "corpus.txt")
+    one_line(proc, "not the tokenizer this checkpoint was trained with")
+
+
+def test_evaluate_and_diagnose_on_missing_and_non_checkpoint_files(workspace, bad_files):
+    one_line(run(workspace, "trainer.evaluate", "--checkpoint", "nowhere.pt"), "no checkpoint at")
+    one_line(run(workspace, "trainer.diagnose", "--checkpoint", "nowhere.pt"), "no checkpoint at")
+    one_line(run(workspace, "trainer.diagnose", "--checkpoint", str(bad_files / "binary.bin")), "corrupt or truncated")
