@@ -7,7 +7,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from trainer.runfiles import CheckpointError, checkpoints_of, list_runs, log_path, runs_with_checkpoints
+from trainer.runfiles import EXPORT_WEIGHTS, CheckpointError, checkpoints_of, list_runs, log_path, runs_with_checkpoints
 
 from .runlog import RunLog
 from .settings import Folders
@@ -58,7 +58,8 @@ def choose_checkpoint(folders: Folders, where=st.sidebar) -> Path | None:
 
 
 def file_key(path: Path) -> str:
-    st_ = path.stat()
+    """Changes when the file (or an export folder's weights) is rewritten."""
+    st_ = (path / EXPORT_WEIGHTS if path.is_dir() else path).stat()
     return f"{st_.st_size}-{st_.st_mtime_ns}"
 
 

@@ -175,3 +175,14 @@ def test_projection_cache_is_reused(copy_of_run):
     stamp = (latest.parent / "maps").stat().st_mtime_ns
     compute(latest, None)  # already cached: nothing is rewritten
     assert (latest.parent / "maps").stat().st_mtime_ns == stamp and (load_array(latest, "nearest") == first).all()
+
+
+@pytest.mark.parametrize("name", ["generate", "diagnose", "splat_map"])
+def test_pages_open_an_export_folder(name, copy_of_run, monkeypatch):
+    from trainer.export import export_checkpoint
+
+    run_dir = copy_of_run / "checkpoints" / "full"
+    export_checkpoint(run_dir / "latest.pt", run_dir / "export")
+    at = page(name, copy_of_run, monkeypatch)
+    at.selectbox(key="checkpoint").set_value("export").run()
+    assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])

@@ -19,7 +19,7 @@ import torch
 from ebm.config import EBMConfig
 
 from .files import atomic_write
-from .runfiles import SCHEMA_VERSION, CheckpointError, list_checkpoints
+from .runfiles import EXPORT_WEIGHTS, SCHEMA_VERSION, CheckpointError, list_checkpoints
 
 __all__ = [
     "CheckpointError",
@@ -88,6 +88,10 @@ def load_checkpoint(path: str | Path, name_good: bool = True) -> dict:
     """Load and verify a checkpoint; raises CheckpointError with a one-line reason that, with
     `name_good`, names the newest intact checkpoint of the same run."""
     path = Path(path)
+    if (path / EXPORT_WEIGHTS).exists():
+        from .export import load_export
+
+        return load_export(path)
     if path.is_dir():
         path = path / "latest.pt"
     try:

@@ -14,6 +14,9 @@ def atomic_write(path: str | Path, write: Callable[[object], None], mode: str = 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide checkpoints and exports from the user's group
     try:
         with os.fdopen(fd, mode) as fh:
             write(fh)

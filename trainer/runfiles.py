@@ -8,6 +8,8 @@ light pages import this module without torch.
     <checkpoints>/<run_id>/status.json           pid, state, heartbeat
     <checkpoints>/<run_id>/tokenizer.json        so a checkpoint decodes text by itself
     <checkpoints>/<run_id>/train.out             console of a detached run
+    <checkpoints>/<run_id>/run.lock              the pid of the one process writing the run
+    <checkpoints>/<run_id>/export/               ebm-export: model.safetensors, config.json, tokenizer.json
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ RECORD_FIELDS: dict[str, tuple[str, ...]] = {
 }
 RECORD_KINDS = tuple(RECORD_FIELDS)
 EPOCH_FILE = re.compile(r"ebm_epoch_(\d+)\.pt$")
+EXPORT_WEIGHTS = "model.safetensors"  # an ebm-export folder holds this, config.json and tokenizer.json
 
 
 class CheckpointError(RuntimeError):
@@ -121,10 +124,11 @@ def list_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
 
 
 def checkpoints_of(run_dir: str | Path) -> list[Path]:
-    """latest.pt (if any) then the epoch snapshots, newest first: the order a picker shows."""
+    """latest.pt (if any), the epoch snapshots newest first, then export folders: the order a picker shows."""
     run_dir = Path(run_dir)
     latest = run_dir / "latest.pt"
-    return ([latest] if latest.exists() else []) + [p for _, p in reversed(list_checkpoints(run_dir))]
+    exports = sorted(p.parent for p in run_dir.glob(f"*/{EXPORT_WEIGHTS}"))
+    return ([latest] if latest.exists() else []) + [p for _, p in reversed(list_checkpoints(run_dir))] + exports
 
 
 def runs_with_checkpoints(checkpoint_root: str | Path) -> list[str]:

@@ -1,0 +1,103 @@
+"""ebm-export: a model-only folder from a checkpoint, for sharing and for loading without pickle.
+
+    <out>/model.safetensors   every tensor of the model, the neighbour table included
+    <out>/config.json         the config, step, run id, tokenizer id, and the digest of the tensors
+    <out>/tokenizer.json      the run's tokenizer
+
+No optimiser, scheduler, SOC buffer or RNG state: an export scores, samples and is diagnosed
+exactly like its checkpoint, but does not resume training. `load_checkpoint` reads such a
+folder wherever it reads a .pt file (ebm-evaluate, ebm-diagnose, the dashboard).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save
+
+from .checkpoint import content_digest, load_checkpoint, model_from_checkpoint
+from .files import atomic_write, atomic_write_json
+from .runfiles import EXPORT_WEIGHTS, SCHEMA_VERSION, CheckpointError
+
+EXTRA = ("neighbours._extra_state", "splats._extra_state")
+
+
+def export_checkpoint(checkpoint: Path, out: Path) -> Path:
+    """Write the export folder of a checkpoint; returns the folder."""
+    state = load_checkpoint(checkpoint)
+    model_state = model_from_checkpoint(state).state_dict()  # the current layout, whatever the file's
+    tensors = {k: v.contiguous() for k, v in model_state.items() if k not in EXTRA}
+    nbr = model_state["neighbours._extra_state"]
+    tensors["neighbours.vocab_nbr"] = nbr["vocab_nbr"].contiguous()
+    if nbr["index_snapshot"] is not None:
+        tensors["neighbours.index_snapshot"] = nbr["index_snapshot"].contiguous()
+    meta = {
+        "schema_version": SCHEMA_VERSION,
+        **{k: state.get(k) for k in ("config", "step", "epoch", "run_id", "tokenizer", "tokenizer_fingerprint")},
+        "nbr_step": nbr["nbr_step"],
+        "nbr_version": nbr["nbr_version"],
+        "store_version": model_state["splats._extra_state"]["version"],
+        "content_digest": content_digest(tensors),
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write(out / EXPORT_WEIGHTS, lambda fh: fh.write(_safetensors_bytes(tensors, meta)))
+    atomic_write_json(out / "config.json", meta)
+    tokenizer = (checkpoint if checkpoint.is_dir() else checkpoint.parent) / "tokenizer.json"
+    if tokenizer.exists():
+        shutil.copyfile(tokenizer, out / "tokenizer.json")
+    return out
+
+
+def _safetensors_bytes(tensors: dict, meta: dict) -> bytes:
+    return save(tensors, metadata={"ebm": json.dumps(meta)})
+
+
+def load_export(folder: Path) -> dict:
+    """An export folder as a checkpoint-shaped state (model, config, step, ...); no optimiser."""
+    try:
+        tensors = load_file(str(folder / EXPORT_WEIGHTS))
+        meta = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, SafetensorError) as err:
+        raise CheckpointError(f"{folder} is not a readable export ({type(err).__name__}: {str(err)[:120]})") from None
+    if meta.get("schema_version") != SCHEMA_VERSION:
+        raise CheckpointError(f"{folder} has schema version {meta.get('schema_version')}, this ebm-lab reads {SCHEMA_VERSION}")
+    if content_digest(tensors) != meta.get("content_digest"):
+        raise CheckpointError(f"{folder} is damaged: its tensors do not match the digest in config.json")
+    model = {k: v for k, v in tensors.items() if not k.startswith("neighbours.")}
+    model["neighbours._extra_state"] = {
+        "nbr_step": meta["nbr_step"],
+        "nbr_version": meta["nbr_version"],
+        "vocab_nbr": tensors["neighbours.vocab_nbr"],
+        "index_snapshot": tensors.get("neighbours.index_snapshot"),
+    }
+    model["splats._extra_state"] = {"version": meta["store_version"]}
+    return {"model": model, **{k: v for k, v in meta.items() if k != "content_digest"}}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="ebm-export",
+        description="Write a model-only folder (safetensors + config.json + tokenizer) from a checkpoint.",
+        epilog="example: ebm-export --checkpoint checkpoints/<run_id>/latest.pt   (writes checkpoints/<run_id>/export)",
+    )
+    p.add_argument("--checkpoint", required=True, help="a .pt file or a run folder (its latest.pt)")
+    p.add_argument("--out", help="the folder to write (default: export/ beside the checkpoint)")
+    args = p.parse_args(argv)
+    ckpt = Path(args.checkpoint)
+    out = Path(args.out) if args.out else (ckpt if ckpt.is_dir() else ckpt.parent) / "export"
+    try:
+        folder = export_checkpoint(ckpt, out)
+    except (CheckpointError, OSError) as err:
+        print(f"ebm-export: error: {err}", file=sys.stderr)
+        return 2
+    print(f"exported {ckpt} to {folder}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
