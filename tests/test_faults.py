@@ -180,3 +180,31 @@ def test_resume_is_bit_identical_at_every_kind_of_boundary(workspace, split):
         assert x == y, (split, x["type"], x["step"], {k: (x.get(k), y.get(k)) for k in x if x.get(k) != y.get(k)})
     if split == 155:  # the phase change fell to the resumed process, and it made it
         assert any(r["type"] == "phase" and r["name"] == "mid" for r in b)
+
+
+POISON = """
+import sys, torch
+import trainer.trainer as loop
+real = loop.training_loss
+
+def poisoned(*args, **kwargs):  # every step of this process is non-finite
+    out = real(*args, **kwargs)
+    nan = torch.tensor(float("nan"))
+    return out._replace(loss=out.loss * nan, metrics={**out.metrics, "loss": nan})
+
+loop.training_loss = poisoned
+from trainer.train import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_recovery_from_non_finite_steps_is_bounded(small_run):
+    ws, files = small_run
+    env = {**os.environ, "EBM_CACHE": str(ws / "cache"), "PYTHONPATH": str(ROOT)}
+    args = ["--resume", "r", "--out", str(ws), "--quiet", "--max-steps", "100"]
+    proc = subprocess.run([sys.executable, "-c", POISON, *args], cwd=ws, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    rules = [r["rule"] for r in records(ws, "r") if r["type"] == "alert"]
+    assert rules.count("rollback") == 2 and rules.count("nan_stop") == 1 and rules.count("nan") == 9, rules
+    assert records(ws, "r")[-1]["state"] == "stopped"
+    assert load_checkpoint(files.latest)["rollbacks"] == 2  # the count survives in the state it stopped with
