@@ -1,39 +1,20 @@
 """ebm-train: train an EBM in the foreground or in the background (--detach).
 
-The command line only: it builds the config and the run options, loads data and tokenizer,
-and hands them to trainer.trainer.Trainer, which writes the files of trainer.runfiles.
+The command line only. Parsing needs no heavy import; trainer.startup builds the run and
+hands it to trainer.trainer.Trainer, which writes the files of trainer.runfiles.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import torch
-
-from ebm.config import ConfigError, EBMConfig
-
-from .checkpoint import CheckpointError, checkpoints_by_age, load_checkpoint
-from .data import DataError, default_cache_dir, load_corpus, tokenize_split
-from .device import DeviceError, resolve_device
-from .options import RunOptions
-from .runfiles import RunFiles, newest_resumable
-from .runlock import RunLock, RunLockedError
-from .tokenizer import TokenizerError, load_tokenizer
-from .trainer import Trainer
-
-USER_ERRORS = (ConfigError, DataError, TokenizerError, CheckpointError, DeviceError, RunLockedError)
-
-
-class UserError(RuntimeError):
-    pass
+from .runfiles import RunFiles
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,44 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-# --------------------------------------------------------------------------- set-up
-
-
 def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
-
-
-def build_config(args, vocab_size: int) -> EBMConfig:
-    base = EBMConfig()
-    if args.config:
-        try:
-            base = EBMConfig.from_dict(json.loads(Path(args.config).read_text()))
-        except (OSError, ValueError) as err:
-            raise UserError(f"--config {args.config}: {err}") from None
-    cfg = base.with_overrides(args.set)
-    changes = {"vocab_size": vocab_size}
-    for flag, key in (("epochs", "epochs"), ("batch_size", "batch_size"), ("seed", "seed")):
-        if getattr(args, flag) is not None:
-            changes[key] = getattr(args, flag)
-    if args.no_curriculum:
-        changes["curriculum"] = False
-    return cfg.replace(**changes)
-
-
-def latest_run(checkpoint_root: Path) -> str:
-    run_id = newest_resumable(checkpoint_root)
-    if run_id is None:
-        raise UserError(f"--resume: no run with a latest.pt under {checkpoint_root}")
-    return run_id
-
-
-def run_options(args, run_id: str, out: Path) -> RunOptions:
-    return RunOptions(run_id=run_id, out=out, data=args.data, device=args.device, embeddings=args.embeddings,
-                      max_steps=args.max_steps, max_minutes=args.max_minutes, log_every=args.log_every,
-                      quiet=args.quiet)  # fmt: skip
-
-
-# --------------------------------------------------------------------------- entry points
 
 
 def detach(argv: list[str], args) -> int:
@@ -134,136 +79,32 @@ def detach(argv: list[str], args) -> int:
     return 0
 
 
-FIXED_ON_RESUME = {"set": "--set", "config": "--config", "tokenizer": "--tokenizer", "batch_size": "--batch-size",
-                   "seed": "--seed", "no_curriculum": "--no-curriculum", "run_id": "--run-id"}  # fmt: skip
-
-
-def start_or_resume(args, out: Path, lock_run) -> tuple[str, str, EBMConfig | None, dict | None]:
-    """(run id, tokenizer spec, config or None (built once the tokenizer is known), resume state).
-    `lock_run(files)` is called as soon as the run is known, before any of its files is read."""
-    if not args.resume:
-        args.data = args.data or "builtin"
-        run_id = args.run_id or new_run_id()
-        lock_run(RunFiles.under(out, run_id))
-        return run_id, args.tokenizer or "gpt2", None, None
-    changed = [flag for key, flag in FIXED_ON_RESUME.items() if getattr(args, key)]
-    if changed:
-        flags = ", ".join(changed)
-        raise UserError(f"--resume continues a run with its own config, tokenizer and data, so {flags} cannot change it; "
-                        "--epochs, --max-steps and --max-minutes can. Start a new run for other settings.")  # fmt: skip
-    run_id = latest_run(out / "checkpoints") if args.resume == "latest" else args.resume
-    files = RunFiles.under(out, run_id)
-    if not files.run_dir.is_dir():
-        raise UserError(f"--resume: no run {run_id!r} under {files.checkpoints}")
-    lock_run(files)
-    state = resume_checkpoint(files)
-    saved = state.get("corpus")
-    if args.data and saved and args.data != saved:
-        raise UserError(f"--resume: run {run_id} trains on {saved!r}, not {args.data!r}; drop --data or start a new run")
-    args.data = args.data or saved or "builtin"
-    cfg = EBMConfig.from_dict(state["config"])
-    if args.epochs is not None:
-        cfg = cfg.replace(epochs=args.epochs)
-    return run_id, str(files.tokenizer), cfg, state
-
-
-def resume_checkpoint(files: RunFiles) -> dict:
-    """The newest checkpoint of the run that loads and verifies. Usually latest.pt; an epoch file
-    written just before a kill, or an intact one when latest.pt is damaged, is said so."""
-    problems = []
-    for path in checkpoints_by_age(files.run_dir):
-        try:
-            state = load_checkpoint(path, name_good=False)
-        except CheckpointError as err:
-            problems.append(str(err))
-            continue
-        if problems or path != files.latest:
-            skipped = f" ({'; '.join(problems)})" if problems else ""
-            print(f"ebm-train: resuming from {path.name}, the newest intact checkpoint{skipped}", file=sys.stderr)
-        state["resumed_from"] = path.name
-        return state
-    raise CheckpointError(f"--resume: run {files.run_id} has no intact checkpoint" + (f": {problems[0]}" if problems else ""))
-
-
-def check_tokenizer(tokenizer, state: dict | None) -> None:
-    """A resumed run's tokenizer must be the one its checkpoint was trained with; it keeps its name."""
-    if state is None:
-        return
-    expected = state.get("tokenizer_fingerprint")
-    if expected and tokenizer.fingerprint != expected:
-        raise UserError(f"the run's tokenizer.json ({tokenizer.name}) is not the tokenizer its checkpoint was trained with")
-    tokenizer.name = state.get("tokenizer", tokenizer.name)  # "bpe:300", not the file's stem
-
-
-def take_run(files: RunFiles) -> RunLock:
-    """Lock the run for this process and clear temp files that killed writers left behind."""
-    lock = RunLock(files.run_dir)
-    notice = lock.acquire()
-    if notice:
-        print(f"ebm-train: {notice}", file=sys.stderr)
-    for tmp in files.run_dir.glob(".*.tmp"):
-        tmp.unlink(missing_ok=True)
-    return lock
-
-
-def build_trainer(args, out: Path, run_id: str, tok_spec: str, cfg: EBMConfig | None, resume_state: dict | None) -> Trainer:
-    corpus = load_corpus(args.data)
-    tokenizer = load_tokenizer(tok_spec, train_texts=corpus.splits.get("train"), cache_dir=default_cache_dir() / "tokenizers")
-    check_tokenizer(tokenizer, resume_state)
-    if cfg is None:
-        cfg = build_config(args, tokenizer.vocab_size)
-    elif cfg.vocab_size != tokenizer.vocab_size:
-        raise UserError(f"checkpoint vocabulary {cfg.vocab_size} != tokenizer {tokenizer.vocab_size}")
-    train_tokens = tokenize_split(corpus, "train", tokenizer, progress=not args.quiet)
-    valid_tokens = tokenize_split(corpus, "valid", tokenizer, progress=not args.quiet)
-    return Trainer(cfg, run_options(args, run_id, out), tokenizer, train_tokens, valid_tokens, resume_state)
-
-
 def run(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     if args.detach:
         return detach(argv, args)
-    resolve_device(args.device)  # a missing device fails before any data is read
-    torch.manual_seed(args.seed or 0)
-    # Exact resume needs bit-identical steps: the default accumulating index kernels differ in
-    # the last float32 bit from run to run, which bf16 heads amplify to 5e-4 in the loss
-    # within 40 steps. The deterministic ones cost nothing measurable here (docs/design-notes.md).
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    out = Path(args.out).resolve()
-    locks: list[RunLock] = []
-    try:  # the lock is released however the run ends, a failed start included
-        run_id, tok_spec, cfg, resume_state = start_or_resume(args, out, lambda files: locks.append(take_run(files)))
-        trainer = build_trainer(args, out, run_id, tok_spec, cfg, resume_state)
+    from .startup import run as train_here
 
-        def on_term(signum, frame):
-            trainer.stop_requested = True
-
-        signal.signal(signal.SIGTERM, on_term)
-        signal.signal(signal.SIGINT, on_term)
-        if not args.quiet:
-            print(f"run {run_id}: {len(trainer.train)} training windows, {trainer.total_steps} steps planned; "
-                  f"log {trainer.logger.path}", file=sys.stderr)  # fmt: skip
-        state = trainer.fit()
-    finally:
-        for lock in locks:
-            lock.release()
-    print(f"run {run_id} {state} at step {trainer.step}", file=sys.stderr)
-    return 0
+    return train_here(args)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         return run(argv)
-    except (*USER_ERRORS, UserError) as err:
-        print(f"ebm-train: error: {err}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("ebm-train: interrupted while starting; no training step was taken", file=sys.stderr)
         return 130
     except OSError as err:  # an unwritable folder, a full disk
         print(f"ebm-train: error: cannot write {err.filename or 'a run file'}: {err.strerror or err}", file=sys.stderr)
         return 1
+    except Exception as err:
+        from .startup import USER_ERRORS  # loaded by now: only run() raises these
+
+        if not isinstance(err, USER_ERRORS):
+            raise
+        print(f"ebm-train: error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
