@@ -1,6 +1,7 @@
 """Faults injected into real trainer, evaluator and diagnose processes: malicious and damaged
 checkpoints, kills during writes, a second writer, resume at every kind of boundary."""
 
+import json
 import os
 import shutil
 import signal
@@ -223,3 +224,29 @@ def test_ctrl_c_during_start_up_is_one_line(workspace, delay):
         assert "stopped" in err
         return
     assert proc.returncode == 130 and err.strip() == "ebm-train: interrupted while starting; no training step was taken", err
+
+
+DISK_FULL = """
+import errno, sys
+import trainer.checkpoint as ckpt
+
+def full(*args, **kwargs):  # the disk fills up during the large write; small status writes still fit
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+ckpt.torch.save = full
+from trainer.train import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_full_disk_stops_with_one_line_and_a_crashed_state(small_run):
+    ws, files = small_run
+    before = files.latest.read_bytes()
+    env = {**os.environ, "EBM_CACHE": str(ws / "cache"), "PYTHONPATH": str(ROOT)}
+    args = ["--resume", "r", "--out", str(ws), "--quiet", "--max-steps", "14"]
+    proc = subprocess.run([sys.executable, "-c", DISK_FULL, *args], cwd=ws, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert proc.stderr.strip().endswith("No space left on device"), proc.stderr
+    status = json.loads(files.status.read_text())
+    assert status["state"] == "crashed" and "No space left on device" in status["reason"]
+    assert files.latest.read_bytes() == before  # the last checkpoint is untouched

@@ -142,20 +142,22 @@ class Trainer:
 
     # ----- the loop
     def fit(self) -> str:
-        self._open_run()
+        """Train until the budget, a stop request or the last epoch; the final state."""
         from tqdm import tqdm
 
         bar = tqdm(total=self.total_steps, initial=self.step, unit="step", dynamic_ncols=True,
                    disable=self.opts.quiet or not sys.stderr.isatty())  # fmt: skip
-        try:
+        try:  # a failure anywhere, the last checkpoint's write included, leaves the state `crashed`
+            self._open_run()
             while self.epoch < self.cfg.epochs and self._running():
                 self._run_epoch(bar)
+            bar.close()
+            return self._close_run()
         except Exception as err:
             self._record_crash(err)
             raise
         finally:
             bar.close()
-        return self._close_run()
 
     def _record_crash(self, err: Exception) -> None:
         """Best effort: the reason may be the very folder or disk these records go to."""
