@@ -104,7 +104,9 @@ class LogReader:
             new.append(record)
         self.offset += end + 1
         if self.keep_records:
-            self.records = drop_replayed([*self.records, *new])
+            self.records.extend(new)
+            if any(r["type"] == "resume" for r in new):
+                self.records = drop_replayed(self.records)
         return new
 
     def of_type(self, type_: str) -> list[dict]:
