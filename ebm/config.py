@@ -10,6 +10,7 @@ reference design's defaults, with the measurements behind them, are in docs/desi
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import math
 import typing
@@ -217,7 +218,9 @@ class EBMConfig:
             key, sep, raw = item.partition("=")
             key = key.strip()
             if not sep or key not in types:
-                raise ConfigError(f"bad override {item!r}: use key=value with a field of EBMConfig")
+                close = difflib.get_close_matches(key, types, n=3)
+                hint = f"did you mean {', '.join(close)}? " if close else ""
+                raise ConfigError(f"bad override {item!r}: {hint}use key=value with a config field (ebm-train --list-config)")
             changes[key] = _parse_value(key, types[key], raw.strip())
         return self.replace(**changes)
 

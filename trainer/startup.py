@@ -160,6 +160,8 @@ def run(args) -> int:
     # within 40 steps. The deterministic ones cost nothing measurable here (docs/design-notes.md).
     torch.use_deterministic_algorithms(True, warn_only=True)
     out = Path(args.out).resolve()
+    if not args.resume:
+        build_config(args, EBMConfig().vocab_size)  # a bad --set or --config fails before any file is touched
     locks: list[RunLock] = []
     try:  # the lock is released however the run ends, a failed start included
         run_id, tok_spec, cfg, resume_state = start_or_resume(args, out, lambda files: locks.append(take_run(files)))

@@ -16,32 +16,48 @@ from pathlib import Path
 
 from .runfiles import RunFiles
 
+EXAMPLES = """examples:
+  ebm-train --detach                                   built-in corpus, GPT-2 BPE, default config, in the background
+  ebm-train --max-minutes 10 --set learning_rate=3e-4  a fixed training-time budget and one config change
+  ebm-train --data path/to/text.txt --tokenizer bpe:8000 --set latent_dim=128 --set context_heads=4
+  ebm-train --resume                                   continue the newest run exactly where it stopped
+  ebm-train --list-config                              every config field with its default and meaning
+"""
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Each option's default after its help (unless the help says it), examples kept as written."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" not in text and action.default not in (None, False, [], argparse.SUPPRESS):
+            text += " (default: %(default)s)"
+        return text
+
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ebm-train", description="Train an energy-based language model on the hypersphere.")
+    p = argparse.ArgumentParser(prog="ebm-train", description="Train an energy-based language model on the hypersphere.",
+                                epilog=EXAMPLES, formatter_class=HelpFormatter)  # fmt: skip
     p.add_argument(
-        "--data", help="builtin (default), wikitext-2, wikitext-103, or a folder / text file; a resumed run keeps its own"
+        "--data", help="builtin, wikitext-2, wikitext-103, or a folder / text file (default: builtin; resume: the run's)"
     )
-    p.add_argument("--tokenizer", help="gpt2 (default), bpe:N, a tokenizer.json or a tokenizer folder")
-    p.add_argument("--device", default="cpu", help="cpu (default), cuda[:N] or vulkan[:N]")
-    p.add_argument("--epochs", type=int, help="number of epochs (config: epochs)")
-    p.add_argument("--batch-size", type=int, help="windows per batch (config: batch_size)")
+    p.add_argument("--tokenizer", help="gpt2, bpe:N, a tokenizer.json or a tokenizer folder (default: gpt2; resume: the run's)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda[:N] or vulkan[:N]")
+    p.add_argument("--epochs", type=int, help="number of epochs (default: the config's epochs)")
+    p.add_argument("--batch-size", type=int, help="windows per batch (default: the config's batch_size)")
     p.add_argument("--max-steps", type=int, help="stop after this many optimiser steps in total")
     p.add_argument("--max-minutes", type=float, help="stop after this much training time (optimiser steps only, not evaluation)")
-    p.add_argument("--resume", nargs="?", const="latest", metavar="RUN_ID", help="continue a run (default: the newest)")
+    p.add_argument("--resume", nargs="?", const="latest", metavar="RUN_ID", help="continue a run (without RUN_ID: the newest)")
     p.add_argument("--run-id", help="name of the run (default: date-time and a random suffix)")
-    p.add_argument("--out", default=".", help="folder holding checkpoints/ and logs/ (default: the working directory)")
-    p.add_argument("--config", help="EBMConfig as JSON")
+    p.add_argument("--out", default=".", help="folder holding checkpoints/ and logs/")
+    p.add_argument("--config", help="EBMConfig as a JSON file (keys: --list-config)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field (repeatable)")
-    p.add_argument(
-        "--embeddings",
-        default="auto",
-        choices=["auto", "gpt2", "minilm", "own"],
-        help="pretrained source for token embeddings and splat means",
-    )
+    p.add_argument("--list-config", action="store_true", help="print every config field with its type, default and meaning")
+    p.add_argument("--embeddings", default="auto", choices=["auto", "gpt2", "minilm", "own"],
+                   help="pretrained source for token embeddings and splat means")  # fmt: skip
     p.add_argument("--no-curriculum", action="store_true", help="use n_splats_init and splat_temperature throughout")
     p.add_argument("--detach", action="store_true", help="run in the background; print run id, pid and log path")
-    p.add_argument("--seed", type=int, help="random seed (config: seed)")
+    p.add_argument("--seed", type=int, help="random seed (default: the config's seed, 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--log-every", type=int, default=1, help="log a batch record every N steps")
     return p
@@ -79,8 +95,20 @@ def detach(argv: list[str], args) -> int:
     return 0
 
 
+def list_config() -> int:
+    from ebm.config import EBMConfig
+
+    rows = [(name, kind, repr(default), meaning) for name, kind, default, meaning in EBMConfig.describe()]
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[3])
+    return 0
+
+
 def run(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
+    if args.list_config:
+        return list_config()
     if args.detach:
         return detach(argv, args)
     from .startup import run as train_here
@@ -92,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         return run(argv)
+    except BrokenPipeError:  # output piped into `head`: nothing left to say
+        return 141
     except KeyboardInterrupt:
         print("ebm-train: interrupted while starting; no training step was taken", file=sys.stderr)
         return 130
