@@ -91,7 +91,7 @@ def test_generate_page_streams_tokens_and_plots_energy(full_run, monkeypatch):
     at.number_input(key="gen_steps").set_value(5)
     at.button[0].click().run()
     assert not at.exception
-    assert charts(at) == 2 and "The history of the city**" in texts(at)  # prompt, then the generated text in bold
+    assert charts(at) == 2 and "The history of the city<strong>" in texts(at)  # prompt, then the generated text in bold
     assert len(at.session_state["generation"]["tokens"]) == 3
     energies = at.session_state["generation"]["energies"]
     assert set(energies["term"]) == {"total", "splat", "geo", "comp"} and energies["step"].max() == 5
@@ -186,3 +186,14 @@ def test_pages_open_an_export_folder(name, copy_of_run, monkeypatch):
     at = page(name, copy_of_run, monkeypatch)
     at.selectbox(key="checkpoint").set_value("export").run()
     assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
+
+
+def test_markdown_looking_text_is_shown_as_text(copy_of_run, monkeypatch):
+    at = page("generate", copy_of_run, monkeypatch)
+    at.text_area(key="gen_prompt").set_value("# Paris **was** $5$")
+    at.number_input(key="gen_n").set_value(3)
+    at.number_input(key="gen_steps").set_value(5)
+    at.button[0].click().run()
+    assert not at.exception
+    shown = [m.value for m in at.markdown if "Paris" in m.value]
+    assert shown and shown[-1].startswith('<div style="white-space:pre-wrap">&#35; Paris &#42;&#42;was&#42;&#42; &#36;5&#36;')

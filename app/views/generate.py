@@ -11,6 +11,7 @@ import streamlit as st
 
 from app.resources import LOAD_ERRORS, choose_checkpoint, file_key, loaded_run, show_load_error
 from app.settings import folders
+from app.text import text_block
 from ebm import SamplerSettings, backend_for, generate_stream
 from ebm.vulkan.device import VulkanError, get_device, list_devices
 
@@ -44,7 +45,7 @@ def page() -> None:
     result = st.session_state.get("generation")
     if result:
         if request is None:
-            st.markdown(f"{result['text']}**{tokenizer.decode(result['tokens'])}**")
+            st.markdown(text_block((result["text"], ""), (tokenizer.decode(result["tokens"]), "strong")), unsafe_allow_html=True)
         energy_panels(result, path)
 
 
@@ -87,7 +88,7 @@ def generate_panel(request: Request, model, tokenizer, path: Path) -> None:
                              backend=backend)  # fmt: skip
     for i, tok in enumerate(stream):
         tokens.append(tok.token)
-        out.markdown(f"{request.prompt}**{tokenizer.decode(tokens)}**")
+        out.markdown(text_block((request.prompt, ""), (tokenizer.decode(tokens), "strong")), unsafe_allow_html=True)
         progress.progress((i + 1) / n, text=f"token {i + 1} of {n}")
         piece = tokenizer.token_text(tok.token)
         for term, trace in tok.energies.items():

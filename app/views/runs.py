@@ -9,6 +9,7 @@ from app.resources import refreshed_logs
 from app.runlog import RunLog
 from app.settings import Folders, folders
 from app.summary import format_age, open_alerts, run_summary
+from app.text import text_block
 
 
 def page() -> None:
@@ -66,7 +67,7 @@ def run_details(log: RunLog) -> None:
         if samples.empty:
             st.write("none yet (written at each evaluation)")
         for s in samples.tail(4).itertuples():
-            st.markdown(f"step {s.step}: *{s.prompt}* → {s.text}")
+            st.markdown(text_block((f"step {s.step}: ", ""), (s.prompt, "em"), (" → ", ""), (s.text, "")), unsafe_allow_html=True)
     if log.meta:
         with st.expander("Run configuration"):
             st.json(log.meta, expanded=False)

@@ -1,0 +1,39 @@
+"""Model and user text shown as text: Streamlit renders st.markdown, so a prompt like "# Paris"
+would become a heading and GPT-2's leading spaces around "**" would show literal asterisks.
+Text goes out HTML-escaped inside one HTML block instead, with newlines as <br> (a blank line
+would end the block and let Markdown back in) and special tokens such as <|endoftext|> as
+badges. Pass the result to st.markdown(..., unsafe_allow_html=True)."""
+
+from __future__ import annotations
+
+import html
+import re
+
+SPECIAL_TOKEN = re.compile(r"<\|[^|<>\s]{1,40}\|>")
+# Characters Markdown or Streamlit's math and emoji syntax would still act on inside text.
+ENTITIES = {"*": "&#42;", "_": "&#95;", "`": "&#96;", "#": "&#35;", "$": "&#36;", "[": "&#91;", ":": "&#58;", "~": "&#126;"}
+BADGE = (
+    '<span style="background:#e8eaf0;border-radius:4px;padding:0 4px;font-size:0.8em;font-family:monospace;color:#444">{}</span>'
+)
+
+
+def escape_text(text: str) -> str:
+    """One piece of plain text as inline HTML, special tokens as badges."""
+    out, pos = [], 0
+    for match in SPECIAL_TOKEN.finditer(text):
+        out += [_escape(text[pos : match.start()]), BADGE.format(html.escape(match.group(0)[2:-2]))]
+        pos = match.end()
+    out.append(_escape(text[pos:]))
+    return "".join(out)
+
+
+def _escape(text: str) -> str:
+    escaped = html.escape(text, quote=True)
+    escaped = "".join(ENTITIES.get(c, c) for c in escaped)
+    return escaped.replace("\r\n", "\n").replace("\n", "<br>")
+
+
+def text_block(*parts: tuple[str, str]) -> str:
+    """(text, style) pieces as one block that keeps spaces; style "" or "strong" or "em"."""
+    inner = "".join(f"<{s}>{escape_text(t)}</{s}>" if s else escape_text(t) for t, s in parts)
+    return f'<div style="white-space:pre-wrap">{inner}</div>'
