@@ -24,21 +24,31 @@ class Panel:
     title: str
     source: tuple[str, ...]  # log event types the metrics come from
     metrics: tuple[str, ...]
+    help: str  # one line: what the numbers are, in which units, and which way is good
     log_y: bool = False
     smoothed: bool = True  # sparse series (evaluations, SOC checks) are drawn as they are
 
 
 PANELS = (
-    Panel("Loss components", ("batch",), ("nll", "dsm", "dec", "balance")),
-    Panel("Energy at targets", ("batch",), ("energy", "energy_splat", "energy_geo", "energy_comp")),
-    Panel("Validation perplexity", ("eval", "epoch"), ("ppl_energy", "ppl_decoder"), log_y=True, smoothed=False),
-    Panel("SOC rate", ("soc",), ("soc_rate",), smoothed=False),
-    Panel("Avalanche size (merged + pruned + spawned)", ("soc",), ("avalanche_size",), smoothed=False),
-    Panel("Splats", ("batch",), ("n_splats",)),
-    Panel("Tokens / s", ("batch",), ("tokens_per_s",)),
-    Panel("Learning rate", ("batch",), ("lr",), log_y=True),
-    Panel("Gradient norm", ("batch",), ("grad_norm",), log_y=True),
-)
+    Panel("Loss components", ("batch",), ("nll", "dsm", "dec", "balance"),
+          "nats per target: nll of p_E, dsm = score-matching error (1 = predicting zero scores), dec = decoder nll, "
+          "balance = expert load (1 = even); all should fall"),
+    Panel("Energy at targets", ("batch",), ("energy", "energy_splat", "energy_geo", "energy_comp"),
+          "E(e_w; c) of the true next token and its three terms, in units of T; lower means the model expects it"),
+    Panel("Validation perplexity", ("eval", "epoch"), ("ppl_energy", "ppl_decoder"),
+          "exp(mean nll) on held-out text, per token of the run's tokenizer; ppl_energy is exact over the vocabulary",
+          log_y=True, smoothed=False),
+    Panel("Training perplexity", ("batch",), ("ppl",), "exp(nll) of each training batch (per token); below validation "
+          "perplexity when the model fits the training split", log_y=True),
+    Panel("SOC rate", ("soc",), ("soc_rate",), "avalanches per SOC check over the last 20 checks (0 to 1)", smoothed=False),
+    Panel("Avalanche size (merged + pruned + spawned)", ("soc",), ("avalanche_size",),
+          "splats edited by each SOC avalanche; large and frequent means the landscape explains the data poorly",
+          smoothed=False),
+    Panel("Splats", ("batch",), ("n_splats",), "number of vMF splats in the store"),
+    Panel("Tokens / s", ("batch",), ("tokens_per_s",), "training targets per second of optimiser steps"),
+    Panel("Learning rate", ("batch",), ("lr",), "AdamW learning rate (warm-up, then cosine decay)", log_y=True),
+    Panel("Gradient norm", ("batch",), ("grad_norm",), "global gradient norm before clipping (grad_clip)", log_y=True),
+)  # fmt: skip
 X_AXES = {"step": "step", "wall time": "time", "hours since start": "hours"}
 COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 DASHES = ("solid", "dash", "dot", "dashdot", "longdash")

@@ -36,8 +36,12 @@ def _remember(key: str) -> None:
 def choose_checkpoint(folders: Folders, where=st.sidebar) -> Path | None:
     """Run and checkpoint pickers, remembered across pages; None (with a message) if there is none."""
     runs = runs_with_checkpoints(folders.checkpoints)
+    watch_checkpoints(folders)
     if not runs:
-        st.info(f"No checkpoints under {folders.checkpoints}. A run writes one at each epoch end and when it stops.")
+        st.info(
+            f"No checkpoints under {folders.checkpoints} yet. A run writes one every checkpoint_minutes (10 by default), "
+            "at each epoch end and when it stops; this page opens the first one by itself."
+        )
         return None
     remembered = st.session_state.get("chosen_run")
     run_id = where.selectbox(
@@ -55,6 +59,29 @@ def choose_checkpoint(folders: Folders, where=st.sidebar) -> Path | None:
         args=("checkpoint",),
     )
     return folders.run_dir(run_id) / name
+
+
+def checkpoint_signature(folders: Folders) -> tuple:
+    """Names and versions of every checkpoint: changes when one is written, replaced or removed."""
+    signature = []
+    for run in runs_with_checkpoints(folders.checkpoints):
+        for path in checkpoints_of(folders.run_dir(run)):
+            try:
+                signature.append((run, path.name, file_key(path)))
+            except OSError:  # removed between listing and reading: the next look sees the change
+                continue
+    return tuple(signature)
+
+
+def watch_checkpoints(folders: Folders) -> None:
+    """Rerun the page when a checkpoint appears or is rewritten, so it is picked up without a reload."""
+    seen = checkpoint_signature(folders)
+
+    def watcher() -> None:
+        if checkpoint_signature(folders) != seen:
+            st.rerun()
+
+    st.fragment(watcher, run_every=folders.refresh_s)()
 
 
 def file_key(path: Path) -> str:

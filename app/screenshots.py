@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+from app.curves import PANELS
+
 PAGES = {"runs": "", "curves": "curves", "splat_map": "splat_map", "generate": "generate", "diagnose": "diagnose"}
 DRAWN_PLOTS = "return [...document.querySelectorAll('.js-plotly-plot')].filter(p => p.querySelector('.main-svg'))"
 CHROME_ARGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--window-size=1500,1100")
@@ -73,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="docs/img")
     p.add_argument("--pages", nargs="*", default=list(PAGES))
     args = p.parse_args(argv)
-    expected = {"runs": 0, "curves": 9, "splat_map": 1, "generate": 2, "diagnose": 4}
+    expected = {"runs": 0, "curves": len(PANELS), "splat_map": 1, "generate": 2, "diagnose": 4}
     results = capture(args.url, Path(args.out), {name: expected[name] for name in args.pages}, timeout=300)
     bad = False
     for name, r in results.items():

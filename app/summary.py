@@ -34,24 +34,57 @@ def open_alerts(log: RunLog, open_window: int = 500) -> pd.DataFrame:
     return recent.drop_duplicates("rule", keep="last")
 
 
+def progress(log: RunLog, status: dict | None) -> float | None:
+    """Share of the run's budget done: steps against planned steps, or training time against
+    --max-minutes, whichever is further; a finished run is done."""
+    if status and status.get("state") == "finished":
+        return 1.0
+    batch = log.frame("batch")
+    budget = (log.meta or {}).get("budget") or {}
+    total = budget.get("planned_steps") or (status or {}).get("total_steps")
+    shares = [(_last(batch, "step") or 0) / total] if total else []
+    if budget.get("max_minutes"):
+        shares.append((_last(batch, "train_seconds") or 0.0) / (60 * budget["max_minutes"]))
+    return min(1.0, max(shares)) if shares else None
+
+
+def eta_seconds(log: RunLog, done: float | None, now: float) -> float | None:
+    """Wall time left at the pace so far (evaluations included), or None before there is a pace."""
+    start = (log.meta or {}).get("t")
+    if not done or done >= 1.0 or start is None:
+        return None
+    return (now - float(start)) * (1.0 - done) / done
+
+
+def smoothed_tokens_per_s(batch: pd.DataFrame, last: int = 20) -> float | None:
+    """Median over the last batches: one batch's rate jumps with every evaluation and SOC check."""
+    if batch.empty or "tokens_per_s" not in batch:
+        return None
+    values = batch["tokens_per_s"].dropna().tail(last)
+    return float(values.median()) if not values.empty else None
+
+
 def run_summary(log: RunLog, folders: Folders, now: float | None = None) -> dict:
     now = time.time() if now is None else now
     status = read_status(RunFiles(folders.logs, folders.checkpoints, log.run_id).status)
     batch, evals = log.frame("batch"), log.frames("eval", "epoch")
-    phases = log.frame("phase")
-    heartbeat = status.get("heartbeat") if status else None
-    step = _last(batch, "step") or 0
-    total = status.get("total_steps") if status else None
+    state = effective_state(status, now=now) if status else "no status.json"
+    heartbeat = status.get("heartbeat") if status and state in ("running", "starting", "not responding") else None
+    done = progress(log, status)
+    start = (log.meta or {}).get("t")
+    end = now if state in ("running", "starting") else _last(batch, "t") or now
     alerts = open_alerts(log)
     return {
         "run": log.run_id,
-        "state": effective_state(status, now=now) if status else "no status.json",
+        "state": state,
         "heartbeat_age_s": (now - float(heartbeat)) if heartbeat else None,
-        "phase": _last(phases, "name"),
-        "step": step,
-        "progress": (step / total) if total else None,
+        "phase": _last(log.frame("phase"), "name"),
+        "step": _last(batch, "step") or 0,
+        "progress": done,
+        "elapsed_s": (end - float(start)) if start else None,
+        "eta_s": eta_seconds(log, done, now) if state == "running" else None,
         "epoch": _last(batch, "epoch"),
-        "tokens_per_s": _last(batch, "tokens_per_s"),
+        "tokens_per_s": smoothed_tokens_per_s(batch),
         "loss": _last(batch, "loss"),
         "nll": _last(batch, "nll"),
         "ppl_energy": _last(evals, "ppl_energy"),

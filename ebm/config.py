@@ -138,6 +138,10 @@ class EBMConfig:
     warmup_steps: int = setting(100, non_negative, "linear learning-rate warm-up steps")
     epochs: int = setting(5, positive, "epochs to train")
     eval_interval: int = setting(500, positive, "steps between validation evaluations")
+    eval_first_interval: int = setting(
+        10, non_negative, "first steps between early evaluations, doubling up to eval_interval (0: off)"
+    )
+    checkpoint_minutes: float = setting(10.0, non_negative, "minutes between checkpoints within an epoch (0: epoch ends only)")
     eval_tokens: int = setting(8192, positive, "validation targets per evaluation")
     checkpoint_keep_every: int = setting(5, positive, "keep every N-th epoch checkpoint")
     checkpoint_keep_last: int = setting(2, non_negative, "keep the last N epoch checkpoints")

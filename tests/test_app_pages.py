@@ -9,6 +9,7 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
+from app.curves import PANELS
 from app.projection import compute, load_array
 from app.settings import CHECKPOINT_ENV, LOG_ENV
 
@@ -59,10 +60,10 @@ def test_curves_page_draws_every_panel(full_run, monkeypatch):
     ws, _ = full_run
     at = page("curves", ws, monkeypatch)
     assert not at.exception
-    assert charts(at) == 9 and "energy trend over the last" in texts(at)
+    assert charts(at) == len(PANELS) and "energy trend over the last" in texts(at)
     at.radio(key="curve_smooth").set_value("mean").run()
     at.radio(key="curve_x").set_value("hours since start").run()
-    assert not at.exception and charts(at) == 9
+    assert not at.exception and charts(at) == len(PANELS)
 
 
 def test_splat_map_shows_pca_at_once_then_nearest_tokens_and_cached_umap(copy_of_run, monkeypatch):

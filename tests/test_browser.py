@@ -12,6 +12,8 @@ import urllib.request
 import pytest
 from conftest import ROOT
 
+from app.curves import PANELS
+
 pytestmark = pytest.mark.browser
 
 
@@ -54,8 +56,10 @@ def dashboard(full_run):
 def test_pages_render_in_headless_chromium(dashboard, tmp_path):
     from app.screenshots import capture
 
-    results = capture(dashboard, tmp_path, {"runs": 0, "curves": 9, "splat_map": 1, "generate": 2, "diagnose": 4}, timeout=120)
+    results = capture(
+        dashboard, tmp_path, {"runs": 0, "curves": len(PANELS), "splat_map": 1, "generate": 2, "diagnose": 4}, timeout=120
+    )
     for name, r in results.items():
         assert not r["errors"] and not r["timed_out"], (name, r)
         assert (tmp_path / f"{name}.png").stat().st_size > 20_000  # a real picture, not a blank page
-    assert results["curves"]["plots"] >= 9 and results["splat_map"]["plots"] >= 1
+    assert results["curves"]["plots"] >= len(PANELS) and results["splat_map"]["plots"] >= 1

@@ -15,3 +15,10 @@ def test_budget_ends_at_the_first_limit():
     assert Budget(100, max_steps=300).planned_steps == 100
     timed = Budget(100, max_minutes=0.5)
     assert timed.allows(10, 29.9) and not timed.allows(10, 30.0) and not timed.allows(100, 0.0)
+
+
+def test_evaluations_start_at_zero_and_come_early_then_every_interval():
+    from trainer.schedule import is_eval_step
+
+    assert [s for s in range(1200) if is_eval_step(s, 500, 10)] == [0, 10, 30, 70, 150, 310, 500, 1000]
+    assert [s for s in range(120) if is_eval_step(s, 40, 0)] == [0, 40, 80]  # early evaluations off

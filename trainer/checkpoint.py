@@ -11,7 +11,9 @@ different model. Retention keeps every `keep_every`-th epoch plus the last `keep
 from __future__ import annotations
 
 import hashlib
+import os
 import pickle
+import shutil
 from pathlib import Path
 
 import torch
@@ -68,9 +70,22 @@ def save_checkpoint(state: dict, run_dir: Path, epoch: int | None, keep_every: i
     target = run_dir / (f"ebm_epoch_{epoch}.pt" if epoch is not None else "latest.pt")
     atomic_write(target, lambda fh: torch.save(state, fh))
     if epoch is not None:
-        atomic_write(run_dir / "latest.pt", lambda fh: torch.save(state, fh))
+        link_latest(target)
         prune_checkpoints(run_dir, keep_every, keep_last)
     return target
+
+
+def link_latest(snapshot: Path) -> None:
+    """Point latest.pt at an epoch snapshot without writing it twice: a hard link, swapped in
+    atomically (pruning the snapshot later leaves latest.pt intact). A copy where links fail."""
+    latest = snapshot.parent / "latest.pt"
+    tmp = snapshot.parent / f".latest.pt.{os.getpid()}.tmp"
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(snapshot, tmp)
+    except OSError:
+        shutil.copyfile(snapshot, tmp)
+    os.replace(tmp, latest)
 
 
 def prune_checkpoints(run_dir: Path, keep_every: int, keep_last: int) -> list[Path]:

@@ -33,3 +33,17 @@ class Budget:
     def allows(self, step: int, train_seconds: float) -> bool:
         in_time = self.max_minutes is None or train_seconds < 60 * self.max_minutes
         return step < self.planned_steps and in_time
+
+
+def is_eval_step(step: int, interval: int, first_interval: int) -> bool:
+    """Evaluate at step 0, then early at first, 3 first, 7 first, ... (doubling gaps) before step
+    `interval`, then every `interval` steps: learning shows in the first minutes."""
+    if step == 0 or step % interval == 0:
+        return True
+    gap, at = first_interval, first_interval
+    while 0 < gap < interval and at < min(interval, step + 1):
+        if at == step:
+            return True
+        gap *= 2
+        at += gap
+    return False

@@ -29,7 +29,7 @@ from .heap import release_free_heap
 from .logs import RunLogger
 from .options import RunOptions
 from .recovery import Action, Recovery
-from .schedule import Budget, lr_factor
+from .schedule import Budget, is_eval_step, lr_factor
 from .status import Heartbeat
 
 
@@ -50,6 +50,7 @@ class Trainer:
         self.heartbeat = Heartbeat(self.files.status)
         self.step = self.epoch = self.batch_in_epoch = 0
         self.train_seconds, self.stop_requested = 0.0, False
+        self._last_save = time.monotonic()
         self.embedding_source = "checkpoint"
         self.resumed_from = None if resume_state is None else resume_state.get("resumed_from", "latest.pt")
         self.model = self._fresh_model() if resume_state is None else model_from_checkpoint(resume_state).train()
@@ -118,10 +119,17 @@ class Trainer:
         self.monitor.load_state_dict(state.get("history", self.monitor.state_dict()))
         self.train_seconds = float(state.get("train_seconds", 0.0))
 
+    def _save_if_due(self) -> None:
+        """A checkpoint every checkpoint_minutes of wall time, so a long epoch is not an hour without one."""
+        minutes = self.cfg.checkpoint_minutes
+        if minutes > 0 and time.monotonic() - self._last_save >= 60 * minutes:
+            self.save()
+
     def save(self, epoch: int | None = None) -> None:
         cfg = self.cfg
         path = save_checkpoint(self.state_dict(), self.files.run_dir, epoch, cfg.checkpoint_keep_every, cfg.checkpoint_keep_last)
         self.logger.log("checkpoint", self.step, self.epoch, path=str(path), latest=str(self.files.latest))
+        self._last_save = time.monotonic()
 
     def _beat(self, state: str = "running", force: bool = False) -> None:
         self.heartbeat.beat(state, force, run_id=self.opts.run_id, step=self.step, epoch=self.epoch,
@@ -174,6 +182,7 @@ class Trainer:
         if self.step == 0:
             self._log("meta", **self._meta())
             self._log_events([self.upkeep.phase_event(self.model, spawned=0)])
+            self._evaluate()  # step 0: the curve starts where the model starts
         elif self.resumed_from is not None:  # readers drop what the run logged after this step before it stopped
             self._log("resume", from_checkpoint=self.resumed_from, pid=os.getpid())
         self._beat(force=True)
@@ -193,6 +202,7 @@ class Trainer:
             "head_dtype": str(head_dtype(cfg.head_dtype, self.device)).removeprefix("torch."),
             "pid": os.getpid(),
             "n_params": sum(p.numel() for p in self.model.parameters()),
+            "budget": {"planned_steps": self.total_steps, "max_steps": opts.max_steps, "max_minutes": opts.max_minutes},
         }
 
     def _close_run(self) -> str:
@@ -201,7 +211,7 @@ class Trainer:
             state = "stopped"
             self.save()
         elif not self.budget.allows(self.step, self.train_seconds) and self.batch_in_epoch:
-            if self.step % self.cfg.eval_interval:
+            if not is_eval_step(self.step, self.cfg.eval_interval, self.cfg.eval_first_interval):
                 self._evaluate()
             self.save()
         self._log("status", state=state)
@@ -221,8 +231,9 @@ class Trainer:
             bar.update(1)
             bar.set_postfix(loss=f"{metrics['loss']:.3f}", ppl=f"{metrics['ppl']:.1f}",
                             tok_s=f"{metrics['tokens_per_s']:.0f}", epoch=self.epoch)  # fmt: skip
-            if self.step % self.cfg.eval_interval == 0:
+            if is_eval_step(self.step, self.cfg.eval_interval, self.cfg.eval_first_interval):
                 self._evaluate()
+            self._save_if_due()
             self._beat()
         if self.batch_in_epoch >= n_batches:
             self.epoch += 1

@@ -73,8 +73,7 @@ def live_panels(where: Folders, view: View) -> None:
         fig, note = panel_figure(panel, series, view.x, view.method, view.strength, show_raw=view.show_raw)
         with columns[i % 2]:
             st.plotly_chart(fig, key=f"panel-{panel.title}", width="stretch")
-            if note:
-                st.caption(note)
+            st.caption(panel.help + (f" · {note}" if note else ""))
     st.caption(f"updated {time.strftime('%H:%M:%S')} in {time.perf_counter() - t0:.2f} s · refreshes every {where.refresh_s:g} s")
 
 

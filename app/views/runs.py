@@ -34,12 +34,14 @@ def live_runs(where: Folders) -> None:
 def runs_table(logs: list[RunLog], where: Folders) -> None:
     rows = pd.DataFrame([run_summary(log, where) for log in logs])
     rows["heartbeat"] = rows.pop("heartbeat_age_s").map(format_age)
+    rows["elapsed"] = rows.pop("elapsed_s").map(format_age)
+    rows["ETA"] = rows.pop("eta_s").map(format_age)
     st.dataframe(
         rows.drop(columns=["corrupt_lines"]),
         hide_index=True,
         column_config={
             "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0, format="percent"),
-            "tokens_per_s": st.column_config.NumberColumn("tokens/s", format="%.0f"),
+            "tokens_per_s": st.column_config.NumberColumn("tokens/s", format="%.0f", help="median of the last 20 batches"),
             "loss": st.column_config.NumberColumn(format="%.3f"),
             "nll": st.column_config.NumberColumn(format="%.3f"),
             "ppl_energy": st.column_config.NumberColumn(format="%.1f"),

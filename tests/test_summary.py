@@ -1,0 +1,40 @@
+"""The Runs page's numbers: progress against the run's whole budget, elapsed time, ETA and a
+tokens/s that one slow batch does not swing."""
+
+import json
+import time
+
+import pytest
+
+from app.runlog import RunLog
+from app.settings import Folders
+from app.summary import run_summary
+from trainer.status import write_status
+
+
+def write_run(tmp_path, state):
+    log = tmp_path / "logs" / "ebm" / "r.jsonl"
+    log.parent.mkdir(parents=True)
+    start = time.time() - 60
+    lines = [{"v": 1, "type": "meta", "t": start, "step": 0, "epoch": 0, "budget": {"planned_steps": 1000, "max_minutes": 1.0}}]
+    for step in range(1, 11):  # 10 of 1000 steps, but 30 of the 60 budgeted seconds
+        rate = 10.0 if step == 10 else 100.0  # the last batch shared its time with an evaluation
+        lines.append({"v": 1, "type": "batch", "t": start + 6 * step, "step": step, "epoch": 0, "train_seconds": 3.0 * step,
+                      "tokens_per_s": rate})  # fmt: skip
+    log.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    write_status(tmp_path / "checkpoints" / "r" / "status.json", state, total_steps=1000)
+    run_log = RunLog(log)
+    run_log.refresh()
+    return run_summary(run_log, Folders(tmp_path / "logs", tmp_path / "checkpoints", 5.0))
+
+
+def test_a_time_budget_drives_progress_and_eta(tmp_path):
+    row = write_run(tmp_path, "running")
+    assert row["progress"] == pytest.approx(0.5)  # 30 s of 60, not 10 steps of 1000
+    assert row["elapsed_s"] == pytest.approx(60, abs=5) and row["eta_s"] == pytest.approx(60, abs=5)
+    assert row["tokens_per_s"] == 100.0 and row["heartbeat_age_s"] is not None
+
+
+def test_a_finished_run_is_done_with_no_heartbeat_or_eta(tmp_path):
+    row = write_run(tmp_path, "finished")
+    assert row["progress"] == 1.0 and row["eta_s"] is None and row["heartbeat_age_s"] is None
