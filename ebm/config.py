@@ -141,7 +141,9 @@ class EBMConfig:
     eval_first_interval: int = setting(
         10, non_negative, "first steps between early evaluations, doubling up to eval_interval (0: off)"
     )
-    checkpoint_minutes: float = setting(10.0, non_negative, "minutes between checkpoints within an epoch (0: epoch ends only)")
+    checkpoint_minutes: float = setting(
+        10.0, non_negative, "minutes between checkpoints (the first after a fifth of it; 0: epoch ends only)"
+    )
     eval_tokens: int = setting(8192, positive, "validation targets per evaluation")
     checkpoint_keep_every: int = setting(5, positive, "keep every N-th epoch checkpoint")
     checkpoint_keep_last: int = setting(2, non_negative, "keep the last N epoch checkpoints")

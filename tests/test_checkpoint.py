@@ -21,3 +21,15 @@ def test_checkpoint_atomic_retention_and_corruption(tmp_path):
     with pytest.raises(CheckpointError, match="schema version 0"):
         load_checkpoint(run / "old.pt")
     assert prune_checkpoints(run, 5, 2) == []
+
+
+def test_latest_is_the_epoch_snapshot_not_a_second_write(tmp_path):
+    import os
+
+    from trainer.checkpoint import save_checkpoint
+
+    state = {"model": {"w": torch.ones(3)}, "config": {}}
+    path = save_checkpoint(state, tmp_path, epoch=1, keep_every=5, keep_last=1)
+    assert os.path.samefile(path, tmp_path / "latest.pt")
+    save_checkpoint({**state, "step": 2}, tmp_path, epoch=2, keep_every=5, keep_last=1)  # prunes epoch 1
+    assert not path.exists() and load_checkpoint(tmp_path / "latest.pt")["step"] == 2

@@ -50,7 +50,7 @@ class Trainer:
         self.heartbeat = Heartbeat(self.files.status)
         self.step = self.epoch = self.batch_in_epoch = 0
         self.train_seconds, self.stop_requested = 0.0, False
-        self._last_save = time.monotonic()
+        self._last_save, self._saves = time.monotonic(), 0  # checkpoints written by this process
         self.embedding_source = "checkpoint"
         self.resumed_from = None if resume_state is None else resume_state.get("resumed_from", "latest.pt")
         self.model = self._fresh_model() if resume_state is None else model_from_checkpoint(resume_state).train()
@@ -120,9 +120,11 @@ class Trainer:
         self.train_seconds = float(state.get("train_seconds", 0.0))
 
     def _save_if_due(self) -> None:
-        """A checkpoint every checkpoint_minutes of wall time, so a long epoch is not an hour without one."""
+        """A checkpoint every checkpoint_minutes of wall time, the first after a fifth of that, so
+        the dashboard has a model to open within minutes and a long epoch is not an hour without one."""
         minutes = self.cfg.checkpoint_minutes
-        if minutes > 0 and time.monotonic() - self._last_save >= 60 * minutes:
+        gap = minutes / 5 if self._saves == 0 else minutes
+        if minutes > 0 and time.monotonic() - self._last_save >= 60 * gap:
             self.save()
 
     def save(self, epoch: int | None = None) -> None:
@@ -130,6 +132,7 @@ class Trainer:
         path = save_checkpoint(self.state_dict(), self.files.run_dir, epoch, cfg.checkpoint_keep_every, cfg.checkpoint_keep_last)
         self.logger.log("checkpoint", self.step, self.epoch, path=str(path), latest=str(self.files.latest))
         self._last_save = time.monotonic()
+        self._saves += 1
 
     def _beat(self, state: str = "running", force: bool = False) -> None:
         self.heartbeat.beat(state, force, run_id=self.opts.run_id, step=self.step, epoch=self.epoch,
