@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from trainer.alerts import trend
+from trainer.alerts import describe_trend
 
 
 @dataclass(frozen=True)
@@ -88,13 +88,8 @@ def add_derived(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def energy_trend(energy: pd.Series, window: int = 200) -> str:
-    tail = energy.dropna().to_numpy()[-window:]
-    if len(tail) < 10:
-        return "too few points for a trend"
-    slope, t = trend(tail.tolist())
-    direction = "falling" if t < -3 else "rising" if t > 3 else "flat"
     # Energies cross zero, so the slope is given in energy units, not as a share of the mean.
-    return f"trend over the last {len(tail)} batches: {direction} ({slope * 100:+.3g} per 100 steps, t = {t:.1f})"
+    return f"trend: {describe_trend(energy.dropna().tolist(), window)}"
 
 
 @dataclass

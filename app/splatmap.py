@@ -42,17 +42,10 @@ def splat_figure(
     three = coords.shape[1] == 3
     scatter = go.Scatter3d if three else go.Scattergl
     axes = {"x": coords[:, 0], "y": coords[:, 1]} | ({"z": coords[:, 2]} if three else {})
-    values = stats[colour]
-    log_colour = colour in ("usage", "alpha") and (values > 0).all() and values.max() / max(values.min(), 1e-12) > 100
-    marker = {
-        "size": 2 if three else 4,
-        "color": np.log10(values) if log_colour else values,
-        "colorscale": "Viridis",
-        "colorbar": {"title": f"log10 {colour}" if log_colour else colour},
-        "opacity": 0.8,
-    }
+    colours, note = colour_marker(stats[colour], colour)
+    marker = {"size": 2 if three else 4, "opacity": 0.8, **colours}
     fig = go.Figure(
-        scatter(**axes, mode="markers", marker=marker, text=hover_text(stats, nearest), hoverinfo="text", name="splats")
+        scatter(**axes, mode="markers", marker=marker, text=hover_text(stats, nearest), hoverinfo="text", name=f"splats{note}")
     )
     if words:
         w = np.stack([xy for _, xy in words])
@@ -72,3 +65,19 @@ def _overlay(scatter, points: np.ndarray, name: str, **style):
     """A trace drawn over the splats: points (S, 2|3)."""
     axes = {"x": points[:, 0], "y": points[:, 1]} | ({"z": points[:, 2]} if points.shape[1] == 3 else {})
     return scatter(**axes, name=name, **style)
+
+
+def colour_marker(values: np.ndarray, name: str) -> tuple[dict, str]:
+    """Colours for a statistic that show its true range: a log scale for weights and usage spread
+    over decades; one colour, and the value in the legend, when every splat has nearly the same
+    value (a colour scale stretched over 2.00008 to 2.00012 would paint noise as structure)."""
+    lo, hi = float(np.min(values)), float(np.max(values))
+    if hi - lo <= 1e-3 * max(abs(hi), abs(lo), 1e-12):
+        return {"color": "#440154", "showscale": False}, f" ({name} {lo:.6g} for all: nothing to colour)"
+    if name in ("usage", "alpha") and lo > 0 and hi / lo > 100:
+        return {
+            "color": np.log10(values),
+            "colorscale": "Viridis",
+            "colorbar": {"title": f"log10 {name}<br>{lo:.3g} to {hi:.3g}"},
+        }, ""
+    return {"color": values, "colorscale": "Viridis", "colorbar": {"title": f"{name}<br>{lo:.4g} to {hi:.4g}"}}, ""

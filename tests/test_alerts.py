@@ -33,3 +33,11 @@ def test_plateau_only_when_far_from_target():
 def test_non_finite():
     assert alerts.non_finite({"loss": float("nan"), "nll": 1.0}).rule == "nan"
     assert alerts.non_finite({"loss": 1.0}) is None
+
+
+def test_one_trend_vocabulary():
+    assert alerts.describe_trend([10 - 0.01 * i for i in range(200)]).word == "falling"
+    assert alerts.describe_trend([1.0, 2.0] * 100).word == "flat"
+    rising = alerts.describe_trend([0.5 * i for i in range(50)])
+    assert rising.word == "rising" and abs(rising.per_100 - 50.0) < 1e-9 and "per 100 steps" in str(rising)
+    assert alerts.describe_trend([1.0] * 5).word == "too few points"

@@ -177,3 +177,14 @@ def test_launcher_rejects_bad_arguments_in_one_line(tmp_path, capsys):
     assert launch_main(["--refresh", "0"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and all(line.startswith("ebm-dashboard: error:") for line in err)
+
+
+def test_colour_scales_show_the_true_range():
+    from app.splatmap import colour_marker
+
+    flat, note = colour_marker(2.0001 + 1e-5 * np.arange(50), "kappa")
+    assert flat.get("showscale") is False and "for all" in note  # no scale stretched over noise
+    spread, note = colour_marker(np.linspace(1.0, 40.0, 50), "kappa")
+    assert note == "" and "1 to 40" in spread["colorbar"]["title"]
+    decades, _ = colour_marker(np.logspace(-4, 0, 50), "usage")
+    assert decades["colorbar"]["title"].startswith("log10 usage")

@@ -32,6 +32,34 @@ def trend(values: list[float]) -> tuple[float, float]:
     return slope, (slope / se if se > 0 else (math.inf if slope > 0 else -math.inf if slope < 0 else 0.0))
 
 
+@dataclass(frozen=True)
+class Trend:
+    """The one trend vocabulary of curves, diagnose and alerts: falling, flat or rising (by a
+    t test of the least-squares slope), with the slope per 100 steps in the series' own units."""
+
+    word: str  # "falling", "flat", "rising", or "too few points"
+    per_100: float
+    t: float
+    n: int
+
+    def __str__(self) -> str:
+        return self.markdown().replace("**", "")
+
+    def markdown(self) -> str:
+        if self.word == "too few points":
+            return f"too few points for a trend ({self.n})"
+        return f"**{self.word}** ({self.per_100:+.3g} per 100 steps, t = {self.t:.1f}, last {self.n} batches)"
+
+
+def describe_trend(values: list, window: int = 200, t_crit: float = 3.0) -> Trend:
+    tail = [float(v) for v in values[-window:] if v is not None and math.isfinite(v)]
+    if len(tail) < 10:
+        return Trend("too few points", 0.0, 0.0, len(tail))
+    slope, t = trend(tail)
+    word = "falling" if t < -t_crit else "rising" if t > t_crit else "flat"
+    return Trend(word, 100 * slope, t, len(tail))
+
+
 def energy_rising(energies: list[float], window: int = 200, t_crit: float = 4.0) -> Alert | None:
     """Mean energy at targets rising significantly over the last `window` batches."""
     tail = [e for e in energies[-window:] if e is not None and math.isfinite(e)]

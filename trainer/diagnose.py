@@ -1,4 +1,4 @@
-"""ebm-diagnose: splat statistics, convergence verdict and recommendations for a checkpoint,
+"""ebm-diagnose: splat statistics, loss trends and recommendations for a checkpoint,
 or a table over every checkpoint of a run (--batch). The dashboard's Diagnose page calls
 `diagnose` and `render_markdown` from here."""
 
@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .alerts import trend
+from .alerts import Trend, describe_trend, trend
 from .checkpoint import CheckpointError, load_checkpoint
 from .logs import LogReader
 from .runfiles import list_checkpoints, log_path
@@ -36,20 +35,6 @@ def splat_arrays(state: dict) -> dict[str, np.ndarray]:
             "age": (state["step"] - store.birth_step).numpy().astype(float),
             "phase": store.birth_phase.numpy(),
         }
-
-
-def convergence_verdict(values: list[float], window: int = 200) -> tuple[str, float]:
-    """converging / stable / diverging / plateau from the trend of the last `window` values."""
-    tail = [v for v in values[-window:] if v is not None and math.isfinite(v)]
-    if len(tail) < 10:
-        return "too short", 0.0
-    slope, t = trend(tail)
-    rel = slope * len(tail) / max(abs(float(np.mean(tail))), 1e-9)
-    if t < -3 and rel < -0.01:
-        return "converging", rel
-    if t > 3 and rel > 0.01:
-        return "diverging", rel
-    return ("plateau" if abs(rel) < 0.002 else "stable"), rel
 
 
 def recommendations(
@@ -76,17 +61,30 @@ def recommendations(
         recs.append(f"coverage {coverage:.0%} is below the 80% target: more splats (capacity) or lower coverage_kernel")
     if soc_rate is not None and soc_rate > 0.5:
         recs.append(f"SOC rate {soc_rate:.2f} avalanches per check: raise soc_threshold or capacity")
-    if verdict == "diverging":
-        recs.append("energy/loss is rising: lower learning_rate or raise grad_clip strictness")
-    if verdict == "plateau":
-        recs.append("loss is flat: raise learning_rate, model width (hidden_dim) or the splat capacity")
+    if verdict == "rising":
+        recs.append("the training loss is rising: lower learning_rate or grad_clip")
+    if verdict == "flat":
+        recs.append("the training loss is flat: raise learning_rate, model width (hidden_dim) or the splat capacity")
     return recs or ["no problems found"]
 
 
 def histogram_text(values: np.ndarray, bins: int = 10, width: int = 40) -> str:
     counts, edges = np.histogram(values, bins=bins)
     top = max(1, counts.max())
-    return "\n".join(f"{edges[i]:10.4g} .. {edges[i + 1]:<10.4g} {'#' * int(width * c / top)} {c}" for i, c in enumerate(counts))
+    digits = edge_digits(edges)
+    return "\n".join(
+        f"{edges[i]:>12.{digits}g} .. {edges[i + 1]:<12.{digits}g} {'#' * int(width * c / top)} {c}" for i, c in enumerate(counts)
+    )
+
+
+def edge_digits(edges: np.ndarray) -> int:
+    """Significant digits that tell neighbouring bin edges apart (4 at least): a store whose kappa
+    spans 2.00008 to 2.00012 must not print every bin as "2 .. 2"."""
+    step = float(np.min(np.diff(edges))) if len(edges) > 1 else 0.0
+    scale = float(np.max(np.abs(edges))) if len(edges) else 0.0
+    if step <= 0 or scale <= 0:
+        return 4
+    return max(4, min(12, int(np.ceil(np.log10(scale / step))) + 2))
 
 
 def diagnose(checkpoint: Path, log_dir: Path | None = None) -> dict:
@@ -101,8 +99,8 @@ def diagnose(checkpoint: Path, log_dir: Path | None = None) -> dict:
     batches = [r for r in records if r["type"] == "batch" and r["step"] <= state["step"]]
     evals = [r for r in records if r["type"] in ("eval", "epoch") and r["step"] <= state["step"]]
     socs = [r for r in records if r["type"] == "soc" and r["step"] <= state["step"]]
-    verdict, rel = convergence_verdict([r.get("energy") for r in batches])
-    nll_verdict, nll_rel = convergence_verdict([r.get("nll") for r in batches])
+    energy_trend = describe_trend([r.get("energy") for r in batches])
+    nll_trend = describe_trend([r.get("nll") for r in batches])
     coverage = evals[-1].get("coverage") if evals else None
     soc_rate = socs[-1].get("soc_rate") if socs else None
     soc_trend = trend([float(r.get("avalanche", False)) for r in socs])[0] if len(socs) >= 3 else None
@@ -123,16 +121,14 @@ def diagnose(checkpoint: Path, log_dir: Path | None = None) -> dict:
         "epoch": state["epoch"],
         "n_splats": int(len(arrays["kappa"])),
         "stats": stats,
-        "energy_verdict": verdict,
-        "energy_change": rel,
-        "nll_verdict": nll_verdict,
-        "nll_change": nll_rel,
+        "energy_trend": energy_trend,
+        "nll_trend": nll_trend,
         "coverage": coverage,
         "soc_rate": soc_rate,
         "soc_trend": soc_trend,
         "last_eval": evals[-1] if evals else None,
         "alerts": [r for r in records if r["type"] == "alert"],
-        "recommendations": recommendations(arrays, state["config"], coverage, soc_rate, nll_verdict),
+        "recommendations": recommendations(arrays, state["config"], coverage, soc_rate, nll_trend.word),
         "arrays": arrays,
     }
 
@@ -142,8 +138,8 @@ def render_markdown(report: dict) -> str:
         f"# Diagnosis of {report['run_id']} at step {report['step']} (epoch {report['epoch']})",
         "",
         f"- splats: {report['n_splats']}",
-        f"- energy trend: **{report['energy_verdict']}** ({report['energy_change']:+.2%} over the window)",
-        f"- nll trend: **{report['nll_verdict']}** ({report['nll_change']:+.2%} over the window)",
+        f"- energy trend: {report['energy_trend'].markdown()}",
+        f"- training nll trend: {report['nll_trend'].markdown()}",
     ]
     if report["coverage"] is not None:
         lines.append(f"- coverage of validation targets: {report['coverage']:.1%}")
@@ -192,7 +188,8 @@ def write_report(report: dict, folder: Path) -> Path:
     md = render_markdown(report) + "\n## Plots\n\n" + links
     path = folder / "report.md"
     path.write_text(md)
-    (folder / "report.json").write_text(json.dumps({k: v for k, v in report.items() if k != "arrays"}, default=float, indent=2))
+    plain = {k: (vars(v) if isinstance(v, Trend) else v) for k, v in report.items() if k != "arrays"}
+    (folder / "report.json").write_text(json.dumps(plain, default=float, indent=2))
     return path
 
 
@@ -233,7 +230,7 @@ def _batch(out: Path, run_id: str | None) -> int:
         run_id = runs[-1].name
     paths = [p for _, p in list_checkpoints(root / run_id)] + [root / run_id / "latest.pt"]
     print(
-        "| checkpoint | step | splats | kappa p50 | alpha p50 | coverage | ppl_energy | verdict |\n"
+        "| checkpoint | step | splats | kappa p50 | alpha p50 | coverage | ppl_energy | nll trend |\n"
         "|---|---|---|---|---|---|---|---|"
     )
     for path in paths:
@@ -249,7 +246,7 @@ def _batch(out: Path, run_id: str | None) -> int:
         print(
             f"| {path.name} | {r['step']} | {r['n_splats']} | {r['stats']['kappa']['p50']:.3g} "
             f"| {r['stats']['alpha']['p50']:.3g} "
-            f"| {cov} | {ev.get('ppl_energy', float('nan')):.2f} | {r['nll_verdict']} |"
+            f"| {cov} | {ev.get('ppl_energy', float('nan')):.2f} | {r['nll_trend'].word} |"
         )
     return 0
 

@@ -1,0 +1,11 @@
+import numpy as np
+
+from trainer.diagnose import histogram_text
+
+
+def test_histogram_labels_tell_close_bins_apart():
+    values = 2.0001 + 2e-5 * np.random.default_rng(0).standard_normal(500)  # a store whose kappa barely moved
+    labels = [line.split("..") for line in histogram_text(values, bins=4).splitlines()]
+    starts = [float(lo) for lo, _ in labels]
+    assert len(set(starts)) == 4 and starts == sorted(starts)
+    assert sum(int(line.split()[-1]) for line in histogram_text(values).splitlines()) == 500
