@@ -92,6 +92,25 @@ def energy_trend(energy: pd.Series, window: int = 200) -> str:
     return f"trend: {describe_trend(energy.dropna().tolist(), window)}"
 
 
+def panel_data(panel: Panel, runs: list[RunSeries]) -> pd.DataFrame:
+    """The raw points of a panel in long form (run, step, t, metric, value), for download."""
+    parts = []
+    for rs in runs:
+        frame = rs.frames.get("+".join(panel.source), pd.DataFrame())
+        for metric in (m for m in panel.metrics if m in frame):
+            part = frame[["step", "t", metric]].dropna(subset=[metric]).rename(columns={metric: "value"})
+            parts.append(part.assign(run=rs.run, metric=metric)[["run", "step", "t", "metric", "value"]])
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["run", "step", "t", "metric", "value"])
+
+
+def config_differences(configs: dict[str, dict]) -> pd.DataFrame:
+    """The config fields whose values differ between runs: one row per field, one column per run."""
+    keys = sorted({k for cfg in configs.values() for k in cfg})
+    rows = {k: {run: str(cfg[k]) if k in cfg else "(not set)" for run, cfg in configs.items()} for k in keys}
+    differing = {k: v for k, v in rows.items() if len(set(v.values())) > 1}
+    return pd.DataFrame.from_dict(differing, orient="index", columns=list(configs))
+
+
 @dataclass
 class RunSeries:
     """What one run contributes to the panels: its frames, first timestamp, phases and alerts."""
@@ -111,8 +130,10 @@ def panel_figure(
     strength: float = 0.9,
     max_points: int = 2000,
     show_raw: bool = True,
+    log_y: bool | None = None,
 ) -> tuple[go.Figure, str]:
-    """The figure of one panel over several runs, and a caption saying what was thinned."""
+    """The figure of one panel over several runs, and a caption saying what was thinned;
+    log_y overrides the panel's own choice of axis."""
     fig = go.Figure()
     method = method if panel.smoothed else "none"
     notes = []
@@ -133,18 +154,16 @@ def panel_figure(
             top = float(np.nanmax(ys.to_numpy()))
             y_top = top if y_top is None else max(y_top, top)
         _add_markers(fig, rs, x, y_top)
-    _lay_out(fig, panel, x)
+    _lay_out(fig, panel, x, panel.log_y if log_y is None else log_y)
     return fig, "; ".join(notes)
 
 
 def _trace_style(panel: Panel, n_runs: int, r_i: int, m_i: int, run: str, metric: str) -> dict:
-    """Colour by metric when a panel has several, else by run; runs then differ by dash."""
-    several = len(panel.metrics) > 1
-    return {
-        "name": metric if n_runs == 1 else f"{run} · {metric}",
-        "colour": COLOURS[(m_i if several else r_i) % len(COLOURS)],
-        "dash": DASHES[r_i % len(DASHES)] if several else "solid",
-    }
+    """One run, one colour per metric. Several runs: one colour per run in every panel, and the
+    metrics of a panel told apart by dash."""
+    if n_runs == 1:
+        return {"name": metric, "colour": COLOURS[m_i % len(COLOURS)], "dash": "solid"}
+    return {"name": f"{run} · {metric}", "colour": COLOURS[r_i % len(COLOURS)], "dash": DASHES[m_i % len(DASHES)]}
 
 
 def _metric_traces(
@@ -162,7 +181,7 @@ def _metric_traces(
     return traces
 
 
-def _lay_out(fig: go.Figure, panel: Panel, x: str) -> None:
+def _lay_out(fig: go.Figure, panel: Panel, x: str, log_y: bool) -> None:
     fig.update_layout(
         title=panel.title,
         height=320,
@@ -171,7 +190,7 @@ def _lay_out(fig: go.Figure, panel: Panel, x: str) -> None:
         legend={"orientation": "h", "y": -0.2},
         xaxis_title={"step": "step", "time": "wall time", "hours": "hours since start"}[x],
     )
-    if panel.log_y:
+    if log_y:
         fig.update_yaxes(type="log")
     if not fig.data:
         fig.add_annotation(text="no data yet", x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False)

@@ -198,3 +198,14 @@ def test_markdown_looking_text_is_shown_as_text(copy_of_run, monkeypatch):
     assert not at.exception
     shown = [m.value for m in at.markdown if "Paris" in m.value]
     assert shown and shown[-1].startswith('<div style="white-space:pre-wrap">&#35; Paris &#42;&#42;was&#42;&#42; &#36;5&#36;')
+
+
+def test_curves_compare_runs_with_config_differences_and_downloads(copy_of_run, monkeypatch):
+    log = copy_of_run / "logs" / "ebm"
+    text = (log / "full.jsonl").read_text().replace('"lambda_dsm":0.1', '"lambda_dsm":0.2')
+    (log / "other.jsonl").write_text(text)
+    at = page("curves", copy_of_run, monkeypatch)
+    at.multiselect(key="curve_runs").set_value(["full", "other"]).run()
+    assert not at.exception
+    assert any("Config differences between the 2 runs (1 fields)" in e.label for e in at.expander)
+    assert len(at.get("download_button")) == len(PANELS) and len(at.toggle) == len(PANELS)

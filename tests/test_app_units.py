@@ -188,3 +188,28 @@ def test_colour_scales_show_the_true_range():
     assert note == "" and "1 to 40" in spread["colorbar"]["title"]
     decades, _ = colour_marker(np.logspace(-4, 0, 50), "usage")
     assert decades["colorbar"]["title"].startswith("log10 usage")
+
+
+def test_panel_data_and_config_differences():
+    from app.curves import PANELS, RunSeries, config_differences, panel_data
+
+    batch = pd.DataFrame({"step": [1, 2], "t": [1.0, 2.0], "nll": [3.0, 2.5], "dsm": [1.0, None]})
+    runs = [RunSeries(run=r, frames={"batch": batch}, start_t=0.0, phases=pd.DataFrame(), alerts=pd.DataFrame()) for r in "ab"]
+    data = panel_data(PANELS[0], runs)
+    assert list(data.columns) == ["run", "step", "t", "metric", "value"] and len(data) == 2 * 3  # dsm's gap dropped
+    table = config_differences({"a": {"lr": 1e-3, "d": 64}, "b": {"lr": 3e-3, "d": 64}, "c": {"lr": 1e-3}})
+    assert list(table.index) == ["d", "lr"] and list(table.columns) == ["a", "b", "c"] and table.loc["d", "c"] == "(not set)"
+
+
+def test_runs_keep_one_colour_across_panels():
+    from app.curves import PANELS, RunSeries, panel_figure
+
+    batch = pd.DataFrame({"step": [1, 2, 3], "t": [1.0, 2.0, 3.0], "nll": [3.0, 2.5, 2.0], "dsm": [1.0, 0.9, 0.8],
+                          "lr": [1e-3, 1e-3, 1e-3]})  # fmt: skip
+    runs = [RunSeries(run=r, frames={"batch": batch}, start_t=0.0, phases=pd.DataFrame(), alerts=pd.DataFrame()) for r in "ab"]
+    colours = {}
+    for panel in (PANELS[0], PANELS[-2]):  # several metrics, and one
+        fig, _ = panel_figure(panel, runs, show_raw=False)
+        for trace in fig.data:
+            colours.setdefault(trace.name.split(" · ")[0], set()).add(trace.line.color)
+    assert all(len(c) == 1 for c in colours.values()) and colours["a"] != colours["b"]

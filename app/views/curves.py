@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from app.curves import PANELS, X_AXES, RunSeries, add_derived, energy_trend, panel_figure
+from app.curves import PANELS, X_AXES, RunSeries, add_derived, config_differences, energy_trend, panel_data, panel_figure
 from app.resources import refreshed_logs
 from app.runlog import RunLog
 from app.settings import Folders, folders
@@ -31,6 +31,7 @@ def page() -> None:
         st.info(f"No runs under {where.logs / 'ebm'} yet. Start one with `ebm-train --detach`.")
         return
     view = sidebar([log.run_id for log in logs])
+    config_table(logs, view.runs)
     st.fragment(live_panels, run_every=where.refresh_s)(where, view)
 
 
@@ -58,6 +59,31 @@ def run_series(log: RunLog) -> RunSeries:
     return RunSeries(run=log.run_id, frames=frames, start_t=start_t, phases=log.frame("phase"), alerts=log.frame("alert"))
 
 
+def panel_view(panel, series: list[RunSeries], view: View) -> None:
+    """One panel: the chart, its meaning, a log-scale switch and its data as CSV."""
+    log_y = st.session_state.get(f"log-{panel.title}", panel.log_y)
+    fig, note = panel_figure(panel, series, view.x, view.method, view.strength, show_raw=view.show_raw, log_y=log_y)
+    st.plotly_chart(fig, key=f"panel-{panel.title}", width="stretch")
+    st.caption(panel.help + (f" · {note}" if note else ""))
+    left, right = st.columns(2)
+    left.toggle("log scale", value=panel.log_y, key=f"log-{panel.title}")
+    data = panel_data(panel, series).to_csv(index=False).encode()
+    right.download_button("data (CSV)", data, file_name=f"{panel.title.split(' (')[0].replace(' ', '_')}.csv",
+                          mime="text/csv", key=f"csv-{panel.title}")  # fmt: skip
+
+
+def config_table(logs: list[RunLog], chosen: list[str]) -> None:
+    if len(chosen) < 2:
+        return
+    configs = {log.run_id: (log.meta or {}).get("config", {}) for log in logs if log.run_id in chosen}
+    table = config_differences(configs)
+    with st.expander(f"Config differences between the {len(configs)} runs ({len(table)} fields)"):
+        if table.empty:
+            st.write("The runs share every config value.")
+        else:
+            st.dataframe(table)
+
+
 def live_panels(where: Folders, view: View) -> None:
     t0 = time.perf_counter()
     series = [run_series(log) for log in refreshed_logs(where) if log.run_id in view.runs]
@@ -70,10 +96,8 @@ def live_panels(where: Folders, view: View) -> None:
             st.caption(f"{rs.run} energy {energy_trend(batch['energy'])}")
     columns = st.columns(2)
     for i, panel in enumerate(p for p in PANELS if p.title in view.titles):
-        fig, note = panel_figure(panel, series, view.x, view.method, view.strength, show_raw=view.show_raw)
         with columns[i % 2]:
-            st.plotly_chart(fig, key=f"panel-{panel.title}", width="stretch")
-            st.caption(panel.help + (f" · {note}" if note else ""))
+            panel_view(panel, series, view)
     st.caption(f"updated {time.strftime('%H:%M:%S')} in {time.perf_counter() - t0:.2f} s · refreshes every {where.refresh_s:g} s")
 
 
