@@ -3,11 +3,13 @@ the log, and the alerts still open (fired within the last `open_window` steps)."
 
 from __future__ import annotations
 
+import json
 import math
 import time
 
 import pandas as pd
 
+from trainer.files import atomic_write_json
 from trainer.runfiles import RunFiles
 from trainer.status import effective_state, read_status
 
@@ -64,6 +66,26 @@ def smoothed_tokens_per_s(batch: pd.DataFrame, last: int = 20) -> float | None:
     return float(values.median()) if not values.empty else None
 
 
+def read_notes(folders: Folders, run_id: str) -> dict:
+    """The name and notes a user gave the run in the dashboard ({} when none)."""
+    try:
+        data = json.loads(RunFiles(folders.logs, folders.checkpoints, run_id).notes.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def save_notes(folders: Folders, run_id: str, name: str, notes: str) -> None:
+    atomic_write_json(RunFiles(folders.logs, folders.checkpoints, run_id).notes, {"name": name, "notes": notes})
+
+
+def best(frame: pd.DataFrame, column: str) -> float | None:
+    if frame.empty or column not in frame:
+        return None
+    values = frame[column].dropna()
+    return float(values.min()) if not values.empty else None
+
+
 def run_summary(log: RunLog, folders: Folders, now: float | None = None) -> dict:
     now = time.time() if now is None else now
     status = read_status(RunFiles(folders.logs, folders.checkpoints, log.run_id).status)
@@ -74,9 +96,13 @@ def run_summary(log: RunLog, folders: Folders, now: float | None = None) -> dict
     start = (log.meta or {}).get("t")
     end = now if state in ("running", "starting") else _last(batch, "t") or now
     alerts = open_alerts(log)
+    meta = log.meta or {}
     return {
+        "name": read_notes(folders, log.run_id).get("name") or meta.get("name") or log.run_id,
         "run": log.run_id,
         "state": state,
+        "stop_reason": (status or {}).get("reason", "") if state in ("crashed", "stopped") else "",
+        "started": time.strftime("%Y-%m-%d %H:%M", time.localtime(float(start))) if start else None,
         "heartbeat_age_s": (now - float(heartbeat)) if heartbeat else None,
         "phase": _last(log.frame("phase"), "name"),
         "step": _last(batch, "step") or 0,
@@ -89,6 +115,7 @@ def run_summary(log: RunLog, folders: Folders, now: float | None = None) -> dict
         "nll": _last(batch, "nll"),
         "ppl_energy": _last(evals, "ppl_energy"),
         "ppl_decoder": _last(evals, "ppl_decoder"),
+        "best_ppl_energy": best(evals, "ppl_energy"),
         "n_splats": _last(batch, "n_splats"),
         "open_alerts": ", ".join(alerts["rule"]) if not alerts.empty else "",
         "corrupt_lines": log.corrupt_lines,

@@ -209,3 +209,17 @@ def test_curves_compare_runs_with_config_differences_and_downloads(copy_of_run, 
     assert not at.exception
     assert any("Config differences between the 2 runs (1 fields)" in e.label for e in at.expander)
     assert len(at.get("download_button")) == len(PANELS) and len(at.toggle) == len(PANELS)
+
+
+def test_a_run_gets_a_name_and_notes_in_the_dashboard(copy_of_run, monkeypatch):
+    import json
+
+    at = page("runs", copy_of_run, monkeypatch)
+    at.text_input(key="name-full").set_value("tiny baseline")
+    at.text_area(key="notes-full").set_value("lr 3e-3, # not a heading")
+    at.button[0].click().run()
+    assert not at.exception
+    saved = json.loads((copy_of_run / "checkpoints" / "full" / "notes.json").read_text())
+    assert saved == {"name": "tiny baseline", "notes": "lr 3e-3, # not a heading"}
+    table = page("runs", copy_of_run, monkeypatch).dataframe[0].value
+    assert table["name"].iloc[0] == "tiny baseline" and table["best_ppl_energy"].iloc[0] > 0

@@ -19,6 +19,7 @@ class RunOptions:
     max_minutes: float | None = None  # optimiser-step time, evaluation not counted
     log_every: int = 1  # a batch record every N steps
     quiet: bool = False  # no progress bar
+    name: str | None = None  # a human name for the run, shown by the dashboard
 
     @property
     def files(self) -> RunFiles:

@@ -9,6 +9,7 @@ light pages import this module without torch.
     <checkpoints>/<run_id>/tokenizer.json        so a checkpoint decodes text by itself
     <checkpoints>/<run_id>/train.out             console of a detached run
     <checkpoints>/<run_id>/run.lock              the pid of the one process writing the run
+    <checkpoints>/<run_id>/notes.json            the run's name and notes, as edited in the dashboard
     <checkpoints>/<run_id>/export/               ebm-export: model.safetensors, config.json, tokenizer.json
 """
 
@@ -95,6 +96,10 @@ class RunFiles:
     @property
     def console(self) -> Path:
         return self.run_dir / "train.out"
+
+    @property
+    def notes(self) -> Path:
+        return self.run_dir / "notes.json"
 
     def epoch_checkpoint(self, epoch: int) -> Path:
         return self.run_dir / f"ebm_epoch_{epoch}.pt"

@@ -59,7 +59,7 @@ def latest_run(checkpoint_root: Path) -> str:
 
 def run_options(args, run_id: str, out: Path) -> RunOptions:
     return RunOptions(run_id=run_id, out=out, data=args.data, device=args.device, embeddings=args.embeddings,
-                      max_steps=args.max_steps, max_minutes=args.max_minutes, log_every=args.log_every,
+                      max_steps=args.max_steps, max_minutes=args.max_minutes, log_every=args.log_every, name=args.name,
                       quiet=args.quiet)  # fmt: skip
 
 

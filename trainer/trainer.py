@@ -194,6 +194,7 @@ class Trainer:
         cfg, opts = self.cfg, self.opts
         return {
             "run_id": opts.run_id,
+            "name": opts.name or opts.run_id,
             "config": cfg.to_dict(),
             "tokenizer": self.tokenizer.name,
             "data": opts.data,

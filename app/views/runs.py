@@ -8,7 +8,7 @@ import streamlit as st
 from app.resources import refreshed_logs
 from app.runlog import RunLog
 from app.settings import Folders, folders
-from app.summary import format_age, open_alerts, run_summary
+from app.summary import format_age, open_alerts, read_notes, run_summary, save_notes
 from app.text import text_block
 
 
@@ -29,6 +29,7 @@ def live_runs(where: Folders) -> None:
     runs_table(logs, where)
     chosen = st.selectbox("Details of run", [log.run_id for log in logs], key="runs_detail")
     run_details(next(log for log in logs if log.run_id == chosen))
+    notes_form(where, chosen)
 
 
 def runs_table(logs: list[RunLog], where: Folders) -> None:
@@ -46,12 +47,23 @@ def runs_table(logs: list[RunLog], where: Folders) -> None:
             "nll": st.column_config.NumberColumn(format="%.3f"),
             "ppl_energy": st.column_config.NumberColumn(format="%.1f"),
             "ppl_decoder": st.column_config.NumberColumn(format="%.1f"),
+            "best_ppl_energy": st.column_config.NumberColumn("best ppl_energy", format="%.1f"),
         },
     )
     for row in rows.itertuples():
         if row.corrupt_lines:
             st.warning(f"{row.run}: {row.corrupt_lines} unreadable log line(s) skipped; the rest of the log is shown.")
     st.caption(f"updated {time.strftime('%H:%M:%S')} · {len(logs)} run(s) · refreshes every {where.refresh_s:g} s")
+
+
+def notes_form(where: Folders, run_id: str) -> None:
+    notes = read_notes(where, run_id)
+    with st.expander("Name and notes"), st.form(f"notes-{run_id}"):
+        name = st.text_input("Name", notes.get("name", ""), key=f"name-{run_id}")
+        text = st.text_area("Notes", notes.get("notes", ""), key=f"notes-{run_id}")
+        if st.form_submit_button("Save"):
+            save_notes(where, run_id, name, text)
+            st.success(f"saved to {run_id}/notes.json")
 
 
 def run_details(log: RunLog) -> None:
