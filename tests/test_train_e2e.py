@@ -166,3 +166,15 @@ def test_checkpoints_come_on_a_clock_within_an_epoch(workspace):
     evals = [r["step"] for r in recs if r["type"] == "eval"]
     assert evals[:3] == [0, 10, 30]  # learning shows from the start
     assert load_checkpoint(workspace / "checkpoints" / "clock" / "latest.pt")["step"] == 60
+
+
+def test_report_to_tensorboard_writes_event_files(workspace):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    proc = train(workspace, "--run-id", "tb", "--max-steps", "12", "--report-to", "tensorboard")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    events = EventAccumulator(str(workspace / "logs" / "tensorboard" / "tb"))
+    events.Reload()
+    tags = events.Tags()["scalars"]
+    assert {"train/loss", "train/nll", "valid/ppl_energy"} <= set(tags)
+    assert [e.step for e in events.Scalars("train/loss")] == list(range(1, 13))

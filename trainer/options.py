@@ -20,6 +20,7 @@ class RunOptions:
     log_every: int = 1  # a batch record every N steps
     quiet: bool = False  # no progress bar
     name: str | None = None  # a human name for the run, shown by the dashboard
+    report_to: tuple[str, ...] = ()  # other tools that get a copy of the log: "tensorboard"
 
     @property
     def files(self) -> RunFiles:

@@ -19,6 +19,7 @@ from .checkpoint import CheckpointError, checkpoints_by_age, load_checkpoint
 from .data import DataError, default_cache_dir, load_corpus, tokenize_split
 from .device import DeviceError, resolve_device
 from .options import RunOptions
+from .reporting import ReportError
 from .runfiles import RunFiles, newest_resumable
 from .runlock import RunLock, RunLockedError
 from .tokenizer import TokenizerError, load_tokenizer
@@ -30,7 +31,7 @@ class UserError(RuntimeError):
     pass
 
 
-USER_ERRORS = (ConfigError, DataError, TokenizerError, CheckpointError, DeviceError, RunLockedError, UserError)
+USER_ERRORS = (ConfigError, DataError, TokenizerError, CheckpointError, DeviceError, RunLockedError, ReportError, UserError)
 
 
 def build_config(args, vocab_size: int) -> EBMConfig:
@@ -60,6 +61,7 @@ def latest_run(checkpoint_root: Path) -> str:
 def run_options(args, run_id: str, out: Path) -> RunOptions:
     return RunOptions(run_id=run_id, out=out, data=args.data, device=args.device, embeddings=args.embeddings,
                       max_steps=args.max_steps, max_minutes=args.max_minutes, log_every=args.log_every, name=args.name,
+                      report_to=tuple(args.report_to),
                       quiet=args.quiet)  # fmt: skip
 
 

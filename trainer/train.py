@@ -61,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="random seed (default: the config's seed, 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--log-every", type=int, default=1, help="log a batch record every N steps")
+    p.add_argument("--report-to", action="append", default=[], choices=["tensorboard"],
+                   help="also write the log for tensorboard (events in <out>/logs/tensorboard/<run_id>)")  # fmt: skip
     return p
 
 

@@ -29,6 +29,7 @@ from .heap import release_free_heap
 from .logs import RunLogger
 from .options import RunOptions
 from .recovery import Action, Recovery
+from .reporting import make_reporters
 from .schedule import Budget, is_eval_step, lr_factor
 from .status import Heartbeat
 
@@ -46,7 +47,9 @@ class Trainer:
         self.eval_ids = self.valid.evenly_spaced(max(1, cfg.eval_tokens // cfg.seq_length))
         self.upkeep = SplatUpkeep(cfg, torch.from_numpy(token_frequencies(train_tokens, cfg.vocab_size)).float())
         self.monitor, self.recovery = alerts.Monitor(), Recovery()
-        self.logger = RunLogger(self.files.log, echo=_echo_alert)
+        resume_step = None if resume_state is None else int(resume_state["step"])
+        self.listeners = [_echo_alert, *make_reporters(list(opts.report_to), self.files.logs, opts.run_id, resume_step)]
+        self.logger = RunLogger(self.files.log, echo=self._tell_listeners)
         self.heartbeat = Heartbeat(self.files.status)
         self.step = self.epoch = self.batch_in_epoch = 0
         self.train_seconds, self.stop_requested = 0.0, False
@@ -71,6 +74,10 @@ class Trainer:
         model = EBMModel(cfg, n_splats=self.upkeep.initial_splats(), token_init=emb, token_freq=self.upkeep.token_freq)
         self.upkeep.start(model)
         return model
+
+    def _tell_listeners(self, record: dict) -> None:
+        for listener in self.listeners:
+            listener(record)
 
     def _lr_factor(self, step: int) -> float:
         return lr_factor(step, self.cfg.warmup_steps, self.budget.schedule_steps)
@@ -221,6 +228,8 @@ class Trainer:
         self._log("status", state=state)
         self._beat(state, force=True)
         self.logger.close()
+        for listener in self.listeners:
+            getattr(listener, "close", lambda: None)()
         return state
 
     def _run_epoch(self, bar) -> None:
