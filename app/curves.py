@@ -131,6 +131,7 @@ def panel_figure(
     max_points: int = 2000,
     show_raw: bool = True,
     log_y: bool | None = None,
+    x_range: tuple[float | None, float | None] = (None, None),
 ) -> tuple[go.Figure, str]:
     """The figure of one panel over several runs, and a caption saying what was thinned;
     log_y overrides the panel's own choice of axis."""
@@ -155,6 +156,12 @@ def panel_figure(
             y_top = top if y_top is None else max(y_top, top)
         _add_markers(fig, rs, x, y_top)
     _lay_out(fig, panel, x, panel.log_y if log_y is None else log_y)
+    lo, hi = x_range  # the app's own zoom: shared by every panel and kept across refreshes
+    if (lo is not None or hi is not None) and fig.data:
+        xs = np.concatenate([np.asarray(t.x, dtype=float) for t in fig.data if t.x is not None and len(t.x)])
+        # An open end follows the data at each refresh (Streamlit's plotly.js has no one-sided autorange).
+        lo, hi = (float(xs.min()) if lo is None else lo), (float(xs.max()) if hi is None else hi)
+        fig.update_xaxes(range=[lo, hi], autorange=False)
     return fig, "; ".join(notes)
 
 

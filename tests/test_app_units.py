@@ -213,3 +213,15 @@ def test_runs_keep_one_colour_across_panels():
         for trace in fig.data:
             colours.setdefault(trace.name.split(" · ")[0], set()).add(trace.line.color)
     assert all(len(c) == 1 for c in colours.values()) and colours["a"] != colours["b"]
+
+
+def test_the_shared_x_range_zooms_every_panel():
+    from app.curves import PANELS, RunSeries, panel_figure
+
+    batch = pd.DataFrame({"step": [1, 2, 3], "t": [1.0, 2.0, 3.0], "nll": [3.0, 2.5, 2.0], "lr": [1e-3] * 3})
+    runs = [RunSeries(run="a", frames={"batch": batch}, start_t=0.0, phases=pd.DataFrame(), alerts=pd.DataFrame())]
+    both, _ = panel_figure(PANELS[0], runs, x_range=(1.5, 2.5))
+    assert tuple(both.layout.xaxis.range) == (1.5, 2.5) and both.layout.xaxis.autorange is False
+    open_end, _ = panel_figure(PANELS[-2], runs, x_range=(2.0, None))
+    assert tuple(open_end.layout.xaxis.range) == (2.0, 3.0)  # the open end follows the latest step
+    assert panel_figure(PANELS[0], runs)[0].layout.xaxis.range is None

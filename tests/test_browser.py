@@ -63,3 +63,22 @@ def test_pages_render_in_headless_chromium(dashboard, tmp_path):
         assert not r["errors"] and not r["timed_out"], (name, r)
         assert (tmp_path / f"{name}.png").stat().st_size > 20_000  # a real picture, not a blank page
     assert results["curves"]["plots"] >= len(PANELS) and results["splat_map"]["plots"] >= 1
+
+
+def test_the_shared_zoom_survives_refreshes(dashboard):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    from app.screenshots import browser, wait_rendered
+
+    drv = browser()
+    try:
+        drv.get(f"{dashboard}/curves")
+        assert not wait_rendered(drv, len(PANELS), 120)["errors"]
+        box = drv.find_element(By.CSS_SELECTOR, 'input[aria-label="x from"]')
+        box.send_keys("50", Keys.ENTER)
+        time.sleep(6)  # the panels refresh every 2 s
+        ranges = drv.execute_script("return [...document.querySelectorAll('.js-plotly-plot')].map(p => p.layout.xaxis.range)")
+        assert len(ranges) == len(PANELS) and all(r and r[0] == 50 for r in ranges), ranges
+    finally:
+        drv.quit()

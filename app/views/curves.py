@@ -21,6 +21,7 @@ class View:
     strength: float
     show_raw: bool
     titles: list[str]
+    x_range: tuple[float | None, float | None]  # the zoom every panel shares (None: that end follows the data)
 
 
 def page() -> None:
@@ -50,7 +51,11 @@ def sidebar(ids: list[str]) -> View:
         show_raw = st.checkbox("Show raw points", True, key="curve_raw")
         all_titles = [p.title for p in PANELS]
         titles = st.multiselect("Panels", all_titles, default=all_titles, key="curve_panels")
-    return View(chosen, X_AXES[x_label], method, strength, show_raw, titles)
+        st.caption("Zoom every panel at once; it stays through refreshes (a chart's own zoom lasts until the next one).")
+        on_time = X_AXES[x_label] == "time"  # a wall-clock axis is zoomed in the charts themselves
+        lo = st.number_input("x from", value=None, key="curve_x_from", placeholder="start", disabled=on_time)
+        hi = st.number_input("x to", value=None, key="curve_x_to", placeholder="latest", disabled=on_time)
+    return View(chosen, X_AXES[x_label], method, strength, show_raw, titles, (None, None) if on_time else (lo, hi))
 
 
 def run_series(log: RunLog) -> RunSeries:
@@ -62,7 +67,8 @@ def run_series(log: RunLog) -> RunSeries:
 def panel_view(panel, series: list[RunSeries], view: View) -> None:
     """One panel: the chart, its meaning, a log-scale switch and its data as CSV."""
     log_y = st.session_state.get(f"log-{panel.title}", panel.log_y)
-    fig, note = panel_figure(panel, series, view.x, view.method, view.strength, show_raw=view.show_raw, log_y=log_y)
+    fig, note = panel_figure(panel, series, view.x, view.method, view.strength, show_raw=view.show_raw, log_y=log_y,
+                             x_range=view.x_range)  # fmt: skip
     st.plotly_chart(fig, key=f"panel-{panel.title}", width="stretch")
     st.caption(panel.help + (f" · {note}" if note else ""))
     left, right = st.columns(2)
