@@ -60,7 +60,7 @@ def test_curves_page_draws_every_panel(full_run, monkeypatch):
     ws, _ = full_run
     at = page("curves", ws, monkeypatch)
     assert not at.exception
-    assert charts(at) == len(PANELS) and "energy trend over the last" in texts(at)
+    assert charts(at) == len(PANELS) and "energy trend: falling" in texts(at)
     at.radio(key="curve_smooth").set_value("mean").run()
     at.radio(key="curve_x").set_value("hours since start").run()
     assert not at.exception and charts(at) == len(PANELS)
