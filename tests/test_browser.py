@@ -24,10 +24,15 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def dashboard(full_run):
+def dashboard(full_run, tmp_path):
+    """The dashboard over the session's full run alone (other tests add runs of a few steps)."""
     if not (shutil.which("chromium") and shutil.which("chromedriver")):
         pytest.skip("chromium and chromedriver are not installed (scripts/system-deps.sh installs them)")
-    ws, _ = full_run
+    src, _ = full_run
+    ws = tmp_path
+    (ws / "logs" / "ebm").mkdir(parents=True)
+    shutil.copy(src / "logs" / "ebm" / "full.jsonl", ws / "logs" / "ebm" / "full.jsonl")
+    shutil.copytree(src / "checkpoints" / "full", ws / "checkpoints" / "full", ignore=shutil.ignore_patterns("maps"))
     port = free_port()
     cmd = [sys.executable, "-m", "app.launch", "--logs", str(ws / "logs"), "--checkpoints", str(ws / "checkpoints")]
     proc = subprocess.Popen(
@@ -76,7 +81,7 @@ def test_the_shared_zoom_survives_refreshes(dashboard):
         drv.get(f"{dashboard}/curves")
         assert not wait_rendered(drv, len(PANELS), 120)["errors"]
         last = drv.execute_script("return document.querySelector('.js-plotly-plot').layout.xaxis.range[1]")
-        start = int(last) // 2  # the newest run of the session is shown; zoom into its second half
+        start = int(last) // 2  # zoom into the second half of the run
         box = drv.find_element(By.CSS_SELECTOR, 'input[aria-label="x from"]')
         box.send_keys(str(start), Keys.ENTER)
         time.sleep(6)  # the panels refresh every 2 s
