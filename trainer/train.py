@@ -126,8 +126,10 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head`: nothing left to say
         return 141
     except KeyboardInterrupt:
-        print("ebm-train: interrupted while starting; no training step was taken", file=sys.stderr)
-        return 130
+        print("ebm-train: interrupted while starting; no training step was taken", file=sys.stderr, flush=True)
+        # Exit now: a Ctrl-C inside torch's import can leave the interpreter's shutdown to die by
+        # SIGINT instead of returning this code (seen once in CI). The run's lock is already released.
+        os._exit(130)
     except OSError as err:  # an unwritable folder, a full disk
         print(f"ebm-train: error: cannot write {err.filename or 'a run file'}: {err.strerror or err}", file=sys.stderr)
         return 1
