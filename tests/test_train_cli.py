@@ -17,7 +17,11 @@ def cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
 
 
 def test_help_shows_defaults_and_examples_without_loading_torch():
-    code = "import sys; from trainer.train import build_parser; build_parser().format_help(); print('torch' in sys.modules)"
+    code = (
+        "import sys; from trainer.train import build_parser; from trainer import cli\n"
+        "for parser in (build_parser, cli.evaluate_parser, cli.diagnose_parser, cli.export_parser): parser().format_help()\n"
+        "print('torch' in sys.modules)"
+    )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True).stdout.strip() == "False"
     text = cli("--help").stdout

@@ -4,7 +4,6 @@ or a table over every checkpoint of a run (--batch). The dashboard's Diagnose pa
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -194,19 +193,19 @@ def write_report(report: dict, folder: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="ebm-diagnose", description="Diagnose a checkpoint or every checkpoint of a run.")
-    p.add_argument("--checkpoint", help="a .pt file or a run folder")
-    p.add_argument("--report", nargs="?", const="", metavar="DIR", help="write report.md + plots (default: <run>/report)")
-    p.add_argument("--batch", action="store_true", help="tabulate every checkpoint of a run")
-    p.add_argument("--run-id", help="with --batch: the run (default: the newest)")
-    p.add_argument("--out", default=".", help="folder holding checkpoints/ and logs/")
-    args = p.parse_args(argv)
+    from .cli import diagnose as parse_and_run
+
+    return parse_and_run(argv)
+
+
+def cli_main(args) -> int:
     out = Path(args.out)
     try:
         if args.batch:
             return _batch(out, args.run_id)
         if not args.checkpoint:
-            p.error("give --checkpoint PATH or --batch")
+            print("ebm-diagnose: error: give --checkpoint PATH or --batch", file=sys.stderr)
+            return 2
         ckpt = Path(args.checkpoint)
         report = diagnose(ckpt, out / "logs")
         print(render_markdown(report))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -18,21 +17,6 @@ from .device import DeviceError, resolve_device
 from .evaluation import generate_samples, score
 from .tokenizer import TokenizerError, load_tokenizer
 from .wikitext import detokenize
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ebm-evaluate", description="Score a checkpoint: ppl_energy, ppl_decoder, samples.")
-    p.add_argument("--checkpoint", required=True, help="a .pt file or a run folder (uses its latest.pt)")
-    p.add_argument("--data", default="builtin", help="builtin, wikitext-2, wikitext-103, a folder or a text file")
-    p.add_argument("--split", default="valid", choices=["valid", "test", "all"], help="'all' scores a whole single file")
-    p.add_argument("--detokenize", action="store_true", help="undo WikiText tokenisation (' @-@ ' etc.) first")
-    p.add_argument("--max-tokens", type=int, default=16384, help="target tokens to score (evenly spaced windows)")
-    p.add_argument("--samples", type=int, default=4, help="generated samples for quality metrics")
-    p.add_argument("--sample-tokens", type=int, default=24)
-    p.add_argument("--device", default="cpu", help="cpu (default) or vulkan[:N]")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-    return p
 
 
 def load_run(path: str | Path):
@@ -93,7 +77,12 @@ def _tokens(args, tokenizer) -> np.ndarray:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    from .cli import evaluate
+
+    return evaluate(argv)
+
+
+def cli_main(args) -> int:
     try:
         result = run(args)
     except (CheckpointError, DataError, TokenizerError, DeviceError, OSError) as err:

@@ -11,7 +11,6 @@ folder wherever it reads a .pt file (ebm-evaluate, ebm-diagnose, the dashboard).
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import sys
@@ -80,14 +79,12 @@ def load_export(folder: Path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        prog="ebm-export",
-        description="Write a model-only folder (safetensors + config.json + tokenizer) from a checkpoint.",
-        epilog="example: ebm-export --checkpoint checkpoints/<run_id>/latest.pt   (writes checkpoints/<run_id>/export)",
-    )
-    p.add_argument("--checkpoint", required=True, help="a .pt file or a run folder (its latest.pt)")
-    p.add_argument("--out", help="the folder to write (default: export/ beside the checkpoint)")
-    args = p.parse_args(argv)
+    from .cli import export
+
+    return export(argv)
+
+
+def cli_main(args) -> int:
     ckpt = Path(args.checkpoint)
     out = Path(args.out) if args.out else (ckpt if ckpt.is_dir() else ckpt.parent) / "export"
     try:

@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+from .cli import HelpFormatter
 from .runfiles import RunFiles
 
 EXAMPLES = """examples:
@@ -23,16 +24,6 @@ EXAMPLES = """examples:
   ebm-train --resume                                   continue the newest run exactly where it stopped
   ebm-train --list-config                              every config field with its default and meaning
 """
-
-
-class HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Each option's default after its help (unless the help says it), examples kept as written."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        text = action.help or ""
-        if "default" not in text and action.default not in (None, False, [], argparse.SUPPRESS):
-            text += " (default: %(default)s)"
-        return text
 
 
 def build_parser() -> argparse.ArgumentParser:

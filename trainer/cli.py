@@ -1,0 +1,86 @@
+"""The command lines of ebm-evaluate, ebm-diagnose and ebm-export, parsed before anything heavy
+is imported: `--help` is instant, and each command loads torch only once it has work to do.
+(ebm-train's own parser lives in trainer/train.py, which follows the same rule.)"""
+
+from __future__ import annotations
+
+import argparse
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Each option's default after its help (unless the help says it), examples kept as written."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" not in text and action.default not in (None, False, [], argparse.SUPPRESS):
+            text += " (default: %(default)s)"
+        return text
+
+
+def evaluate_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="ebm-evaluate",
+        description="Score a checkpoint: ppl_energy, ppl_decoder, coverage and generation quality.",
+        epilog="example:\n  ebm-evaluate --checkpoint checkpoints/<run_id> --data ../shared/data/wikitext-2/wiki.valid.tokens "
+        "--split all --detokenize",
+        formatter_class=HelpFormatter,
+    )
+    p.add_argument("--checkpoint", required=True, help="a .pt file, a run folder (its latest.pt) or an ebm-export folder")
+    p.add_argument("--data", default="builtin", help="builtin, wikitext-2, wikitext-103, a folder or a text file")
+    p.add_argument("--split", default="valid", choices=["valid", "test", "all"], help="'all' scores a whole single file")
+    p.add_argument("--detokenize", action="store_true", help="undo WikiText tokenisation (' @-@ ' etc.) first")
+    p.add_argument("--max-tokens", type=int, default=16384, help="target tokens to score (evenly spaced windows)")
+    p.add_argument("--samples", type=int, default=4, help="generated samples for quality metrics")
+    p.add_argument("--sample-tokens", type=int, default=24, help="tokens generated per sample")
+    p.add_argument("--device", default="cpu", help="cpu or vulkan[:N]")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sampled prompts' generations")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    return p
+
+
+def diagnose_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="ebm-diagnose",
+        description="Diagnose a checkpoint or every checkpoint of a run.",
+        epilog="examples:\n  ebm-diagnose --checkpoint checkpoints/<run_id>/latest.pt --report\n  ebm-diagnose --batch",
+        formatter_class=HelpFormatter,
+    )
+    p.add_argument("--checkpoint", help="a .pt file, a run folder or an ebm-export folder")
+    p.add_argument("--report", nargs="?", const="", metavar="DIR", help="write report.md + plots (default: <run>/report)")
+    p.add_argument("--batch", action="store_true", help="tabulate every checkpoint of a run")
+    p.add_argument("--run-id", help="with --batch: the run (default: the newest)")
+    p.add_argument("--out", default=".", help="folder holding checkpoints/ and logs/")
+    return p
+
+
+def export_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="ebm-export",
+        description="Write a model-only folder (safetensors + config.json + tokenizer) from a checkpoint.",
+        epilog="example:\n  ebm-export --checkpoint checkpoints/<run_id>/latest.pt   (writes checkpoints/<run_id>/export)",
+        formatter_class=HelpFormatter,
+    )
+    p.add_argument("--checkpoint", required=True, help="a .pt file or a run folder (its latest.pt)")
+    p.add_argument("--out", help="the folder to write (default: export/ beside the checkpoint)")
+    return p
+
+
+def evaluate(argv: list[str] | None = None) -> int:
+    args = evaluate_parser().parse_args(argv)
+    from .evaluate import cli_main
+
+    return cli_main(args)
+
+
+def diagnose(argv: list[str] | None = None) -> int:
+    args = diagnose_parser().parse_args(argv)
+    from .diagnose import cli_main
+
+    return cli_main(args)
+
+
+def export(argv: list[str] | None = None) -> int:
+    args = export_parser().parse_args(argv)
+    from .export import cli_main
+
+    return cli_main(args)
