@@ -21,12 +21,12 @@ import torch
 from ebm.config import EBMConfig
 
 from .files import atomic_write
-from .runfiles import EXPORT_WEIGHTS, SCHEMA_VERSION, CheckpointError, list_checkpoints
+from .runfiles import EXPORT_WEIGHTS, SCHEMA_VERSION, CheckpointError, checkpoints_of, list_checkpoints
 
 __all__ = [
     "CheckpointError",
     "content_digest",
-    "last_good_checkpoint",
+    "newest_intact",
     "load_checkpoint",
     "model_from_checkpoint",
     "prune_checkpoints",
@@ -99,9 +99,9 @@ def prune_checkpoints(run_dir: Path, keep_every: int, keep_last: int) -> list[Pa
     return removed
 
 
-def load_checkpoint(path: str | Path, name_good: bool = True) -> dict:
-    """Load and verify a checkpoint; raises CheckpointError with a one-line reason that, with
-    `name_good`, names the newest intact checkpoint of the same run."""
+def load_checkpoint(path: str | Path) -> dict:
+    """Load and verify a checkpoint; raises CheckpointError with a one-line reason that names
+    the newest intact checkpoint of the same run."""
     path = Path(path)
     if (path / EXPORT_WEIGHTS).exists():
         from .export import load_export
@@ -112,7 +112,7 @@ def load_checkpoint(path: str | Path, name_good: bool = True) -> dict:
     try:
         return _load_verified(path)
     except CheckpointError as err:
-        good = last_good_checkpoint(path.parent, exclude=path) if name_good else None
+        good, _, _ = newest_intact(path.parent, exclude=path)
         hint = f"; the last good checkpoint is {good}" if good else ""
         raise CheckpointError(f"{err}{hint}") from None
 
@@ -141,22 +141,23 @@ def _load_verified(path: Path) -> dict:
 
 
 def checkpoints_by_age(run_dir: Path) -> list[Path]:
-    """Every checkpoint file of a run, newest first by modification time."""
-    files = [p for p in Path(run_dir).glob("*.pt") if p.name == "latest.pt" or p.name.startswith("ebm_epoch_")]
+    """The run's checkpoint files, newest first by modification time (latest.pt first on a tie)."""
+    files = [p for p in checkpoints_of(run_dir) if p.suffix == ".pt"]
     return sorted(files, key=lambda p: (p.stat().st_mtime, p.name == "latest.pt"), reverse=True)
 
 
-def last_good_checkpoint(run_dir: Path, exclude: Path | None = None) -> Path | None:
-    """The newest checkpoint of the run that loads and verifies, or None."""
+def newest_intact(run_dir: Path, exclude: Path | None = None) -> tuple[Path | None, dict | None, list[str]]:
+    """The newest checkpoint of the run that loads and verifies, its state, and why each newer
+    one did not; (None, None, reasons) when none does."""
+    problems = []
     for path in checkpoints_by_age(run_dir):
         if exclude is not None and path.resolve() == exclude.resolve():
             continue
         try:
-            _load_verified(path)
-            return path
-        except CheckpointError:
-            continue
-    return None
+            return path, _load_verified(path), problems
+        except CheckpointError as err:
+            problems.append(str(err))
+    return None, None, problems
 
 
 def model_from_checkpoint(state: dict):

@@ -5,6 +5,7 @@ is imported: `--help` is instant, and each command loads torch only once it has 
 from __future__ import annotations
 
 import argparse
+import importlib
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -65,22 +66,18 @@ def export_parser() -> argparse.ArgumentParser:
     return p
 
 
-def evaluate(argv: list[str] | None = None) -> int:
-    args = evaluate_parser().parse_args(argv)
-    from .evaluate import cli_main
+def _parse_then_run(parser: argparse.ArgumentParser, module: str, argv: list[str] | None) -> int:
+    args = parser.parse_args(argv)
+    return importlib.import_module(module, __package__).cli_main(args)  # the heavy module, only now
 
-    return cli_main(args)
+
+def evaluate(argv: list[str] | None = None) -> int:
+    return _parse_then_run(evaluate_parser(), ".evaluate", argv)
 
 
 def diagnose(argv: list[str] | None = None) -> int:
-    args = diagnose_parser().parse_args(argv)
-    from .diagnose import cli_main
-
-    return cli_main(args)
+    return _parse_then_run(diagnose_parser(), ".diagnose", argv)
 
 
 def export(argv: list[str] | None = None) -> int:
-    args = export_parser().parse_args(argv)
-    from .export import cli_main
-
-    return cli_main(args)
+    return _parse_then_run(export_parser(), ".export", argv)

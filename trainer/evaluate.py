@@ -28,10 +28,7 @@ def load_run(path: str | Path):
     if not tok_file.exists():
         raise TokenizerError(f"{tok_file} is missing: the run's tokenizer is needed to read and write text")
     tokenizer = load_tokenizer(str(tok_file))
-    expected = state.get("tokenizer_fingerprint")
-    if expected and tokenizer.fingerprint != expected:
-        raise TokenizerError(f"{tok_file} is not the tokenizer this checkpoint was trained with ({state.get('tokenizer')})")
-    tokenizer.name = state.get("tokenizer", tokenizer.name)
+    tokenizer.adopt_checkpoint(state, tok_file)
     return state, model, tokenizer
 
 

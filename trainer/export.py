@@ -44,16 +44,12 @@ def export_checkpoint(checkpoint: Path, out: Path) -> Path:
         "content_digest": content_digest(tensors),
     }
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write(out / EXPORT_WEIGHTS, lambda fh: fh.write(_safetensors_bytes(tensors, meta)))
+    atomic_write(out / EXPORT_WEIGHTS, lambda fh: fh.write(save(tensors, metadata={"ebm": json.dumps(meta)})))
     atomic_write_json(out / "config.json", meta)
     tokenizer = (checkpoint if checkpoint.is_dir() else checkpoint.parent) / "tokenizer.json"
     if tokenizer.exists():
         shutil.copyfile(tokenizer, out / "tokenizer.json")
     return out
-
-
-def _safetensors_bytes(tensors: dict, meta: dict) -> bytes:
-    return save(tensors, metadata={"ebm": json.dumps(meta)})
 
 
 def load_export(folder: Path) -> dict:

@@ -15,7 +15,7 @@ import torch
 
 from ebm.config import ConfigError, EBMConfig
 
-from .checkpoint import CheckpointError, checkpoints_by_age, load_checkpoint
+from .checkpoint import CheckpointError, newest_intact
 from .data import DataError, default_cache_dir, load_corpus, tokenize_split
 from .device import DeviceError, resolve_device
 from .options import RunOptions
@@ -72,14 +72,11 @@ FIXED_ON_RESUME = {"set": "--set", "config": "--config", "tokenizer": "--tokeniz
                    "seed": "--seed", "no_curriculum": "--no-curriculum", "run_id": "--run-id"}  # fmt: skip
 
 
-def start_or_resume(args, out: Path, lock_run) -> tuple[str, str, EBMConfig | None, dict | None]:
-    """(run id, tokenizer spec, config or None (built once the tokenizer is known), resume state).
-    `lock_run(files)` is called as soon as the run is known, before any of its files is read."""
+def chosen_run(args, out: Path) -> str:
+    """The run this invocation writes: a new id, or the run --resume names, checked before any
+    of its files is read."""
     if not args.resume:
-        args.data = args.data or "builtin"
-        run_id = args.run_id or new_run_id()
-        lock_run(RunFiles.under(out, run_id))
-        return run_id, args.tokenizer or "gpt2", None, None
+        return args.run_id or new_run_id()
     changed = [flag for key, flag in FIXED_ON_RESUME.items() if getattr(args, key)]
     if changed:
         flags = ", ".join(changed)
@@ -89,44 +86,36 @@ def start_or_resume(args, out: Path, lock_run) -> tuple[str, str, EBMConfig | No
     files = RunFiles.under(out, run_id)
     if not files.run_dir.is_dir():
         raise UserError(f"--resume: no run {run_id!r} under {files.checkpoints}")
-    lock_run(files)
+    return run_id
+
+
+def run_setup(args, files: RunFiles) -> tuple[str, EBMConfig | None, dict | None]:
+    """(tokenizer spec, config or None (built once the tokenizer is known), resume state)."""
+    if not args.resume:
+        args.data = args.data or "builtin"
+        return args.tokenizer or "gpt2", None, None
     state = resume_checkpoint(files)
     saved = state.get("corpus")
     if args.data and saved and args.data != saved:
-        raise UserError(f"--resume: run {run_id} trains on {saved!r}, not {args.data!r}; drop --data or start a new run")
+        raise UserError(f"--resume: run {files.run_id} trains on {saved!r}, not {args.data!r}; drop --data or start a new run")
     args.data = args.data or saved or "builtin"
     cfg = EBMConfig.from_dict(state["config"])
     if args.epochs is not None:
         cfg = cfg.replace(epochs=args.epochs)
-    return run_id, str(files.tokenizer), cfg, state
+    return str(files.tokenizer), cfg, state
 
 
 def resume_checkpoint(files: RunFiles) -> dict:
     """The newest checkpoint of the run that loads and verifies. Usually latest.pt; an epoch file
     written just before a kill, or an intact one when latest.pt is damaged, is said so."""
-    problems = []
-    for path in checkpoints_by_age(files.run_dir):
-        try:
-            state = load_checkpoint(path, name_good=False)
-        except CheckpointError as err:
-            problems.append(str(err))
-            continue
-        if problems or path != files.latest:
-            skipped = f" ({'; '.join(problems)})" if problems else ""
-            print(f"ebm-train: resuming from {path.name}, the newest intact checkpoint{skipped}", file=sys.stderr)
-        state["resumed_from"] = path.name
-        return state
-    raise CheckpointError(f"--resume: run {files.run_id} has no intact checkpoint" + (f": {problems[0]}" if problems else ""))
-
-
-def check_tokenizer(tokenizer, state: dict | None) -> None:
-    """A resumed run's tokenizer must be the one its checkpoint was trained with; it keeps its name."""
-    if state is None:
-        return
-    expected = state.get("tokenizer_fingerprint")
-    if expected and tokenizer.fingerprint != expected:
-        raise UserError(f"the run's tokenizer.json ({tokenizer.name}) is not the tokenizer its checkpoint was trained with")
-    tokenizer.name = state.get("tokenizer", tokenizer.name)  # "bpe:300", not the file's stem
+    path, state, problems = newest_intact(files.run_dir)
+    if path is None:
+        raise CheckpointError(f"--resume: run {files.run_id} has no intact checkpoint" + (f": {problems[0]}" if problems else ""))
+    if problems or path != files.latest:
+        skipped = f" ({'; '.join(problems)})" if problems else ""
+        print(f"ebm-train: resuming from {path.name}, the newest intact checkpoint{skipped}", file=sys.stderr)
+    state["resumed_from"] = path.name
+    return state
 
 
 def take_run(files: RunFiles) -> RunLock:
@@ -143,7 +132,8 @@ def take_run(files: RunFiles) -> RunLock:
 def build_trainer(args, out: Path, run_id: str, tok_spec: str, cfg: EBMConfig | None, resume_state: dict | None) -> Trainer:
     corpus = load_corpus(args.data)
     tokenizer = load_tokenizer(tok_spec, train_texts=corpus.splits.get("train"), cache_dir=default_cache_dir() / "tokenizers")
-    check_tokenizer(tokenizer, resume_state)
+    if resume_state is not None:
+        tokenizer.adopt_checkpoint(resume_state, tok_spec)
     if cfg is None:
         cfg = build_config(args, tokenizer.vocab_size)
     elif cfg.vocab_size != tokenizer.vocab_size:
@@ -164,9 +154,11 @@ def run(args) -> int:
     out = Path(args.out).resolve()
     if not args.resume:
         build_config(args, EBMConfig().vocab_size)  # a bad --set or --config fails before any file is touched
-    locks: list[RunLock] = []
+    run_id = chosen_run(args, out)
+    files = RunFiles.under(out, run_id)
+    lock = take_run(files)
     try:  # the lock is released however the run ends, a failed start included
-        run_id, tok_spec, cfg, resume_state = start_or_resume(args, out, lambda files: locks.append(take_run(files)))
+        tok_spec, cfg, resume_state = run_setup(args, files)
         trainer = build_trainer(args, out, run_id, tok_spec, cfg, resume_state)
 
         def on_term(signum, frame):
@@ -179,7 +171,6 @@ def run(args) -> int:
                   f"log {trainer.logger.path}", file=sys.stderr)  # fmt: skip
         state = trainer.fit()
     finally:
-        for lock in locks:
-            lock.release()
+        lock.release()
     print(f"run {run_id} {state} at step {trainer.step}", file=sys.stderr)
     return 0

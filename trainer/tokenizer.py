@@ -53,6 +53,14 @@ class TextTokenizer:
     def save(self, path: str | Path) -> None:
         self.tokenizer.save(str(path))
 
+    def adopt_checkpoint(self, state: dict, source: str | Path) -> None:
+        """Check that this is the tokenizer the checkpoint was trained with, and take its name
+        ("bpe:300", not the stem of the file it was read from)."""
+        expected = state.get("tokenizer_fingerprint")
+        if expected and self.fingerprint != expected:
+            raise TokenizerError(f"{source} is not the tokenizer this checkpoint was trained with ({state.get('tokenizer')})")
+        self.name = state.get("tokenizer", self.name)
+
 
 def _byte_level(model) -> Tokenizer:
     tok = Tokenizer(model)

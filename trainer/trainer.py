@@ -169,7 +169,6 @@ class Trainer:
             self._open_run()
             while self.epoch < self.cfg.epochs and self._running():
                 self._run_epoch(bar)
-            bar.close()
             return self._close_run()
         except Exception as err:
             self._record_crash(err)
