@@ -211,12 +211,21 @@ def test_recovery_from_non_finite_steps_is_bounded(small_run):
     assert load_checkpoint(files.latest)["rollbacks"] == 2  # the count survives in the state it stopped with
 
 
-@pytest.mark.parametrize("delay", [0.3, 1.5])  # while torch loads; while the data and model are built
+def wait_until_torch_loads(pid: int, timeout: float = 60.0) -> None:
+    """Until the process maps libtorch: then ebm-train's own code runs. A fixed delay alone can
+    land, on a busy machine, inside the interpreter's start-up, where Python itself handles Ctrl-C."""
+    maps, deadline = Path(f"/proc/{pid}/maps"), time.time() + timeout
+    while time.time() < deadline and "libtorch" not in maps.read_text():
+        time.sleep(0.01)
+
+
+@pytest.mark.parametrize("delay", [0.0, 1.2])  # while torch loads; while the data and model are built
 def test_ctrl_c_during_start_up_is_one_line(workspace, delay):
     env = {**os.environ, "EBM_CACHE": str(workspace / "cache"), "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-m", "trainer.train", "--data", str(workspace / "corpus.txt"), "--tokenizer", "bpe:300",
            "--config", str(workspace / "tiny.json"), "--out", str(workspace), "--quiet", "--run-id", f"int-{delay}"]  # fmt: skip
     proc = subprocess.Popen(cmd, cwd=workspace, env=env, stderr=subprocess.PIPE, text=True)
+    wait_until_torch_loads(proc.pid)
     time.sleep(delay)
     proc.send_signal(signal.SIGINT)
     err = proc.communicate(timeout=120)[1]
