@@ -48,6 +48,10 @@ PANELS = (
     Panel("Tokens / s", ("batch",), ("tokens_per_s",), "training targets per second of optimiser steps"),
     Panel("Learning rate", ("batch",), ("lr",), "AdamW learning rate (warm-up, then cosine decay)", log_y=True),
     Panel("Gradient norm", ("batch",), ("grad_norm",), "global gradient norm before clipping (grad_clip)", log_y=True),
+    Panel("Memory (MiB)", ("batch",), ("rss_mb", "gpu_peak_mb"),
+          "the trainer's resident memory, and on CUDA the peak GPU memory allocated; a steady climb is a leak"),
+    Panel("CPU cores busy", ("batch",), ("cpu_cores",),
+          "CPU seconds per wall second of the trainer since its previous batch record (2 = two cores kept busy)"),
 )  # fmt: skip
 X_AXES = {"step": "step", "wall time": "time", "hours since start": "hours"}
 COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
@@ -101,6 +105,15 @@ def panel_data(panel: Panel, runs: list[RunSeries]) -> pd.DataFrame:
             part = frame[["step", "t", metric]].dropna(subset=[metric]).rename(columns={metric: "value"})
             parts.append(part.assign(run=rs.run, metric=metric)[["run", "step", "t", "metric", "value"]])
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["run", "step", "t", "metric", "value"])
+
+
+def is_flat(panel: Panel, runs: list[RunSeries]) -> bool:
+    """True when the panel has nothing to show: no points, or every metric of every run constant."""
+    data = panel_data(panel, runs)
+    if data.empty:
+        return True
+    spread = data.groupby(["run", "metric"])["value"].agg(lambda v: v.max() - v.min())
+    return bool((spread <= 1e-9 * data["value"].abs().max()).all())
 
 
 def config_differences(configs: dict[str, dict]) -> pd.DataFrame:

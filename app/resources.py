@@ -11,6 +11,7 @@ from trainer.runfiles import EXPORT_WEIGHTS, CheckpointError, checkpoints_of, li
 
 from .runlog import RunLog
 from .settings import Folders
+from .summary import format_age, next_checkpoints
 
 # What a bad file can raise while loading; each is shown as one line, never a traceback.
 LOAD_ERRORS: tuple[type[Exception], ...] = (CheckpointError, OSError, ValueError, KeyError, RuntimeError)
@@ -29,6 +30,16 @@ def refreshed_logs(folders: Folders) -> list[RunLog]:
     return logs
 
 
+def no_checkpoint_message(folders: Folders) -> str:
+    """The empty state: when the next checkpoint is due, if a running run has said so."""
+    due = "".join(f" Run {run}'s next one is due in {format_age(s)}." for run, s in next_checkpoints(folders))
+    return (
+        f"No checkpoints under {folders.checkpoints} yet.{due or ' No run is training now.'} A run writes one every "
+        "checkpoint_minutes (10 by default; the first after a fifth of that), at each epoch end and when it stops; "
+        "this page opens the first one by itself."
+    )
+
+
 def _remember(key: str) -> None:
     st.session_state[f"chosen_{key}"] = st.session_state[key]
 
@@ -38,10 +49,7 @@ def choose_checkpoint(folders: Folders, where=st.sidebar) -> Path | None:
     runs = runs_with_checkpoints(folders.checkpoints)
     watch_checkpoints(folders)
     if not runs:
-        st.info(
-            f"No checkpoints under {folders.checkpoints} yet. A run writes one every checkpoint_minutes (10 by default), "
-            "at each epoch end and when it stops; this page opens the first one by itself."
-        )
+        st.info(no_checkpoint_message(folders))
         return None
     remembered = st.session_state.get("chosen_run")
     run_id = where.selectbox(

@@ -10,11 +10,35 @@ import time
 import pandas as pd
 
 from trainer.files import atomic_write_json
-from trainer.runfiles import RunFiles
+from trainer.runfiles import RunFiles, list_runs
 from trainer.status import effective_state, read_status
 
 from .runlog import RunLog
 from .settings import Folders
+
+# The Runs table's columns, each with its meaning and unit (shown as the column header's help).
+COLUMN_HELP = {
+    "name": "ebm-train --name, or the name saved under 'Name and notes' (the run id if neither)",
+    "run": "the run id: the log's name under logs/ebm and the run's folder under checkpoints",
+    "state": "from status.json; 'not responding' when the heartbeat is over 2 min old or the pid is gone",
+    "stop_reason": "why a stopped or crashed run ended",
+    "started": "wall-clock start of the run (local time)",
+    "heartbeat": "time since the trainer last wrote status.json (every 5 s while it runs)",
+    "phase": "curriculum phase: init, then growth of the splat store, then refinement",
+    "step": "optimiser steps taken",
+    "progress": "share of the budget done: steps of planned steps, or minutes of --max-minutes, whichever is further",
+    "elapsed": "wall time since the run started (to its last record once it has stopped)",
+    "ETA": "wall time left at the pace so far, evaluations included",
+    "epoch": "passes over the training split completed",
+    "tokens_per_s": "training targets per second, median of the last 20 batch records",
+    "loss": "total training loss of the last batch, nats (nll + weighted dsm, dec and balance terms)",
+    "nll": "nats per target of p_E on the last training batch",
+    "ppl_energy": "latest validation perplexity of p_E, per token of the run's tokenizer (exact softmax)",
+    "ppl_decoder": "latest validation perplexity of the decoder head, per token",
+    "best_ppl_energy": "lowest validation ppl_energy so far",
+    "n_splats": "vMF splats in the store at the last batch",
+    "open_alerts": "alert rules fired within the last 500 steps (details below the table)",
+}
 
 
 def _last(frame: pd.DataFrame, column: str):
@@ -122,6 +146,13 @@ def run_summary(log: RunLog, folders: Folders, now: float | None = None) -> dict
     }
 
 
+def table_view(rows: pd.DataFrame) -> pd.DataFrame:
+    """run_summary rows as the Runs table shows them: ages as text, the columns of COLUMN_HELP."""
+    ages = {"heartbeat_age_s": "heartbeat", "elapsed_s": "elapsed", "eta_s": "ETA"}
+    shown = rows.assign(**{name: rows[key].map(format_age) for key, name in ages.items()})
+    return shown.drop(columns=[*ages, "corrupt_lines"])
+
+
 def format_age(seconds: float | None) -> str:
     if seconds is None or not math.isfinite(seconds):
         return "-"
@@ -130,3 +161,15 @@ def format_age(seconds: float | None) -> str:
     if seconds < 5400:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.1f} h"
+
+
+def next_checkpoints(folders: Folders, now: float | None = None) -> list[tuple[str, float]]:
+    """(run, seconds until its next clock checkpoint) for each running run that has announced one."""
+    now = time.time() if now is None else now
+    due = []
+    for run_id in list_runs(folders.logs):
+        status = read_status(RunFiles(folders.logs, folders.checkpoints, run_id).status)
+        when = (status or {}).get("next_checkpoint_t")
+        if isinstance(when, (int, float)) and effective_state(status, now=now) == "running":
+            due.append((run_id, max(0.0, float(when) - now)))
+    return due

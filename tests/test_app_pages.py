@@ -54,6 +54,10 @@ def test_runs_page_lists_the_run_with_state_metrics_and_samples(full_run, monkey
     assert row["state"] == "finished" and row["step"] == max(r["step"] for r in recs if r["type"] == "batch")
     assert row["ppl_energy"] == pytest.approx(last_eval["ppl_energy"])
     assert "refreshes every" in texts(at) and "→" in texts(at)  # status line and a logged sample
+    n_evals = len({r["step"] for r in recs if r["type"] == "sample"})
+    prompt = at.selectbox(key="sample-prompt-full")
+    table = next(m.value for m in at.markdown if "<table>" in m.value)
+    assert len(prompt.options) == 2 and table.count("<tr>") == 1 + n_evals  # one prompt followed at every evaluation
 
 
 def test_curves_page_draws_every_panel(full_run, monkeypatch):
@@ -61,6 +65,8 @@ def test_curves_page_draws_every_panel(full_run, monkeypatch):
     at = page("curves", ws, monkeypatch)
     assert not at.exception
     assert charts(at) == len(PANELS) and "energy trend: falling" in texts(at)
+    folded = [e.label for e in at.expander if "flat or empty" in e.label]
+    assert len(folded) == 1 and "Gradient norm" not in folded[0]  # the gradient norm moves every step
     at.radio(key="curve_smooth").set_value("mean").run()
     at.radio(key="curve_x").set_value("hours since start").run()
     assert not at.exception and charts(at) == len(PANELS)

@@ -201,6 +201,21 @@ def test_panel_data_and_config_differences():
     assert list(table.index) == ["d", "lr"] and list(table.columns) == ["a", "b", "c"] and table.loc["d", "c"] == "(not set)"
 
 
+def panel_named(title: str):
+    return next(p for p in PANELS if p.title == title)
+
+
+def test_flat_and_empty_panels_are_told_apart_from_moving_ones():
+    from app.curves import is_flat
+
+    batch = pd.DataFrame({"step": [1, 2, 3], "t": [1.0, 2.0, 3.0], "nll": [3.0, 2.5, 2.0], "lr": [1e-3] * 3})
+    a = RunSeries(run="a", frames={"batch": batch}, start_t=0.0, phases=pd.DataFrame(), alerts=pd.DataFrame())
+    assert not is_flat(panel_named("Loss components"), [a])
+    assert is_flat(panel_named("Learning rate"), [a]) and is_flat(panel_named("Gradient norm"), [a])  # constant; absent
+    b = RunSeries(run="b", frames={"batch": batch.assign(lr=2e-3)}, start_t=0.0, phases=pd.DataFrame(), alerts=pd.DataFrame())
+    assert is_flat(panel_named("Learning rate"), [a, b])  # two constant runs: nothing moves over time
+
+
 def test_runs_keep_one_colour_across_panels():
     from app.curves import PANELS, RunSeries, panel_figure
 
@@ -208,7 +223,7 @@ def test_runs_keep_one_colour_across_panels():
                           "lr": [1e-3, 1e-3, 1e-3]})  # fmt: skip
     runs = [RunSeries(run=r, frames={"batch": batch}, start_t=0.0, phases=pd.DataFrame(), alerts=pd.DataFrame()) for r in "ab"]
     colours = {}
-    for panel in (PANELS[0], PANELS[-2]):  # several metrics, and one
+    for panel in (PANELS[0], panel_named("Learning rate")):  # several metrics, and one
         fig, _ = panel_figure(panel, runs, show_raw=False)
         for trace in fig.data:
             colours.setdefault(trace.name.split(" · ")[0], set()).add(trace.line.color)
@@ -222,6 +237,6 @@ def test_the_shared_x_range_zooms_every_panel():
     runs = [RunSeries(run="a", frames={"batch": batch}, start_t=0.0, phases=pd.DataFrame(), alerts=pd.DataFrame())]
     both, _ = panel_figure(PANELS[0], runs, x_range=(1.5, 2.5))
     assert tuple(both.layout.xaxis.range) == (1.5, 2.5) and both.layout.xaxis.autorange is False
-    open_end, _ = panel_figure(PANELS[-2], runs, x_range=(2.0, None))
+    open_end, _ = panel_figure(panel_named("Learning rate"), runs, x_range=(2.0, None))
     assert tuple(open_end.layout.xaxis.range) == (2.0, 3.0)  # the open end follows the latest step
     assert panel_figure(PANELS[0], runs)[0].layout.xaxis.range is None

@@ -38,3 +38,25 @@ def test_a_time_budget_drives_progress_and_eta(tmp_path):
 def test_a_finished_run_is_done_with_no_heartbeat_or_eta(tmp_path):
     row = write_run(tmp_path, "finished")
     assert row["progress"] == 1.0 and row["eta_s"] is None and row["heartbeat_age_s"] is None
+
+
+def test_the_empty_checkpoint_state_says_when_the_next_one_is_due(tmp_path):
+    from app.resources import no_checkpoint_message
+
+    where = Folders(tmp_path / "logs", tmp_path / "checkpoints", 5.0)
+    assert "No run is training now" in no_checkpoint_message(where)
+    write_run(tmp_path, "running")
+    status = tmp_path / "checkpoints" / "r" / "status.json"
+    write_status(status, "running", next_checkpoint_t=time.time() + 150)
+    assert "Run r's next one is due in 2 min" in no_checkpoint_message(where)  # 150 s rounds to 2 min
+    write_status(status, "finished", next_checkpoint_t=time.time() + 150)
+    assert "No run is training now" in no_checkpoint_message(where)  # a finished run announces nothing
+
+
+def test_every_column_of_the_runs_table_has_its_help(tmp_path):
+    import pandas as pd
+
+    from app.summary import COLUMN_HELP, table_view
+
+    shown = table_view(pd.DataFrame([write_run(tmp_path, "running")]))
+    assert set(shown.columns) == set(COLUMN_HELP) and shown["elapsed"].iloc[0] == "60 s"

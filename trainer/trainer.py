@@ -32,6 +32,7 @@ from .recovery import Action, Recovery
 from .reporting import make_reporters
 from .schedule import Budget, is_eval_step, lr_factor
 from .status import Heartbeat
+from .system import SystemMeter
 
 
 class Trainer:
@@ -51,6 +52,7 @@ class Trainer:
         self.listeners = [_echo_alert, *make_reporters(list(opts.report_to), self.files.logs, opts.run_id, resume_step)]
         self.logger = RunLogger(self.files.log, echo=self._tell_listeners)
         self.heartbeat = Heartbeat(self.files.status)
+        self.system = SystemMeter(str(self.device))
         self.step = self.epoch = self.batch_in_epoch = 0
         self.train_seconds, self.stop_requested = 0.0, False
         self._last_save, self._saves = time.monotonic(), 0  # checkpoints written by this process
@@ -129,10 +131,17 @@ class Trainer:
     def _save_if_due(self) -> None:
         """A checkpoint every checkpoint_minutes of wall time, the first after a fifth of that, so
         the dashboard has a model to open within minutes and a long epoch is not an hour without one."""
-        minutes = self.cfg.checkpoint_minutes
-        gap = minutes / 5 if self._saves == 0 else minutes
-        if minutes > 0 and time.monotonic() - self._last_save >= 60 * gap:
+        due = self._next_save_in()
+        if due is not None and due <= 0:
             self.save()
+
+    def _next_save_in(self) -> float | None:
+        """Seconds until the next clock checkpoint (None when they are off)."""
+        minutes = self.cfg.checkpoint_minutes
+        if minutes <= 0:
+            return None
+        gap = minutes / 5 if self._saves == 0 else minutes
+        return 60 * gap - (time.monotonic() - self._last_save)
 
     def save(self, epoch: int | None = None) -> None:
         cfg = self.cfg
@@ -142,8 +151,10 @@ class Trainer:
         self._saves += 1
 
     def _beat(self, state: str = "running", force: bool = False) -> None:
+        due = self._next_save_in()
         self.heartbeat.beat(state, force, run_id=self.opts.run_id, step=self.step, epoch=self.epoch,
-                            phase=self.upkeep.phase.name, total_steps=self.total_steps)  # fmt: skip
+                            phase=self.upkeep.phase.name, total_steps=self.total_steps,
+                            next_checkpoint_t=None if due is None else time.time() + max(due, 0.0))  # fmt: skip
 
     def _log(self, kind: str, **fields) -> None:
         self.logger.log(kind, self.step, self.epoch, **fields)
@@ -278,7 +289,7 @@ class Trainer:
         self.train_seconds += elapsed
         metrics |= {"train_seconds": self.train_seconds, "tokens_per_s": tokens.shape[0] * self.cfg.seq_length / elapsed}
         if self.step % self.opts.log_every == 0:
-            self._log("batch", **metrics)
+            self._log("batch", **metrics, **self.system.read())
         self._log_events(events)
         self._log_alerts(self.monitor.after_step(self.step, metrics))
         return metrics

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from app.curves import PANELS, X_AXES, RunSeries, add_derived, config_differences, energy_trend, panel_data, panel_figure
+from app.curves import PANELS, X_AXES, RunSeries, add_derived, config_differences, energy_trend, is_flat, panel_data, panel_figure
 from app.resources import refreshed_logs
 from app.runlog import RunLog
 from app.settings import Folders, folders
@@ -90,6 +90,13 @@ def config_table(logs: list[RunLog], chosen: list[str]) -> None:
             st.dataframe(table)
 
 
+def panel_grid(panels: list, series: list[RunSeries], view: View) -> None:
+    columns = st.columns(2)
+    for i, panel in enumerate(panels):
+        with columns[i % 2]:
+            panel_view(panel, series, view)
+
+
 def live_panels(where: Folders, view: View) -> None:
     t0 = time.perf_counter()
     series = [run_series(log) for log in refreshed_logs(where) if log.run_id in view.runs]
@@ -100,10 +107,12 @@ def live_panels(where: Folders, view: View) -> None:
         batch = rs.frames["batch"]
         if "energy" in batch:
             st.caption(f"{rs.run} energy {energy_trend(batch['energy'])}")
-    columns = st.columns(2)
-    for i, panel in enumerate(p for p in PANELS if p.title in view.titles):
-        with columns[i % 2]:
-            panel_view(panel, series, view)
+    chosen = [p for p in PANELS if p.title in view.titles]
+    flat = [p for p in chosen if is_flat(p, series)]
+    panel_grid([p for p in chosen if p not in flat], series, view)
+    if flat:
+        with st.expander(f"{len(flat)} flat or empty panel(s): " + ", ".join(p.title for p in flat)):
+            panel_grid(flat, series, view)
     st.caption(f"updated {time.strftime('%H:%M:%S')} in {time.perf_counter() - t0:.2f} s · refreshes every {where.refresh_s:g} s")
 
 

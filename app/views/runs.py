@@ -8,8 +8,22 @@ import streamlit as st
 from app.resources import refreshed_logs
 from app.runlog import RunLog
 from app.settings import Folders, folders
-from app.summary import format_age, open_alerts, read_notes, run_summary, save_notes
-from app.text import text_block
+from app.summary import COLUMN_HELP, open_alerts, read_notes, run_summary, save_notes, table_view
+from app.text import text_block, text_table
+
+
+def run_columns() -> dict:
+    """Formats of the Runs table, each column with its one-line help."""
+    col, help_ = st.column_config, COLUMN_HELP
+    cols: dict = {name: col.Column(help=text) for name, text in help_.items()}
+    cols |= {
+        "progress": col.ProgressColumn(min_value=0.0, max_value=1.0, format="percent", help=help_["progress"]),
+        "tokens_per_s": col.NumberColumn("tokens/s", format="%.0f", help=help_["tokens_per_s"]),
+        "best_ppl_energy": col.NumberColumn("best ppl_energy", format="%.1f", help=help_["best_ppl_energy"]),
+    }
+    for name, fmt in {"loss": "%.3f", "nll": "%.3f", "ppl_energy": "%.1f", "ppl_decoder": "%.1f"}.items():
+        cols[name] = col.NumberColumn(format=fmt, help=help_[name])
+    return cols
 
 
 def page() -> None:
@@ -34,21 +48,10 @@ def live_runs(where: Folders) -> None:
 
 def runs_table(logs: list[RunLog], where: Folders) -> None:
     rows = pd.DataFrame([run_summary(log, where) for log in logs])
-    rows["heartbeat"] = rows.pop("heartbeat_age_s").map(format_age)
-    rows["elapsed"] = rows.pop("elapsed_s").map(format_age)
-    rows["ETA"] = rows.pop("eta_s").map(format_age)
     st.dataframe(
-        rows.drop(columns=["corrupt_lines"]),
+        table_view(rows),
         hide_index=True,
-        column_config={
-            "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0, format="percent"),
-            "tokens_per_s": st.column_config.NumberColumn("tokens/s", format="%.0f", help="median of the last 20 batches"),
-            "loss": st.column_config.NumberColumn(format="%.3f"),
-            "nll": st.column_config.NumberColumn(format="%.3f"),
-            "ppl_energy": st.column_config.NumberColumn(format="%.1f"),
-            "ppl_decoder": st.column_config.NumberColumn(format="%.1f"),
-            "best_ppl_energy": st.column_config.NumberColumn("best ppl_energy", format="%.1f"),
-        },
+        column_config=run_columns(),
     )
     for row in rows.itertuples():
         if row.corrupt_lines:
@@ -64,6 +67,19 @@ def notes_form(where: Folders, run_id: str) -> None:
         if st.form_submit_button("Save"):
             save_notes(where, run_id, name, text)
             st.success(f"saved to {run_id}/notes.json")
+
+
+def samples_across_training(log: RunLog) -> None:
+    """The same prompts continued at every evaluation: how the model's text changes as it learns."""
+    samples = log.frame("sample")
+    if samples.empty:
+        return
+    prompts = list(dict.fromkeys(samples["prompt"]))
+    with st.expander(f"Samples from the same {len(prompts)} prompt(s) at each of {samples['step'].nunique()} evaluations"):
+        prompt = st.selectbox("Prompt", prompts, key=f"sample-prompt-{log.run_id}")
+        rows = samples[samples["prompt"] == prompt].drop_duplicates("step", keep="last")
+        table = [[f"{r.step:,}", r.text, f"{r.mean_energy:.2f}"] for r in rows.itertuples()]
+        st.markdown(text_table(["step", "continuation", "mean energy"], table), unsafe_allow_html=True)
 
 
 def run_details(log: RunLog) -> None:
@@ -82,6 +98,7 @@ def run_details(log: RunLog) -> None:
             st.write("none yet (written at each evaluation)")
         for s in samples.tail(4).itertuples():
             st.markdown(text_block((f"step {s.step}: ", ""), (s.prompt, "em"), (" → ", ""), (s.text, "")), unsafe_allow_html=True)
+    samples_across_training(log)
     if log.meta:
         with st.expander("Run configuration"):
             st.json(log.meta, expanded=False)
