@@ -69,15 +69,19 @@ def choose_checkpoint(folders: Folders, where=st.sidebar) -> Path | None:
     return folders.run_dir(run_id) / name
 
 
+def all_checkpoints(folders: Folders) -> list[Path]:
+    """Every checkpoint of every run, newest run first."""
+    return [path for run in runs_with_checkpoints(folders.checkpoints) for path in checkpoints_of(folders.run_dir(run))]
+
+
 def checkpoint_signature(folders: Folders) -> tuple:
     """Names and versions of every checkpoint: changes when one is written, replaced or removed."""
     signature = []
-    for run in runs_with_checkpoints(folders.checkpoints):
-        for path in checkpoints_of(folders.run_dir(run)):
-            try:
-                signature.append((run, path.name, file_key(path)))
-            except OSError:  # removed between listing and reading: the next look sees the change
-                continue
+    for path in all_checkpoints(folders):
+        try:
+            signature.append((path.parent.name, path.name, file_key(path)))
+        except OSError:  # removed between listing and reading: the next look sees the change
+            continue
     return tuple(signature)
 
 

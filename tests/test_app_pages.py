@@ -229,3 +229,18 @@ def test_a_run_gets_a_name_and_notes_in_the_dashboard(copy_of_run, monkeypatch):
     assert saved == {"name": "tiny baseline", "notes": "lr 3e-3, # not a heading"}
     table = page("runs", copy_of_run, monkeypatch).dataframe[0].value
     assert table["name"].iloc[0] == "tiny baseline" and table["best_ppl_energy"].iloc[0] > 0
+
+
+def test_generate_compares_two_checkpoints_side_by_side(full_run, monkeypatch):
+    ws, _ = full_run
+    at = page("generate", ws, monkeypatch)
+    other = next(o for o in at.selectbox(key="gen_compare").options if o != "(none)")
+    at.selectbox(key="gen_compare").set_value(other).run()
+    at.number_input(key="gen_n").set_value(3)
+    at.number_input(key="gen_steps").set_value(5)
+    at.button[0].click().run()
+    assert not at.exception
+    a, b = at.session_state["generation"], at.session_state["generation_b"]
+    assert a["checkpoint"] != b["checkpoint"] and b["checkpoint"].endswith(other)
+    assert len(a["tokens"]) == len(b["tokens"]) == 3
+    assert len([m for m in at.markdown if "The history of the city<strong>" in m.value]) == 2  # one text per column

@@ -9,7 +9,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from app.resources import LOAD_ERRORS, choose_checkpoint, file_key, loaded_run, show_load_error
+from app.resources import LOAD_ERRORS, all_checkpoints, choose_checkpoint, file_key, loaded_run, show_load_error
 from app.settings import folders
 from app.text import text_block
 from ebm import SamplerSettings, backend_for, generate_stream
@@ -29,24 +29,58 @@ class Request(NamedTuple):
 
 def page() -> None:
     st.title("Generate")
-    path = choose_checkpoint(folders())
+    where = folders()
+    path = choose_checkpoint(where)
     if path is None:
         return
-    try:
-        state, model, tokenizer = loaded_run(str(path), file_key(path))
-    except LOAD_ERRORS as err:
-        show_load_error(err, path)
+    runs = [loaded(p) for p in (path, compare_choice(where, path)) if p is not None]
+    if None in runs:
         return
-    tok_name = state.get("tokenizer", tokenizer.name)
-    st.caption(f"{path.parent.name}/{path.name} · step {state['step']} · {model.splats.n:,} splats · tokenizer {tok_name}")
+    side_by_side = len(runs) == 2
+    state, model, tokenizer = runs[0][1]
+    if not side_by_side:
+        st.caption(describe(path, state, model, tokenizer))
     request = request_form(model.cfg)
-    if request is not None:
-        generate_panel(request, model, tokenizer, path)
+    columns = st.columns(2) if side_by_side else [st.container()]
+    for column, (p, (state, model, tokenizer)), key in zip(columns, runs, ("generation", "generation_b")):
+        with column:
+            if side_by_side:
+                st.caption(describe(p, state, model, tokenizer))
+            show_or_generate(request, p, model, tokenizer, key)
     result = st.session_state.get("generation")
     if result:
-        if request is None:
-            st.markdown(text_block((result["text"], ""), (tokenizer.decode(result["tokens"]), "strong")), unsafe_allow_html=True)
         energy_panels(result, path)
+
+
+def describe(path: Path, state: dict, model, tokenizer) -> str:
+    tok_name = state.get("tokenizer", tokenizer.name)
+    return f"{path.parent.name}/{path.name} · step {state['step']} · {model.splats.n:,} splats · tokenizer {tok_name}"
+
+
+def loaded(path: Path) -> tuple[Path, tuple] | None:
+    try:
+        return path, loaded_run(str(path), file_key(path))
+    except LOAD_ERRORS as err:
+        show_load_error(err, path)
+        return None
+
+
+def compare_choice(where, path: Path) -> Path | None:
+    """A second checkpoint (of any run) to continue the same prompt with the same seed, side by side."""
+    options = {"(none)": None} | {f"{p.parent.name}/{p.name}": p for p in all_checkpoints(where) if p != path}
+    label = st.sidebar.selectbox("Compare with", list(options), key="gen_compare",
+                                 help="generate from a second checkpoint with the same prompt, settings and seed")  # fmt: skip
+    return options[label]
+
+
+def show_or_generate(request: "Request | None", path: Path, model, tokenizer, key: str) -> None:
+    """Generate on a submitted form; otherwise show the last result of this column, if it is this checkpoint's."""
+    if request is not None:
+        generate_panel(request, model, tokenizer, path, key)
+        return
+    result = st.session_state.get(key)
+    if result and result["checkpoint"] == str(path):
+        st.markdown(text_block((result["text"], ""), (tokenizer.decode(result["tokens"]), "strong")), unsafe_allow_html=True)
 
 
 def request_form(cfg) -> Request | None:
@@ -72,7 +106,7 @@ def request_form(cfg) -> Request | None:
     return Request(prompt, settings, float(sample_temperature), int(top_k), float(top_p), int(n_tokens), int(seed), device)
 
 
-def generate_panel(request: Request, model, tokenizer, path: Path) -> None:
+def generate_panel(request: Request, model, tokenizer, path: Path, key: str = "generation") -> None:
     on_vulkan = request.device.startswith("vulkan")
     try:
         backend = backend_for(get_device(request.device.split(" ")[0]) if on_vulkan else None)
@@ -96,10 +130,11 @@ def generate_panel(request: Request, model, tokenizer, path: Path) -> None:
         if tok.path is not None:
             paths.append(tok.path.numpy())
     progress.empty()
-    st.session_state["generation"] = {"text": request.prompt, "tokens": tokens, "energies": pd.DataFrame(rows)}
-    st.session_state["langevin_paths"] = paths
-    if paths:
-        st.session_state["langevin_path"] = {"checkpoint": str(path), "points": paths[-1]}
+    st.session_state[key] = {"text": request.prompt, "tokens": tokens, "energies": pd.DataFrame(rows), "checkpoint": str(path)}
+    if key == "generation":  # the first column's paths feed the Splat map
+        st.session_state["langevin_paths"] = paths
+        if paths:
+            st.session_state["langevin_path"] = {"checkpoint": str(path), "points": paths[-1]}
 
 
 def energy_panels(result: dict, path: Path) -> None:
