@@ -23,16 +23,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def dashboard(full_run, tmp_path):
-    """The dashboard over the session's full run alone (other tests add runs of a few steps)."""
-    if not (shutil.which("chromium") and shutil.which("chromedriver")):
-        pytest.skip("chromium and chromedriver are not installed (scripts/system-deps.sh installs them)")
-    src, _ = full_run
-    ws = tmp_path
-    (ws / "logs" / "ebm").mkdir(parents=True)
-    shutil.copy(src / "logs" / "ebm" / "full.jsonl", ws / "logs" / "ebm" / "full.jsonl")
-    shutil.copytree(src / "checkpoints" / "full", ws / "checkpoints" / "full", ignore=shutil.ignore_patterns("maps"))
+def serve(ws):
+    """`ebm-dashboard` over the folder `ws` (logs/ and checkpoints/), refreshing every 2 s."""
     port = free_port()
     cmd = [sys.executable, "-m", "app.launch", "--logs", str(ws / "logs"), "--checkpoints", str(ws / "checkpoints")]
     proc = subprocess.Popen(
@@ -47,12 +39,35 @@ def dashboard(full_run, tmp_path):
     while True:
         try:
             if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                break
+                return url, proc
         except OSError:
             if time.time() > deadline or proc.poll() is not None:
                 proc.kill()
                 pytest.fail(f"dashboard did not start: {proc.stdout.read().decode()[-2000:]}")
             time.sleep(0.5)
+
+
+@pytest.fixture
+def run_copy(full_run, tmp_path):
+    """A private copy of the session's full run alone (other tests add runs of a few steps);
+    its checkpoints are copied in by the test or by `dashboard`."""
+    if not (shutil.which("chromium") and shutil.which("chromedriver")):
+        pytest.skip("chromium and chromedriver are not installed (scripts/system-deps.sh installs them)")
+    src, _ = full_run
+    (tmp_path / "logs" / "ebm").mkdir(parents=True)
+    shutil.copy(src / "logs" / "ebm" / "full.jsonl", tmp_path / "logs" / "ebm" / "full.jsonl")
+    (tmp_path / "checkpoints").mkdir()
+    return tmp_path
+
+
+def copy_checkpoints(full_run, ws) -> None:
+    shutil.copytree(full_run[0] / "checkpoints" / "full", ws / "checkpoints" / "full", ignore=shutil.ignore_patterns("maps"))
+
+
+@pytest.fixture
+def dashboard(full_run, run_copy):
+    copy_checkpoints(full_run, run_copy)
+    url, proc = serve(run_copy)
     yield url
     proc.terminate()
     proc.wait(timeout=20)
@@ -90,3 +105,29 @@ def test_the_shared_zoom_survives_refreshes(dashboard):
         assert len(ranges) == len(PANELS) and drawn and all(r[0] == start for r in drawn), (start, ranges)
     finally:
         drv.quit()
+
+
+def test_a_checkpoint_written_while_the_page_is_open_appears_without_a_reload(full_run, run_copy):
+    from selenium.webdriver.common.by import By
+
+    from app.screenshots import browser, wait_rendered
+
+    url, proc = serve(run_copy)
+    drv = browser()
+    try:
+        drv.get(f"{url}/generate")
+        wait_rendered(drv, 0, 60)
+        main = '[data-testid="stMain"]'
+        assert "No checkpoints" in drv.find_element(By.CSS_SELECTOR, main).text
+        copy_checkpoints(full_run, run_copy)  # the run's first checkpoint lands
+        deadline = time.time() + 60
+        while "No checkpoints" in drv.find_element(By.CSS_SELECTOR, main).text and time.time() < deadline:
+            time.sleep(0.5)
+        wait_rendered(drv, 0, 60)
+        text = drv.find_element(By.CSS_SELECTOR, main).text
+        assert "No checkpoints" not in text and "full/" in text and " · step " in text, text[:500]
+        assert drv.find_elements(By.XPATH, "//button[.//p[text()='Generate']]")  # the form is there, ready to use
+    finally:
+        drv.quit()
+        proc.terminate()
+        proc.wait(timeout=20)
