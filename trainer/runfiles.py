@@ -26,7 +26,7 @@ SCHEMA_VERSION = 1
 COMMON_FIELDS = ("v", "type", "t", "step", "epoch")
 BATCH_FIELDS = (
     "loss", "nll", "ppl", "dsm", "dec", "balance", "energy", "energy_splat", "energy_geo", "energy_comp",
-    "beta", "grad_norm", "lr", "train_seconds", "tokens_per_s", "n_splats", "phase",
+    "beta", "grad_norm", "lr", "train_seconds", "tokens_per_s", "n_splats", "phase", "cpu_cores", "rss_mb",
 )  # fmt: skip
 EVAL_FIELDS = ("ppl_energy", "ppl_decoder", "nll_energy", "nll_decoder", "coverage", "tokens", "n_splats", "phase", "split")
 # The fields each kind of record always has, beyond COMMON_FIELDS; writers may add more.
