@@ -23,6 +23,7 @@ COLUMN_HELP = {
     "state": "from status.json; 'not responding' when the heartbeat is over 2 min old or the pid is gone",
     "stop_reason": "why a stopped or crashed run ended",
     "started": "wall-clock start of the run (local time)",
+    "preset": "the preset the run started from (ebm-train --preset) and why it was chosen; --set changes come on top",
     "heartbeat": "time since the trainer last wrote status.json (every 5 s while it runs)",
     "phase": "curriculum phase: init, then growth of the splat store, then refinement",
     "step": "optimiser steps taken",
@@ -110,6 +111,11 @@ def best(frame: pd.DataFrame, column: str) -> float | None:
     return float(values.min()) if not values.empty else None
 
 
+def _preset(meta: dict) -> str:
+    name = meta.get("preset")
+    return f"{name} ({meta['preset_reason']})" if name and meta.get("preset_reason") else (name or "-")
+
+
 def run_summary(log: RunLog, folders: Folders, now: float | None = None) -> dict:
     now = time.time() if now is None else now
     status = read_status(RunFiles(folders.logs, folders.checkpoints, log.run_id).status)
@@ -127,6 +133,7 @@ def run_summary(log: RunLog, folders: Folders, now: float | None = None) -> dict
         "state": state,
         "stop_reason": (status or {}).get("reason", "") if state in ("crashed", "stopped") else "",
         "started": time.strftime("%Y-%m-%d %H:%M", time.localtime(float(start))) if start else None,
+        "preset": _preset(meta),
         "heartbeat_age_s": (now - float(heartbeat)) if heartbeat else None,
         "phase": _last(log.frame("phase"), "name"),
         "step": _last(batch, "step") or 0,

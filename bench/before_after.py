@@ -45,6 +45,9 @@ def worker(tree: str, overrides: list[str], steps: int, batch: int) -> dict:
         raise SystemExit(f"imported ebm from {ebm.__file__}, not from {tree}")
     compiled = "compile" in overrides
     overrides = [o for o in overrides if o != "compile"]
+    # The same workload on both sides: 32 scored targets after 512 tokens of history, the shape
+    # every earlier commit trained (now `seq_length=32`; the default scores every position).
+    overrides = ["seq_length=32", *overrides] if hasattr(EBMConfig(), "targets_per_window") else overrides
     cfg = EBMConfig().with_overrides(overrides) if overrides else EBMConfig()
     torch.manual_seed(0)
     model = EBMModel(cfg)

@@ -27,7 +27,7 @@ def training_step_times(
 
     cfg = model.cfg
     opt = torch.optim.AdamW(model.parameter_groups(), lr=cfg.learning_rate)
-    length = cfg.context_global + cfg.seq_length + 1
+    length = cfg.context_global + cfg.seq_length + 1  # older commits: history + targets; now seq_length <= context
     times = []
     for _ in range(steps + 1):
         tokens = torch.randint(cfg.vocab_size, (cfg.batch_size, length), generator=generator)

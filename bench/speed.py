@@ -121,7 +121,7 @@ def bench_step(cfg: EBMConfig, repeats: int) -> str:
         med, times = timed(fn, repeats)
         period = next((n for key, n in every.items() if name.startswith(key)), 1)  # amortised per step
         rows.append([f"  {name}", med, ", ".join(f"{t:.3f}" for t in times), med / period / total])
-    tps = cfg.batch_size * cfg.seq_length / total
+    tps = cfg.batch_size * cfg.targets_per_window / total
     title = f"Training step at the default config: {tps:.0f} tokens/s"
     return (
         table(title, ["part", "median s", "runs (s)", "share of step"], rows)
@@ -333,7 +333,7 @@ def main() -> None:
         f"torch {torch.__version__}, Python {platform.python_version()}; Vulkan: {dev.name if dev else 'none'}.\n"
         f"Config: default EBMConfig{' with ' + ', '.join(args.set) if args.set else ''} "
         f"(V = {cfg.vocab_size}, d = {cfg.latent_dim}, {cfg.n_splats_init} splats, knn_k = {cfg.knn_k}, "
-        f"batch {cfg.batch_size} x {cfg.seq_length}). Medians of {args.repeats} runs after a warm-up.\n"
+        f"batch {cfg.batch_size} x {cfg.targets_per_window} targets). Medians of {args.repeats} runs after a warm-up.\n"
     )
     print(head, flush=True)
     out = [head]

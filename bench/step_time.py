@@ -34,7 +34,7 @@ def main() -> None:
     refresh = time.perf_counter() - t
     opt = torch.optim.AdamW(model.parameter_groups(), lr=cfg.learning_rate)
     gen = torch.Generator().manual_seed(0)
-    L = cfg.context_global + cfg.seq_length + 1
+    L = cfg.context_global + 1
     rows = []
     for _ in range(args.steps):
         tokens = torch.randint(cfg.vocab_size, (cfg.batch_size, L), generator=gen)
@@ -51,7 +51,8 @@ def main() -> None:
     fwd, bwd, step = (statistics.median(r[i] for r in rows[1:]) for i in range(3))
     total = fwd + bwd + step
     print(
-        f"config: batch {cfg.batch_size}, seq {cfg.seq_length}, splats {cfg.n_splats_init}, vocab {cfg.vocab_size}, "
+        f"config: batch {cfg.batch_size}, targets/window {cfg.targets_per_window}, splats {cfg.n_splats_init}, "
+        f"vocab {cfg.vocab_size}, "
         f"d {cfg.latent_dim}, knn_k {cfg.knn_k}; {torch.get_num_threads()} threads; median of {len(rows) - 1} steps\n"
     )
     print("| part | seconds |\n|---|---|")
@@ -63,7 +64,7 @@ def main() -> None:
         ("vocabulary neighbour refresh (every knn_refresh_interval steps)", refresh),
     ):
         print(f"| {name} | {value:.3f} |")
-    print(f"\ntokens/s: {cfg.batch_size * cfg.seq_length / total:.0f}; peak RSS: {peak_rss_mb():.0f} MB")
+    print(f"\ntargets/s: {cfg.batch_size * cfg.targets_per_window / total:.0f}; peak RSS: {peak_rss_mb():.0f} MB")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ the model, so one model can serve two callers on two backends at once (two dashb
 sessions, say). Three kernels differ per backend:
 
     splat_energy(store, points, nbr)    E_splat at given points, (N,), differentiable
-    vocab_logits(emb, splat_vocab, c)   logits of p_E for contexts c = (beta g + u), (N, V)
+    vocab_logits(emb, bias, c)          logits of p_E for contexts c = (beta g + u), (N, V)
     langevin(...)                       a whole sampling chain, when the backend runs chains
 
 The torch backend runs on whatever device the tensors are on. The Vulkan backend keeps the
@@ -39,9 +39,10 @@ class TorchBackend:
         """(N, D), (N, k) -> (N,)."""
         return store.energy(points, nbr)
 
-    def vocab_logits(self, embeddings: Tensor, splat_vocab: Tensor, c: Tensor, temperature: float) -> Tensor:
-        """(V, D), (V,), (N, D) -> (N, V) in float32: scoring stays exact whatever the heads use."""
-        c, bias = vocab_logit_terms(splat_vocab, c, temperature)
+    def vocab_logits(self, embeddings: Tensor, bias: Tensor, c: Tensor, temperature: float) -> Tensor:
+        """(V, D), (V,) model.vocab_bias, (N, D) -> (N, V) in float32: scoring stays exact whatever
+        the heads use."""
+        c, bias = vocab_logit_terms(c, bias, temperature)
         return row_scores(c, embeddings, bias, torch.float32)
 
 
@@ -61,10 +62,11 @@ class VulkanBackend:
 
         return vulkan_splat_energy(self.device, points, store.mu, store.log_alpha, store.kappa, float(store.tau), nbr)
 
-    def vocab_logits(self, embeddings: Tensor, splat_vocab: Tensor, c: Tensor, temperature: float) -> Tensor:
+    def vocab_logits(self, embeddings: Tensor, bias: Tensor, c: Tensor, temperature: float) -> Tensor:
         from .vulkan.vocab import vocab_energies
 
-        return -vocab_energies(self.device, embeddings, splat_vocab, c) / temperature
+        # The kernel adds a per-token energy to -c . e_w; -T * bias is that energy.
+        return -vocab_energies(self.device, embeddings, -temperature * bias, c) / temperature
 
     def langevin(self, z0, g, beta: float, u, store: SplatStore, knn_k: int, settings, knn_refresh: int, generator):
         """The chain of ebm.sampler.sample, on the device; the noise stream is seeded from `generator`."""

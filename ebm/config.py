@@ -130,12 +130,17 @@ class EBMConfig:
 
     # --- optimisation
     batch_size: int = setting(32, positive, "windows per optimiser step")
-    seq_length: int = setting(32, positive, "targets per window (after context_global tokens of history)")
+    seq_length: int = setting(
+        0, non_negative, "targets per window: its last seq_length positions (0: every position, as LM trainers do)"
+    )
     learning_rate: float = setting(1e-4, positive, "peak learning rate of AdamW")
     weight_decay: float = setting(0.01, non_negative, "AdamW weight decay of encoder and decoder matrices")
     grad_clip: float = setting(1.0, non_negative, "gradient-norm clip (0: off)")
     head_dtype: str = setting("auto", one_of("auto", "float32", "bfloat16"), "dtype of the two training vocabulary heads")
     warmup_steps: int = setting(100, non_negative, "linear learning-rate warm-up steps")
+    schedule_steps: int = setting(
+        0, non_negative, "steps of the cosine decay (0: the run's budget, epochs or --max-steps or --max-minutes)"
+    )
     epochs: int = setting(5, positive, "epochs to train")
     eval_interval: int = setting(500, positive, "steps between validation evaluations")
     eval_first_interval: int = setting(
@@ -159,6 +164,11 @@ class EBMConfig:
             _check_field(f.name, hints[f.name], getattr(self, f.name), f.metadata.get("rule"))
         self._check_together()
 
+    @property
+    def targets_per_window(self) -> int:
+        """Positions trained and scored in each window of context_global + 1 tokens."""
+        return self.seq_length or self.context_global
+
     def _check_together(self) -> None:
         """The rules that tie fields to each other."""
         if self.min_kappa >= self.max_kappa:
@@ -173,6 +183,8 @@ class EBMConfig:
             raise ConfigError(f"latent_dim ({self.latent_dim}) must be divisible by context_heads ({self.context_heads})")
         if not self.context_local <= self.context_medium <= self.context_global:
             raise ConfigError("context windows must satisfy context_local <= context_medium <= context_global")
+        if self.seq_length > self.context_global:
+            raise ConfigError(f"seq_length ({self.seq_length}) exceeds the window's context_global ({self.context_global})")
         self._check_curriculum()
 
     def _check_curriculum(self) -> None:

@@ -51,10 +51,13 @@ class MoEDecoder(nn.Module):
             for _ in range(cfg.moe_experts)
         )
 
-    def forward(self, z: Tensor, h: Tensor, embeddings: Tensor, head_dtype: torch.dtype = torch.float32) -> DecoderOut:
-        """z (N, D), h (N, D), embeddings (V, D) -> logits (N, V); head_dtype: see ebm.ops.row_scores."""
+    def forward(
+        self, z: Tensor, h: Tensor, embeddings: Tensor, head_dtype: torch.dtype = torch.float32, bias: Tensor | None = None
+    ) -> DecoderOut:
+        """z (N, D), h (N, D), embeddings (V, D), bias (V,) the token prior -> logits (N, V);
+        head_dtype: see ebm.ops.row_scores."""
         out = self.mix(z, h)
-        return DecoderOut(row_scores(out.output, embeddings, dtype=head_dtype), out.balance)
+        return DecoderOut(row_scores(out.output, embeddings, bias, dtype=head_dtype), out.balance)
 
     def mix(self, z: Tensor, h: Tensor) -> MixOut:
         """z (N, D), h (N, D) -> the gated expert output o (N, D), scored as logits = o . e_w."""

@@ -57,11 +57,11 @@ def context_grad(g: Tensor, beta: Tensor, u: Tensor) -> Tensor:
     return -(beta * g + u)
 
 
-def vocab_logit_terms(splat_vocab: Tensor, c: Tensor, temperature: float) -> tuple[Tensor, Tensor]:
-    """(c / T, -E_splat / T): the logits of p_E(w | c) = softmax_w(-E(e_w; c) / T) are
-    (c / T) . e_w + bias_w with c = beta g + u (..., D) and bias (V,).
+def vocab_logit_terms(c: Tensor, bias: Tensor, temperature: float) -> tuple[Tensor, Tensor]:
+    """(c / T, bias): the logits of p_E(w | c) = softmax_w(log pi_w - E(e_w; c) / T) are
+    (c / T) . e_w + bias_w with c = beta g + u (..., D) and bias = log pi - E_splat / T (V,).
 
     E_geo + E_comp over the vocabulary is one matmul, -(beta g + u) . e_w; the temperature is
-    folded into the (small) operands so no (N, V) tensor is divided.
+    folded into the (small) operand so no (N, V) tensor is divided.
     """
-    return c / temperature, splat_vocab / -temperature
+    return c / temperature, bias

@@ -41,6 +41,14 @@ def initial_splat_means(embeddings: Tensor, n: int, token_freq: Tensor | None = 
     return torch.cat([embeddings, normalize(extra)])
 
 
+def unigram_log_prior(token_freq: Tensor | None, vocab_size: int) -> Tensor:
+    """Add-one smoothed log unigram probabilities (V,); zeros (a uniform prior) without counts."""
+    if token_freq is None:
+        return torch.zeros(vocab_size)
+    counts = token_freq.double()[:vocab_size] + 1.0
+    return (counts / counts.sum()).log().float()
+
+
 class EBMModel(nn.Module):
     def __init__(
         self,
@@ -65,6 +73,9 @@ class EBMModel(nn.Module):
         self.splats = SplatStore(cfg, n_splats, splat_init)
         self.context = ContextEncoder(cfg)
         self.log_beta = nn.Parameter(torch.tensor(math.log(cfg.geo_beta)))
+        # log pi_w, the token prior of both heads: from training-split frequencies, so step 0
+        # predicts at unigram perplexity instead of ~V (docs/design.md, "Token prior").
+        self.log_prior = nn.Parameter(unigram_log_prior(token_freq, cfg.vocab_size))
         self.decoder = MoEDecoder(cfg)
         self.neighbours = NeighbourTable(cfg)
         self._register_load_state_dict_pre_hook(_split_legacy_extra_state)
@@ -86,6 +97,10 @@ class EBMModel(nn.Module):
         """Rebuild the vocabulary's neighbour table when due (every knn_refresh_interval steps)."""
         return self.neighbours.refresh(self.splats, self.embeddings, step, force)
 
+    def vocab_bias(self, splat_vocab: Tensor) -> Tensor:
+        """Logit bias of p_E(w | c) = softmax_w(log pi_w - E(e_w; c) / T): (V,) -> (V,)."""
+        return self.log_prior - splat_vocab / self.cfg.vocab_temperature
+
     def vocab_splat_energy(self, embeddings: Tensor | None = None, backend: Backend = TORCH) -> Tensor:
         """E_splat(e_w) for every token, (V,), differentiable in embeddings and splats."""
         emb = self.embeddings if embeddings is None else embeddings
@@ -94,7 +109,7 @@ class EBMModel(nn.Module):
     def parameter_groups(self) -> list[dict]:
         """Weight decay on matrices of the encoder and decoder only, never on the sphere's points,
         splat weights or concentrations (decay would drag them towards the origin or zero)."""
-        no_decay_ids = {id(p) for p in (self.token_raw, self.log_beta, *self.splats.parameters())}
+        no_decay_ids = {id(p) for p in (self.token_raw, self.log_beta, self.log_prior, *self.splats.parameters())}
         decay, plain = [], []
         for p in self.parameters():
             (plain if id(p) in no_decay_ids or p.dim() < 2 else decay).append(p)
@@ -103,7 +118,10 @@ class EBMModel(nn.Module):
 
 def _split_legacy_extra_state(state_dict: dict, prefix: str, *args) -> None:
     """Checkpoints written before the neighbour table was its own module kept its state, and the
-    store's edit counter, in the model's own extra state; move them where they live now."""
+    store's edit counter, in the model's own extra state; move them where they live now. Those
+    written before the token prior get a uniform one."""
+    if prefix + "token_raw" in state_dict:  # before the token prior: a uniform one gives the same model
+        state_dict.setdefault(prefix + "log_prior", torch.zeros(state_dict[prefix + "token_raw"].shape[0]))
     legacy = state_dict.pop(prefix + "_extra_state", None)
     if legacy is None:
         return

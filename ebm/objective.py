@@ -52,7 +52,7 @@ class StepResult(NamedTuple):
 
 def targets_of(model: EBMModel, tokens: Tensor, n_targets: int | None = None, backend: Backend = TORCH) -> Targets:
     """Encode the contexts of the last T positions of each window: (B, L) -> Targets."""
-    T = n_targets or model.cfg.seq_length
+    T = n_targets or model.cfg.targets_per_window
     emb = model.embeddings
     ctx = model.contexts(tokens[:, :-1], T, emb)
     g, u, h = (x.reshape(-1, model.cfg.latent_dim) for x in ctx)
@@ -62,7 +62,7 @@ def targets_of(model: EBMModel, tokens: Tensor, n_targets: int | None = None, ba
 def energy_nll(model: EBMModel, t: Targets) -> Tensor:
     """-log p_E(w | c), exact over the whole vocabulary, blockwise (no (N, V) logits held)."""
     cfg = model.cfg
-    c, bias = vocab_logit_terms(t.splat_vocab, t.beta * t.g + t.u, cfg.vocab_temperature)  # (N, D), (V,)
+    c, bias = vocab_logit_terms(t.beta * t.g + t.u, model.vocab_bias(t.splat_vocab), cfg.vocab_temperature)  # (N, D), (V,)
     return linear_cross_entropy(c, t.emb, t.ids, bias, head_dtype(cfg.head_dtype, t.emb.device))
 
 
@@ -93,7 +93,7 @@ def decoder_nll(model: EBMModel, t: Targets, latents: Tensor) -> tuple[Tensor, T
     """-log p_D(w | z, c) and the router's load-balancing loss."""
     mixed = model.decoder.mix(latents, t.h)
     heads = head_dtype(model.cfg.head_dtype, t.emb.device)
-    return linear_cross_entropy(mixed.output, t.emb, t.ids, dtype=heads), mixed.balance
+    return linear_cross_entropy(mixed.output, t.emb, t.ids, model.log_prior, dtype=heads), mixed.balance
 
 
 def training_loss(

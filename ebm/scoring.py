@@ -19,11 +19,11 @@ Tensor = torch.Tensor
 def token_logprobs(model: EBMModel, tokens: Tensor, n_targets: int | None = None, backend: Backend = TORCH) -> Tensor:
     """log p_E(target | c) for the last T tokens of each window: (B, L) -> (B, T)."""
     cfg = model.cfg
-    T = n_targets or cfg.seq_length
+    T = n_targets or cfg.targets_per_window
     emb = model.embeddings
     ctx = model.contexts(tokens[:, :-1], T, emb)
     c = (model.beta * ctx.g + ctx.u).reshape(-1, cfg.latent_dim)  # (N, D)
-    logits = backend.vocab_logits(emb, model.vocab_splat_energy(emb, backend), c, cfg.vocab_temperature)
+    logits = backend.vocab_logits(emb, model.vocab_bias(model.vocab_splat_energy(emb, backend)), c, cfg.vocab_temperature)
     logits = logits.view(*ctx.g.shape[:2], -1)  # (B, T, V)
     return torch.log_softmax(logits, -1).gather(-1, tokens[:, -T:, None]).squeeze(-1)
 
@@ -34,9 +34,9 @@ def decoder_logprobs(
 ) -> Tensor:
     """log p_D(target | z*, c), z* the end of a noise-free run from g(c): (B, L) -> (B, T)."""
     cfg = model.cfg
-    T = n_targets or cfg.seq_length
+    T = n_targets or cfg.targets_per_window
     g, u, h = (x.reshape(-1, cfg.latent_dim) for x in model.contexts(tokens[:, :-1], T))
     run = sample(model, g, g, u, SamplerSettings.flow(cfg, steps), backend=backend)
-    logits = model.decoder(run.z, h, model.embeddings).logits
+    logits = model.decoder(run.z, h, model.embeddings, bias=model.log_prior).logits
     logp = torch.log_softmax(logits, -1).gather(-1, tokens[:, -T:].reshape(-1, 1))
     return logp.view(tokens.shape[0], T)

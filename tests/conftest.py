@@ -23,8 +23,8 @@ def small_model(**changes):
 
 
 def random_windows(cfg, batch: int = 3, gen: torch.Generator | None = None) -> torch.Tensor:
-    """(batch, context_global + seq_length + 1) random token windows."""
-    L = cfg.context_global + cfg.seq_length + 1
+    """(batch, context_global + 1) random token windows, as training reads them."""
+    L = cfg.context_global + 1
     return torch.randint(cfg.vocab_size, (batch, L), generator=gen)
 
 

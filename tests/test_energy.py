@@ -83,10 +83,14 @@ def test_single_splat_is_a_vmf_energy(gen):
 
 
 def test_vocab_logits_fold_temperature_into_one_addmm(gen):
+    from ebm.model import unigram_log_prior
+
     emb = torch.nn.functional.normalize(torch.randn(300, 16, generator=gen), dim=-1)
     splat = torch.randn(300, generator=gen)
+    log_prior = unigram_log_prior(torch.randint(0, 50, (300,), generator=gen), 300)
     g, u = torch.randn(2, 5, 7, 16, generator=gen)
     beta = torch.tensor(1.7)
-    ref = ((beta * g + u) @ emb.T - splat) / 0.37  # -E(e_w; c) / T written out: E = E_splat - (beta g + u) . e_w
-    logits = TORCH.vocab_logits(emb, splat, (beta * g + u).reshape(-1, 16), 0.37).view(5, 7, 300)
+    # log pi_w - E(e_w; c) / T written out: E = E_splat - (beta g + u) . e_w
+    ref = log_prior + ((beta * g + u) @ emb.T - splat) / 0.37
+    logits = TORCH.vocab_logits(emb, log_prior - splat / 0.37, (beta * g + u).reshape(-1, 16), 0.37).view(5, 7, 300)
     torch.testing.assert_close(logits, ref, rtol=1e-5, atol=1e-5)

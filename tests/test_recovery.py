@@ -28,5 +28,5 @@ def test_learning_rate_halves_per_rollback_since_the_checkpoint():
     r.load_state_dict({"rollbacks": 1})  # resumed from a checkpoint written after one rollback
     r.on_non_finite(True)
     r.on_non_finite(True)
-    assert r.rollbacks == 3 and r.lr_scale(rollbacks_at_checkpoint=1) == 0.25
+    assert r.rollbacks == 3 and r.lr_scale == 0.125
     assert r.state_dict() == {"rollbacks": 3}

@@ -3,11 +3,22 @@ import math
 from trainer.schedule import Budget, lr_factor
 
 
-def test_warmup_then_cosine_to_a_tenth():
-    assert [lr_factor(s, 4, 100) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
-    assert math.isclose(lr_factor(4, 4, 100), 1.0)
-    assert math.isclose(lr_factor(52, 4, 100), 0.55)  # half-way: 0.1 + 0.9 / 2
-    assert math.isclose(lr_factor(100, 4, 100), 0.1) and math.isclose(lr_factor(500, 4, 100), 0.1)
+def test_warmup_then_cosine_to_a_tenth_over_the_budget():
+    assert [lr_factor(s, 4, 0.0) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
+    assert math.isclose(lr_factor(4, 4, 0.0), 1.0)
+    assert math.isclose(lr_factor(52, 4, 0.5), 0.55)  # half-way: 0.1 + 0.9 / 2
+    assert math.isclose(lr_factor(100, 4, 1.0), 0.1) and math.isclose(lr_factor(500, 4, 1.7), 0.1)
+    assert lr_factor(0, 0, 0.0) == 1.0  # no warm-up
+
+
+def test_the_schedule_spans_the_first_limit_of_steps_or_time():
+    steps = Budget(1000, max_steps=200)
+    assert steps.progress(100, 9e9) == 0.5  # no time limit: time spent does not count
+    timed = Budget(1000, max_minutes=10)
+    assert timed.progress(100, 300.0) == 0.5 and timed.progress(900, 300.0) == 0.9  # whichever is further
+    assert timed.progress(2000, 0.0) == 1.0
+    minutes = [lr_factor(s, 0, timed.progress(s, s * 6.0)) for s in (0, 50, 100)]  # 6 s per step: 100 steps in 10 min
+    assert minutes[0] == 1.0 and math.isclose(minutes[1], 0.55) and math.isclose(minutes[2], 0.1)
 
 
 def test_budget_ends_at_the_first_limit():

@@ -39,3 +39,27 @@ def test_a_mistyped_field_gets_a_suggestion_before_anything_is_written(tmp_path)
     proc = cli("--set", "knn_kk=3", "--max-steps", "1", "--out", str(tmp_path), cwd=tmp_path)
     assert proc.returncode == 2 and "did you mean knn_k?" in proc.stderr and "Traceback" not in proc.stderr
     assert not list(tmp_path.iterdir())
+
+
+def test_a_preset_is_chosen_by_device_and_config_and_set_apply_on_top(tmp_path):
+    import json
+
+    import pytest
+
+    from ebm.presets import PRESETS, choose_preset
+    from trainer.startup import UserError, build_config, run_preset
+    from trainer.train import build_parser
+
+    assert choose_preset(None, "cpu")[0].name == "cpu" and choose_preset(None, "vulkan:0")[0].name == "cpu"
+    assert choose_preset(None, "cuda:1")[0].name == "seed" and choose_preset("cpu", "cuda")[1] == "--preset"
+    config = tmp_path / "c.json"
+    config.write_text(json.dumps({"batch_size": 4, "latent_dim": 128}))
+    args = build_parser().parse_args(["--config", str(config), "--set", "latent_dim=64", "--set", "context_heads=2"])
+    cfg = build_config(args, 1000)
+    assert cfg.context_global == PRESETS["cpu"].config["context_global"]  # from the preset
+    assert (cfg.batch_size, cfg.latent_dim, cfg.vocab_size) == (4, 64, 1000)  # the file, then --set, then the tokenizer
+    seed = build_config(build_parser().parse_args(["--preset", "seed"]), 50257)
+    assert seed == EBMConfig(vocab_size=50257)  # the seed preset is the specification's defaults
+    args.preset = "nonsense"
+    with pytest.raises(UserError, match="unknown preset"):
+        run_preset(args)

@@ -1,7 +1,7 @@
 """Checkpoints: `ebm_epoch_N.pt` snapshots plus `latest.pt` for resume, written atomically.
 
 A checkpoint holds everything resume needs (model incl. splat store and statistics, optimiser,
-scheduler, SOC state, config, tokenizer id, RNG states, data position, step, epoch), the
+SOC state, config, tokenizer id, RNG states, data position, step, epoch), the
 schema version and a digest of its content. Loading never runs code from the file (torch's
 `weights_only` unpickler: tensors, numbers, strings and containers only) and checks the
 digest, so a flipped byte is an error that names the last good checkpoint, not a silently

@@ -21,7 +21,8 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 def evaluate_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="ebm-evaluate",
-        description="Score a checkpoint: ppl_energy, ppl_decoder, coverage and generation quality.",
+        description="Score a checkpoint on whole texts, every token once with a sliding window: token-level and "
+        "word-level perplexity and bits per byte of both heads, coverage and generation quality.",
         epilog="example:\n  ebm-evaluate --checkpoint checkpoints/<run_id> --data ../shared/data/wikitext-2/wiki.valid.tokens "
         "--split all --detokenize",
         formatter_class=HelpFormatter,
@@ -30,7 +31,8 @@ def evaluate_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default="builtin", help="builtin, wikitext-2, wikitext-103, a folder or a text file")
     p.add_argument("--split", default="valid", choices=["valid", "test", "all"], help="'all' scores a whole single file")
     p.add_argument("--detokenize", action="store_true", help="undo WikiText tokenisation (' @-@ ' etc.) first")
-    p.add_argument("--max-tokens", type=int, default=16384, help="target tokens to score (evenly spaced windows)")
+    p.add_argument("--max-tokens", type=int, default=0, help="score only the first N tokens (0: the whole text)")
+    p.add_argument("--stride", type=int, default=0, help="new tokens per window (0: half of context_global)")
     p.add_argument("--samples", type=int, default=4, help="generated samples for quality metrics")
     p.add_argument("--sample-tokens", type=int, default=24, help="tokens generated per sample")
     p.add_argument("--device", default="cpu", help="cpu or vulkan[:N]")

@@ -10,9 +10,9 @@ Corpora (`--data`):
                 one text file split by lines into 90 / 5 / 5 contiguous blocks.
 
 Token ids are cached once per corpus split and tokenizer as a memory-mapped .npy file.
-A window of L = context_global + seq_length + 1 tokens carries context_global tokens of
-history and predicts its last seq_length tokens; windows tile each split with stride
-seq_length, so every token is a target once per epoch.
+A training window is context_global + 1 tokens and predicts its last T = targets_per_window
+of them (by default all context_global positions, each from the tokens before it in the
+window); windows tile each split with stride T, so every token is a target once per epoch.
 """
 
 from __future__ import annotations
@@ -184,6 +184,11 @@ def tokenize_split(
 
 def token_frequencies(tokens: np.ndarray, vocab_size: int) -> np.ndarray:
     return np.bincount(np.asarray(tokens, dtype=np.int64), minlength=vocab_size)[:vocab_size]
+
+
+def windows_for(tokens: np.ndarray, cfg) -> Windows:
+    """The windows an EBMConfig trains and scores on: context_global + 1 tokens, last T scored."""
+    return Windows(tokens, cfg.context_global - cfg.targets_per_window, cfg.targets_per_window)
 
 
 class Windows:

@@ -8,13 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from ebm import backend_for
 
 from .checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
-from .data import DataError, Windows, default_cache_dir, load_corpus, read_text_file, tokenize_split
+from .data import DataError, default_cache_dir, load_corpus, read_text_file, tokenize_split
 from .device import DeviceError, resolve_device
-from .evaluation import generate_samples, score
+from .evaluation import generate_samples, per_unit, score_text, text_units
 from .tokenizer import TokenizerError, load_tokenizer
 from .wikitext import detokenize
 
@@ -40,12 +41,19 @@ def run(args) -> dict:
     path = Path(args.checkpoint)
     state, model, tokenizer = load_run(path)
     backend = backend_for(vulkan)
-    tokens = _tokens(args, tokenizer)
     cfg = model.cfg
-    windows = Windows(tokens, cfg.context_global, cfg.seq_length)
-    ids = windows.evenly_spaced(max(1, args.max_tokens // cfg.seq_length))
-    result = score(model, windows, ids, cfg.batch_size, backend=backend)
-    prompts = [windows.batch(np.array([i]))[0, -9:-1].tolist() for i in ids[: args.samples]]
+    tokens = _tokens(args, tokenizer)
+    eot = tokenizer.tokenizer.token_to_id("<|endoftext|>")
+    if eot is not None:  # the first token gets a context too, as every later document's does
+        tokens = np.concatenate([[eot], tokens]).astype(np.int64)
+    if args.max_tokens:
+        tokens = tokens[: args.max_tokens + 1]
+    stride = args.stride or max(1, cfg.context_global // 2)
+    with tqdm(total=len(tokens) - 1, desc="scoring", unit="tok", disable=args.json or not sys.stderr.isatty()) as bar:
+        result = score_text(model, tokens, stride, cfg.batch_size, lambda n: bar.update(n - bar.n), backend)
+    units = text_units(_decoded(tokenizer, tokens, eot))
+    ends = np.linspace(9, len(tokens) - 1, max(args.samples, 1)).astype(int)[: args.samples]
+    prompts = [tokens[e - 8 : e].tolist() for e in ends]
     samples, quality = generate_samples(model, prompts, args.sample_tokens, tokenizer.decode, seed=args.seed, backend=backend)
     return {
         "checkpoint": str(path),
@@ -55,10 +63,31 @@ def run(args) -> dict:
         "data": args.data,
         "split": args.split,
         "detokenized": args.detokenize,
+        "context": cfg.context_global,
+        "stride": stride,
         **result,
+        **units,
+        **per_unit(result, units),
+        "unk_handling": "<unk> is kept as its literal text and scored like any other text",
+        "first_token": "scored after an end-of-text token" if eot is not None else "not scored (no end-of-text token)",
         "generation": quality,
         "samples": samples,
     }
+
+
+def _decoded(tokenizer, tokens: np.ndarray, eot: int | None) -> str:
+    """The scored text, documents joined by newlines (byte-level BPE decodes it exactly)."""
+    ids = tokens[1:].tolist()
+    if eot is None:
+        return tokenizer.decode(ids)
+    pieces, current = [], []
+    for i in ids:
+        if i == eot:
+            pieces.append(current)
+            current = []
+        else:
+            current.append(i)
+    return "\n".join(tokenizer.decode(piece) for piece in [*pieces, current])
 
 
 def _tokens(args, tokenizer) -> np.ndarray:
@@ -70,7 +99,7 @@ def _tokens(args, tokenizer) -> np.ndarray:
         text = detokenize(text) if args.detokenize else text
         return np.asarray(tokenizer.encode(text), dtype=np.int64)
     corpus = load_corpus(args.data)
-    return tokenize_split(corpus, args.split, tokenizer, default_cache_dir(), progress=False)
+    return np.asarray(tokenize_split(corpus, args.split, tokenizer, default_cache_dir(), progress=False), dtype=np.int64)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,12 +119,16 @@ def cli_main(args) -> int:
         return 0
     print(f"checkpoint  {result['checkpoint']} (step {result['step']})")
     print(
-        f"data        {result['data']} / {result['split']}{' (detokenised)' if result['detokenized'] else ''}, "
-        f"tokenizer {result['tokenizer']}, {result['tokens']} target tokens"
+        f"data        {result['data']} / {result['split']}{' (detokenised)' if result['detokenized'] else ''}: "
+        f"{result['tokens']:,} tokens of {result['tokenizer']}, {result['words']:,} words, {result['bytes']:,} bytes, "
+        f"scored once each with a {result['context']}-token window, stride {result['stride']}"
     )
-    print(
-        f"ppl_energy  {result['ppl_energy']:.3f}\nppl_decoder {result['ppl_decoder']:.3f}\ncoverage    {result['coverage']:.3f}"
-    )
+    print(f"            {result['unk_handling']} ({result['unk_words']:,} words); first token {result['first_token']}")
+    print("            token ppl   word ppl   bits/byte")
+    for head in ("energy", "decoder"):
+        print(f"p_{head:8s}  {result[f'ppl_{head}']:9.2f}  {result[f'word_ppl_{head}']:9.2f}  "
+              f"{result[f'bits_per_byte_{head}']:9.4f}")  # fmt: skip
+    print(f"coverage    {result['coverage']:.3f}")
     for key, value in result["generation"].items():
         print(f"{key:22s} {value:.4g}" if isinstance(value, float) else f"{key:22s} {value}")
     for s in result["samples"]:

@@ -18,31 +18,84 @@ from .data import Windows
 def score(
     model: EBMModel, windows: Windows, window_ids: np.ndarray, batch_size: int, progress=None, backend: Backend = TORCH
 ) -> dict:
-    """ppl_energy, ppl_decoder and splat coverage on the targets of the given windows."""
+    """ppl_energy, ppl_decoder and splat coverage on the targets of the given windows (the
+    trainer's quick validation on a fixed sample of windows)."""
     model.eval()
-    nll_e = nll_d = 0.0
-    covered = n = 0
-    emb = model.embeddings
+    totals = np.zeros(4)  # nll_energy, nll_decoder, covered, targets
     for start in range(0, len(window_ids), batch_size):
         tokens = torch.from_numpy(windows.batch(window_ids[start : start + batch_size]))
-        nll_e -= token_logprobs(model, tokens, windows.targets, backend).sum().item()
-        nll_d -= decoder_logprobs(model, tokens, windows.targets, backend=backend).sum().item()
-        targets = emb[tokens[:, -windows.targets :].reshape(-1)]
-        covered += (
-            coverage(model.splats, model.neighbours.index, targets, model.cfg.knn_k, model.cfg.coverage_kernel).sum().item()
-        )
-        n += targets.shape[0]
+        totals += batch_scores(model, tokens, windows.targets, backend)
         if progress is not None:
-            progress(n)
+            progress(int(totals[3]))
     model.train()
-    return {
-        "ppl_energy": safe_exp(nll_e / n),
-        "ppl_decoder": safe_exp(nll_d / n),
-        "nll_energy": nll_e / n,
-        "nll_decoder": nll_d / n,
-        "coverage": covered / n,
-        "tokens": n,
-    }
+    return _summary(*totals)
+
+
+def batch_scores(model: EBMModel, tokens: torch.Tensor, n_targets: int, backend: Backend = TORCH) -> np.ndarray:
+    """Summed -log p_E, -log p_D, covered targets and targets of the last n_targets of each window (B, L)."""
+    nll_e = -token_logprobs(model, tokens, n_targets, backend).sum().item()
+    nll_d = -decoder_logprobs(model, tokens, n_targets, backend=backend).sum().item()
+    targets = model.embeddings[tokens[:, -n_targets:].reshape(-1)]
+    cfg = model.cfg
+    covered = coverage(model.splats, model.neighbours.index, targets, cfg.knn_k, cfg.coverage_kernel).sum().item()
+    return np.array([nll_e, nll_d, covered, targets.shape[0]])
+
+
+def _summary(nll_e: float, nll_d: float, covered: float, n: float) -> dict:
+    n = max(n, 1)
+    return {"ppl_energy": safe_exp(nll_e / n), "ppl_decoder": safe_exp(nll_d / n), "nll_energy": nll_e / n,
+            "nll_decoder": nll_d / n, "coverage": covered / n, "tokens": int(n)}  # fmt: skip
+
+
+def sliding_windows(n_tokens: int, context: int, stride: int) -> list[tuple[int, int]]:
+    """(end, new) of each window over a text of n_tokens: the window is tokens [end - context - 1,
+    end) and scores its last `new` tokens, so every token but the first is scored exactly once,
+    each with at least context - stride tokens before it once the text is that long."""
+    if not 0 < stride <= context:
+        raise ValueError(f"stride must be in 1..{context}, got {stride}")
+    out, scored = [], 1  # token 0 has no context: the caller starts the text with end-of-text
+    while scored < n_tokens:
+        end = min(n_tokens, context + 1 if scored == 1 else scored + stride)
+        out.append((end, end - scored))
+        scored = end
+    return out
+
+
+@torch.no_grad()
+def score_text(model: EBMModel, tokens: np.ndarray, stride: int, batch_size: int, progress=None,
+               backend: Backend = TORCH) -> dict:  # fmt: skip
+    """Every token of a whole text scored once with a sliding window of context_global tokens
+    (the literature's protocol for perplexity): sums and token-level perplexities."""
+    model.eval()
+    context = model.cfg.context_global
+    groups: dict[tuple[int, int], list[int]] = {}  # (window length, new tokens) -> window ends
+    for end, new in sliding_windows(len(tokens), context, stride):
+        groups.setdefault((min(end, context + 1), new), []).append(end)
+    totals = np.zeros(4)
+    for (length, new), ends in groups.items():
+        for start in range(0, len(ends), batch_size):
+            rows = np.stack([tokens[end - length : end] for end in ends[start : start + batch_size]])
+            totals += batch_scores(model, torch.from_numpy(rows.astype(np.int64)), new, backend)
+            if progress is not None:
+                progress(int(totals[3]))
+    model.train()
+    return _summary(*totals)
+
+
+def text_units(text: str) -> dict:
+    """What per-word and per-byte figures divide by: whitespace words and UTF-8 bytes."""
+    words = text.split()
+    return {"words": len(words), "bytes": len(text.encode("utf-8")), "unk_words": sum("<unk>" in w for w in words)}
+
+
+def per_unit(result: dict, units: dict) -> dict:
+    """Word-level perplexity (total nll / words, as GPT-2's paper reports) and bits per byte."""
+    out = {}
+    for head in ("energy", "decoder"):
+        total = result[f"nll_{head}"] * result["tokens"]
+        out[f"word_ppl_{head}"] = safe_exp(total / max(units["words"], 1))
+        out[f"bits_per_byte_{head}"] = total / math.log(2) / max(units["bytes"], 1)
+    return out
 
 
 def safe_exp(x: float) -> float:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ebm.presets import Preset
+
 from .runfiles import RunFiles
 
 
@@ -21,6 +23,7 @@ class RunOptions:
     quiet: bool = False  # no progress bar
     name: str | None = None  # a human name for the run, shown by the dashboard
     report_to: tuple[str, ...] = ()  # other tools that get a copy of the log: "tensorboard"
+    preset: tuple[Preset, str] | None = None  # the preset a new run started from, and why
 
     @property
     def files(self) -> RunFiles:

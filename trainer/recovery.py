@@ -35,9 +35,10 @@ class Recovery:
         self.rollbacks += 1
         return Action.ROLL_BACK
 
-    def lr_scale(self, rollbacks_at_checkpoint: int) -> float:
-        """Learning-rate factor against a checkpoint written after `rollbacks_at_checkpoint` rollbacks."""
-        return 0.5 ** (self.rollbacks - rollbacks_at_checkpoint)
+    @property
+    def lr_scale(self) -> float:
+        """Learning-rate factor: halved by each rollback of this run."""
+        return 0.5**self.rollbacks
 
     def state_dict(self) -> dict:
         return {"rollbacks": self.rollbacks}

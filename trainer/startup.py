@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from ebm.config import ConfigError, EBMConfig
+from ebm.presets import Preset, choose_preset
 
 from .checkpoint import CheckpointError, newest_intact
 from .data import DataError, default_cache_dir, load_corpus, tokenize_split
@@ -34,14 +35,22 @@ class UserError(RuntimeError):
 USER_ERRORS = (ConfigError, DataError, TokenizerError, CheckpointError, DeviceError, RunLockedError, ReportError, UserError)
 
 
+def run_preset(args) -> tuple[Preset, str]:
+    try:
+        return choose_preset(args.preset, args.device)
+    except ValueError as err:
+        raise UserError(f"--preset: {err}") from None
+
+
 def build_config(args, vocab_size: int) -> EBMConfig:
-    base = EBMConfig()
+    """The preset's fields, then --config, then --set and the flags that name a field."""
+    fields = dict(run_preset(args)[0].config)
     if args.config:
         try:
-            base = EBMConfig.from_dict(json.loads(Path(args.config).read_text()))
+            fields |= json.loads(Path(args.config).read_text())
         except (OSError, ValueError) as err:
             raise UserError(f"--config {args.config}: {err}") from None
-    cfg = base.with_overrides(args.set)
+    cfg = EBMConfig.from_dict(fields).with_overrides(args.set)
     changes = {"vocab_size": vocab_size}
     for flag, key in (("epochs", "epochs"), ("batch_size", "batch_size"), ("seed", "seed")):
         if getattr(args, flag) is not None:
@@ -61,14 +70,15 @@ def latest_run(checkpoint_root: Path) -> str:
 def run_options(args, run_id: str, out: Path) -> RunOptions:
     return RunOptions(run_id=run_id, out=out, data=args.data, device=args.device, embeddings=args.embeddings,
                       max_steps=args.max_steps, max_minutes=args.max_minutes, log_every=args.log_every, name=args.name,
-                      report_to=tuple(args.report_to),
+                      report_to=tuple(args.report_to), preset=run_preset(args) if not args.resume else None,
                       quiet=args.quiet)  # fmt: skip
 
 
 # --------------------------------------------------------------------------- entry points
 
 
-FIXED_ON_RESUME = {"set": "--set", "config": "--config", "tokenizer": "--tokenizer", "batch_size": "--batch-size",
+FIXED_ON_RESUME = {"set": "--set", "config": "--config", "preset": "--preset", "tokenizer": "--tokenizer",
+                   "batch_size": "--batch-size",
                    "seed": "--seed", "no_curriculum": "--no-curriculum", "run_id": "--run-id"}  # fmt: skip
 
 
@@ -93,7 +103,7 @@ def run_setup(args, files: RunFiles) -> tuple[str, EBMConfig | None, dict | None
     """(tokenizer spec, config or None (built once the tokenizer is known), resume state)."""
     if not args.resume:
         args.data = args.data or "builtin"
-        return args.tokenizer or "gpt2", None, None
+        return args.tokenizer or run_preset(args)[0].tokenizer, None, None
     state = resume_checkpoint(files)
     saved = state.get("corpus")
     if args.data and saved and args.data != saved:

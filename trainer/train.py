@@ -42,7 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-id", help="id of the run, its folder name (default: date-time and a random suffix)")
     p.add_argument("--name", help="a human name for the run, shown by the dashboard (editable there)")
     p.add_argument("--out", default=".", help="folder holding checkpoints/ and logs/")
-    p.add_argument("--config", help="EBMConfig as a JSON file (keys: --list-config)")
+    p.add_argument("--preset", choices=["cpu", "seed"],
+                   help="starting config and tokenizer: cpu (small, learns in minutes on a CPU) or seed (the "
+                        "original 640-D specification); default: seed on CUDA, cpu elsewhere")  # fmt: skip
+    p.add_argument("--config", help="EBMConfig fields as a JSON file, on top of the preset (keys: --list-config)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field (repeatable)")
     p.add_argument("--list-config", action="store_true", help="print every config field with its type, default and meaning")
     p.add_argument("--embeddings", default="auto", choices=["auto", "gpt2", "minilm", "own"],

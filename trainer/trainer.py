@@ -22,7 +22,7 @@ from ebm.upkeep import Event, SplatUpkeep
 
 from . import alerts
 from .checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
-from .data import BUILTIN_LICENSE, Windows, token_frequencies
+from .data import BUILTIN_LICENSE, token_frequencies, windows_for
 from .device import resolve_device
 from .evaluation import generate_samples, score
 from .heap import release_free_heap
@@ -43,9 +43,8 @@ class Trainer:
         self.cfg, self.opts, self.tokenizer, self.files = cfg, opts, tokenizer, opts.files
         self.device, vulkan = resolve_device(opts.device)
         self.device_name, self.backend = str(vulkan or self.device), backend_for(vulkan)
-        self.train = Windows(train_tokens, cfg.context_global, cfg.seq_length)
-        self.valid = Windows(valid_tokens, cfg.context_global, cfg.seq_length)
-        self.eval_ids = self.valid.evenly_spaced(max(1, cfg.eval_tokens // cfg.seq_length))
+        self.train, self.valid = windows_for(train_tokens, cfg), windows_for(valid_tokens, cfg)
+        self.eval_ids = self.valid.evenly_spaced(max(1, cfg.eval_tokens // cfg.targets_per_window))
         self.upkeep = SplatUpkeep(cfg, torch.from_numpy(token_frequencies(train_tokens, cfg.vocab_size)).float())
         self.monitor, self.recovery = alerts.Monitor(), Recovery()
         resume_step = None if resume_state is None else int(resume_state["step"])
@@ -62,7 +61,6 @@ class Trainer:
         self.model.to(self.device)
         self.opt = torch.optim.AdamW(self.model.parameter_groups(), lr=cfg.learning_rate)
         self.budget = Budget(self.steps_per_epoch * cfg.epochs, opts.max_steps, opts.max_minutes)
-        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, self._lr_factor)
         self.gen = torch.Generator().manual_seed(cfg.seed)
         if resume_state is not None:
             self._restore(resume_state)
@@ -81,8 +79,15 @@ class Trainer:
         for listener in self.listeners:
             listener(record)
 
-    def _lr_factor(self, step: int) -> float:
-        return lr_factor(step, self.cfg.warmup_steps, self.budget.schedule_steps)
+    def _set_lr(self) -> float:
+        """The schedule's learning rate for this step, halved once per rollback (trainer.recovery).
+        A fixed schedule_steps keeps the schedule when a resumed run gets a longer budget."""
+        cfg = self.cfg
+        progress = self.step / cfg.schedule_steps if cfg.schedule_steps else self.budget.progress(self.step, self.train_seconds)
+        lr = cfg.learning_rate * self.recovery.lr_scale * lr_factor(self.step, cfg.warmup_steps, progress)
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+        return lr
 
     @property
     def steps_per_epoch(self) -> int:
@@ -100,7 +105,6 @@ class Trainer:
         return {
             "model": self.model.state_dict(),
             "optimizer": self.opt.state_dict(),
-            "scheduler": self.sched.state_dict(),
             **self.upkeep.state_dict(),
             "config": self.cfg.to_dict(),
             "corpus": self.opts.data,
@@ -119,7 +123,6 @@ class Trainer:
     def _restore(self, state: dict) -> None:
         """Everything but the model's parameters and the recovery count (see _roll_back)."""
         self.opt.load_state_dict(state["optimizer"])
-        self.sched.load_state_dict(state["scheduler"])
         self.upkeep.load_state_dict(state)
         torch.set_rng_state(state["rng"]["torch"])
         self.gen.set_state(state["rng"]["gen"])
@@ -224,6 +227,8 @@ class Trainer:
             "pid": os.getpid(),
             "n_params": sum(p.numel() for p in self.model.parameters()),
             "budget": {"planned_steps": self.total_steps, "max_steps": opts.max_steps, "max_minutes": opts.max_minutes},
+            "preset": opts.preset[0].name if opts.preset else None,
+            "preset_reason": opts.preset[1] if opts.preset else None,
         }
 
     def _close_run(self) -> str:
@@ -266,20 +271,20 @@ class Trainer:
 
     def train_step(self, tokens: torch.Tensor) -> dict:
         t0 = time.perf_counter()
+        lr = self._set_lr()
         self.model.refresh_neighbours(self.step)
         out = training_loss(self.model, tokens.to(self.device), self.gen, backend=self.backend)
         self.opt.zero_grad(set_to_none=True)
         out.loss.backward()
         clip = self.cfg.grad_clip if self.cfg.grad_clip > 0 else float("inf")
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
-        metrics = {**host_metrics(out.metrics), "grad_norm": float(grad_norm), "lr": self.opt.param_groups[0]["lr"]}
+        metrics = {**host_metrics(out.metrics), "grad_norm": float(grad_norm), "lr": lr}
         alert = alerts.non_finite(metrics)
         if alert is not None:
             self._on_non_finite(alert)
             return {**metrics, "tokens_per_s": 0.0}
         self.recovery.on_finite()
         self.opt.step()
-        self.sched.step()
         self.step += 1
         metrics |= {"n_splats": self.model.splats.n, "phase": self.upkeep.phase.index}  # the store this step trained
         progress = self.epoch + self.batch_in_epoch / self.steps_per_epoch
@@ -287,7 +292,7 @@ class Trainer:
         release_free_heap()
         elapsed = time.perf_counter() - t0
         self.train_seconds += elapsed
-        metrics |= {"train_seconds": self.train_seconds, "tokens_per_s": tokens.shape[0] * self.cfg.seq_length / elapsed}
+        metrics |= {"train_seconds": self.train_seconds, "tokens_per_s": tokens.shape[0] * self.cfg.targets_per_window / elapsed}
         if self.step % self.opts.log_every == 0:
             self._log("batch", **metrics, **self.system.read())
         self._log_events(events)
@@ -313,10 +318,6 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self._restore(state)
         self.train_seconds = spent
-        scale = self.recovery.lr_scale(int(state.get("rollbacks", 0)))
-        for group in self.opt.param_groups:
-            group["lr"] *= scale
-        self.sched.base_lrs = [lr * scale for lr in self.sched.base_lrs]
         self._log("alert", rule="rollback", severity="error",
                   message=f"rolled back to step {self.step} from {self.files.latest.name}; learning rate halved",
                   advice="if this repeats, lower learning_rate in the config")  # fmt: skip
