@@ -153,11 +153,14 @@ class SplatStore(nn.Module):
             param = getattr(self, name)
             kept = param.data[keep]
             fresh = new_rows[name] if n_new else kept[:0]
+            # A new Parameter, not a resized .data: autograd reuses a tensor's gradient
+            # accumulator while any graph from before the edit is alive, and that accumulator
+            # still expects the old shape ("invalid gradient ... expected shape [K_old]").
+            resized = nn.Parameter(torch.cat([kept, fresh.to(kept)]))
             if optimizer is not None:
                 _remap_optimizer_rows(optimizer, param, keep, n_new)
-            param.data = torch.cat([kept, fresh.to(kept)])
-            if param.grad is not None:
-                param.grad = None
+                _replace_in_optimizer(optimizer, param, resized)
+            setattr(self, name, resized)
         fills = {"usage": 0.0, "birth_step": step, "last_used": step, "birth_phase": phase}
         for name, fill in fills.items():
             buf = getattr(self, name)
@@ -231,6 +234,14 @@ class SplatStore(nn.Module):
             extra = torch.randn(max(0, n - self.n), self.cfg.latent_dim)
             self.resize(torch.arange(min(n, self.n)), new_mu=extra)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
+def _replace_in_optimizer(optimizer: torch.optim.Optimizer, old: nn.Parameter, new: nn.Parameter) -> None:
+    """Point the optimiser's groups and state at `new` where they held `old`."""
+    for group in optimizer.param_groups:
+        group["params"] = [new if p is old else p for p in group["params"]]
+    if old in optimizer.state:
+        optimizer.state[new] = optimizer.state.pop(old)
 
 
 def _remap_optimizer_rows(optimizer: torch.optim.Optimizer, param: nn.Parameter, keep: Tensor, n_new: int) -> None:

@@ -86,3 +86,17 @@ def test_history_buffer_ring(gen):
     clone = HistoryBuffer(1, 3)
     clone.load_state_dict(buf.state_dict())
     assert torch.equal(clone.contents()[1], en)
+
+
+def test_an_edit_while_an_older_graph_is_alive_leaves_backward_working():
+    """A graph from before the edit kept alive (a held loss) used to make the next backward fail
+    with "invalid gradient ... expected shape [K_old]": resized .data kept the old accumulator."""
+    cfg = small_config()
+    store = SplatStore(cfg, 8, normalize(torch.randn(8, cfg.latent_dim)))
+    opt = torch.optim.AdamW(store.parameters(), lr=1e-2)
+    held = store.log_alpha[torch.tensor([0, 1])].sum()  # noqa: F841 - alive across the edit on purpose
+    store.resize(torch.arange(8), new_mu=normalize(torch.randn(4, cfg.latent_dim)), optimizer=opt)
+    (store.log_alpha[torch.tensor([0, 11])].sum() + store.mu[11].sum() + store.kappa[3]).backward()
+    opt.step()
+    assert store.log_alpha.grad.shape == (12,) and store.log_alpha.grad[11] == 1
+    assert all(p in {id(q) for g in opt.param_groups for q in g["params"]} for p in map(id, store.parameters()))
