@@ -1,14 +1,21 @@
-"""Perplexity at an equal training-time budget: this EBM (default config), a nanoGPT-style
-transformer and an interpolated modified Kneser-Ney n-gram model, trained one after another
-on the built-in corpus and scored on the same WikiText tokens with the same GPT-2 BPE.
+"""Perplexity at an equal training-time budget, reported the way the literature does.
 
-python bench/ppl.py --budget-min 15 --valid ../shared/data/wikitext-2/wiki.valid.tokens \\
-                    --test ../shared/data/wikitext-2/wiki.test.tokens --out bench/results
+Rows: the add-one unigram, interpolated modified Kneser-Ney n-grams, a nanoGPT-style transformer
+of the EBM's size with its own learning-rate sweep, and the EBM (cpu preset, or --preset) with
+its own sweep. Every neural model gets the same minutes of optimiser steps (evaluation
+excluded) on the same cores, one after another, in one invocation. All models use the run's
+tokenizer: the preset's (cpu: a byte-level BPE of 8,192 tokens trained on the built-in corpus's
+train split). Two texts are scored whole, every token once, with the same sliding window
+(ebm-evaluate's protocol: context_global tokens, stride half of it, the first token after an
+end-of-text token):
 
-Protocol (printed with every table): training text = built-in corpus train split (Wikipedia
-lead sections); tokenizer = GPT-2 BPE; budget = seconds spent in optimiser steps (evaluation
-excluded); scored = the same evenly spaced windows of the detokenised WikiText file, each target
-predicted from its 512 preceding tokens (the EBM's context_global), --eval-tokens targets.
+  in-domain   the built-in corpus's test split, which nothing trains or tunes on;
+  zero-shot   WikiText-2 valid, detokenised; <unk> stays as literal text and is scored.
+
+Token-level perplexity, word-level perplexity (total NLL / whitespace words of the original
+text: the split's documents, the WikiText file as distributed) and bits per byte.
+
+python bench/ppl.py --budget-min 10 --out /tmp/bench/ppl10
 """
 
 from __future__ import annotations
@@ -28,365 +35,315 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.measure import peak_rss_mb  # noqa: E402
-from trainer.heap import release_free_heap  # noqa: E402
 
-SHARED = ROOT.parent / "shared" / "data" / "wikitext-2"
+WIKITEXT = ROOT.parent / "shared" / "data" / "wikitext-2" / "wiki.valid.tokens"
+ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 
 
 # ----------------------------------------------------------------------------- data
 
 
-def load_data(args):
-    """GPT-2 tokens of the built-in train/valid splits and the WikiText files, and the EBM's window shape."""
-    from ebm import EBMConfig
-    from trainer.data import default_cache_dir, load_corpus, tokenize_split
+def scored_sets(args, tokenizer) -> dict[str, tuple[np.ndarray, dict]]:
+    """name -> (token ids, words and bytes of the original text), exactly as ebm-evaluate scores them."""
+    from trainer.evaluate import text_to_score
+
+    sets = {"in-domain": text_to_score("builtin", "test", False, tokenizer, args.max_tokens)}
+    if args.wikitext:
+        sets["wikitext-2"] = text_to_score(args.wikitext, "all", True, tokenizer, args.max_tokens)
+    return sets
+
+
+def run_tokenizer(args):
+    """The tokenizer ebm-train builds for the preset (cached: the same file the EBM run uses)."""
+    from ebm.presets import PRESETS
+    from trainer.data import default_cache_dir, load_corpus
     from trainer.tokenizer import load_tokenizer
-    from trainer.wikitext import detokenize
 
-    # The protocol of the tables in docs/benchmarks.md: GPT-2 tokens, 512 tokens of history, the
-    # last 32 of each window scored (the seed preset, before every position became a target).
-    cfg = EBMConfig(seq_length=32)
-    tok = load_tokenizer("gpt2")
-    corpus = load_corpus("builtin")
-    train = np.asarray(tokenize_split(corpus, "train", tok, default_cache_dir(), progress=False))
-    valid = np.asarray(tokenize_split(corpus, "valid", tok, default_cache_dir(), progress=False))
-    scored = {
-        name: np.asarray(tok.encode(detokenize(Path(p).read_text(encoding="utf-8"))), dtype=np.int64)
-        for name, p in (("valid", args.valid), ("test", args.test))
-        if p
-    }
-    return cfg, train, valid, scored
+    spec = PRESETS[args.preset].tokenizer
+    return load_tokenizer(spec, load_corpus("builtin").texts("train"), default_cache_dir() / "tokenizers")
 
 
-# ----------------------------------------------------------------------------- workers
+def preset_config(args, vocab_size: int):
+    from ebm import EBMConfig
+    from ebm.presets import PRESETS
+
+    return EBMConfig(**{**PRESETS[args.preset].config, "vocab_size": vocab_size})
 
 
-def run_kn(args) -> dict:
+def scores(nll: float, tokens: int, units: dict) -> dict:
+    return {"ppl": math.exp(nll / tokens), "word_ppl": math.exp(nll / units["words"]),
+            "bits_per_byte": nll / math.log(2) / units["bytes"], "tokens": tokens, "words": units["words"]}  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- n-grams
+
+
+def run_ngrams(args) -> dict:
     from bench.kneser_ney import KneserNey
-    from trainer.data import Windows
+    from trainer.data import default_cache_dir, load_corpus, tokenize_split
 
-    cfg, train, _, scored = load_data(args)
-    t = time.perf_counter()
-    model = KneserNey(args.kn_order, cfg.vocab_size).fit(train.tolist())
-    fit_s = time.perf_counter() - t
-    result = {
-        "model": f"Kneser-Ney {args.kn_order}-gram (interpolated, modified)",
-        "fit_s": fit_s,
-        "tokens_seen": int(len(train)),
-        "params": sum(len(c) for c in model.counts),
-    }
-    for name, tokens in scored.items():
-        w = Windows(tokens, cfg.context_global, cfg.seq_length)
-        batch = w.batch(w.evenly_spaced(args.eval_tokens // cfg.seq_length))
-        nll, n = 0.0, 0
-        for row in batch:
-            for j in range(len(row) - cfg.seq_length, len(row)):
-                nll -= math.log(model.prob(int(row[j]), row[j - args.kn_order + 1 : j].tolist()))
-                n += 1
-        result[f"ppl_{name}"], result[f"tokens_{name}"] = math.exp(nll / n), n
-    result["peak_rss_mb"] = peak_rss_mb()
-    return result
+    tok = run_tokenizer(args)
+    train = np.asarray(tokenize_split(load_corpus("builtin"), "train", tok, default_cache_dir(), progress=False))
+    V = tok.vocab_size
+    counts = np.bincount(train, minlength=V)[:V] + 1.0
+    unigram = np.log(counts / counts.sum())
+    sets = scored_sets(args, tok)
+    out = {"unigram": {"model": "add-one unigram", "params": V, "fit_s": 0.0, "targets_seen": len(train)}}
+    for name, (tokens, units) in sets.items():
+        out["unigram"][name] = scores(-unigram[tokens[1:]].sum(), len(tokens) - 1, units)
+    for order in args.kn_orders:
+        t = time.perf_counter()
+        model = KneserNey(order, V).fit(train.tolist())
+        row = {"model": f"Kneser-Ney {order}-gram (interpolated, modified)", "fit_s": time.perf_counter() - t,
+               "params": sum(len(c) for c in model.counts), "targets_seen": len(train)}  # fmt: skip
+        for name, (tokens, units) in sets.items():
+            ids = tokens.tolist()
+            nll = -sum(math.log(model.prob(ids[j], ids[max(0, j - order + 1) : j])) for j in range(1, len(ids)))
+            row[name] = scores(nll, len(ids) - 1, units)
+        row["peak_rss_mb"] = peak_rss_mb()
+        out[f"kn{order}"] = row
+        del model
+    return out
+
+
+# ----------------------------------------------------------------------------- transformer
 
 
 def run_transformer(args) -> dict:
     import torch
 
-    from bench.transformer import GPT, GPTConfig, lr_at
-    from trainer.data import Windows
+    from bench.transformer import GPTConfig
+    from trainer.data import Windows, default_cache_dir, load_corpus, tokenize_split
+    from trainer.evaluation import sliding_sums
 
-    torch.manual_seed(0)
-    cfg, train, valid, scored = load_data(args)
-    T, H = cfg.seq_length, cfg.context_global
-    train_w, valid_w = Windows(train, H, T), Windows(valid, H, T)
-    curve_ids = valid_w.evenly_spaced(cfg.eval_tokens // T // 2)  # half the EBM's eval tokens: evaluation is not free
-    gcfg = GPTConfig(
-        vocab_size=cfg.vocab_size, block_size=H + T, n_layer=args.gpt_layers, n_embd=args.gpt_embd, n_head=args.gpt_embd // 64
-    )
+    tok = run_tokenizer(args)
+    cfg = preset_config(args, tok.vocab_size)
+    corpus = load_corpus("builtin")
+    train, valid = (np.asarray(tokenize_split(corpus, s, tok, default_cache_dir(), progress=False)) for s in ("train", "valid"))
+    C = cfg.context_global
+    gcfg = GPTConfig(vocab_size=tok.vocab_size, block_size=C, n_layer=cfg.context_layers, n_embd=cfg.latent_dim,
+                     n_head=cfg.context_heads)  # fmt: skip
+    train_w, valid_w = Windows(train, 0, C), Windows(valid, 0, C)
+    curve_ids = valid_w.evenly_spaced(64)
 
-    def ppl_on(model, windows, ids) -> float:
+    def valid_ppl(model) -> float:
         model.eval()
-        nll = sum(
-            -model.target_logprobs(torch.from_numpy(windows.batch(ids[i : i + 8])), T).sum().item() for i in range(0, len(ids), 8)
-        )
+        nll = sum(-model.target_logprobs(torch.from_numpy(valid_w.batch(curve_ids[i : i + 16])), C).sum().item()
+                  for i in range(0, len(curve_ids), 16))  # fmt: skip
         model.train()
-        return math.exp(nll / (len(ids) * T))
+        return math.exp(nll / (len(curve_ids) * C))
 
-    from ebm.ops import head_dtype
-
-    # nanoGPT trains under bf16 autocast; do the same wherever the EBM's heads run in bf16
-    dtype = head_dtype(args.gpt_dtype, torch.device("cpu"))
-
-    def train_for(lr: float, seconds: float, curve_every: float | None):
-        torch.manual_seed(0)
-        model = GPT(gcfg)
-        opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.1)
-        rng = np.random.default_rng(0)
-        spent, steps, curve, next_point = 0.0, 0, [], curve_every
-        while spent < seconds:
-            t = time.perf_counter()
-            for group in opt.param_groups:  # warm-up then cosine over the time budget
-                group["lr"] = lr_at(int(1000 * spent / seconds), 1000, lr, warmup=20)
-            batch = torch.from_numpy(train_w.batch(rng.integers(len(train_w), size=args.gpt_batch)))
-            with torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
-                loss = model.loss(batch)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            release_free_heap()  # as the EBM's trainer does
-            spent += time.perf_counter() - t
-            steps += 1
-            if curve_every and spent >= next_point:
-                curve.append({"train_s": spent, "ppl": ppl_on(model, valid_w, curve_ids)})
-                next_point += curve_every
-        return model, steps, spent, curve
-
-    sweep = {}
-    for lr in args.gpt_lrs:
-        model, *_ = train_for(lr, args.sweep_s, None)
-        sweep[lr] = ppl_on(model, valid_w, curve_ids[:64])
+    sweep = {lr: valid_ppl(train_gpt(gcfg, train_w, lr, 60 * args.sweep_min, cfg.batch_size, None)[0]) for lr in args.gpt_lrs}
     best = min(sweep, key=sweep.get)
     budget = 60 * args.budget_min
-    model, steps, spent, curve = train_for(best, budget, budget / 10)
-    seen = steps * args.gpt_batch * (H + T)
-    result = {
-        "model": f"causal transformer ({gcfg.n_layer} layers, d {gcfg.n_embd}, context {H + T}, lr {best:g}, "
-        f"{str(dtype).removeprefix('torch.')} autocast)",
-        "lr": best,
-        "train_dtype": str(dtype).removeprefix("torch."),
-        "lr_sweep": {str(k): v for k, v in sweep.items()},
-        "steps": steps,
-        "train_s": spent,
-        "tokens_seen": seen,
-        "tokens_per_s": seen / spent,
-        "params": sum(p.numel() for p in model.parameters()),
-        "non_embedding_params": model.non_embedding_params(),
-        "curve": curve,
-    }
-    for name, tokens in scored.items():
-        w = Windows(tokens, H, T)
-        ids = w.evenly_spaced(args.eval_tokens // T)
-        result[f"ppl_{name}"], result[f"tokens_{name}"] = ppl_on(model, w, ids), len(ids) * T
-    result["peak_rss_mb"] = peak_rss_mb()
-    return result
+    model, steps, spent, curve = train_gpt(gcfg, train_w, best, budget, cfg.batch_size, (budget / 8, valid_ppl))
+    row = {"model": f"transformer ({gcfg.n_layer} layers, d {gcfg.n_embd}, lr {best:g})", "lr": best,
+           "lr_sweep": {f"{k:g}": v for k, v in sweep.items()}, "steps": steps, "train_s": spent,
+           "targets_seen": steps * cfg.batch_size * C, "params": sum(p.numel() for p in model.parameters()),
+           "curve": curve}  # fmt: skip
+    row["targets_per_s"] = row["targets_seen"] / spent
+    model.eval()
+    with torch.no_grad():
+        for name, (tokens, units) in scored_sets(args, tok).items():
+
+            def batch_fn(rows, new):
+                return np.array([-model.target_logprobs(rows, new).double().sum().item(), new * rows.shape[0]])
+
+            nll, n = sliding_sums(batch_fn, tokens, C, max(1, C // 2), 16)
+            row[name] = scores(nll, int(n), units)
+    row["peak_rss_mb"] = peak_rss_mb()
+    return row
+
+
+def train_gpt(gcfg, windows, lr: float, seconds: float, batch: int, curve_every):
+    """AdamW, warm-up then a cosine to a tenth over the time budget, bf16 autocast where the CPU has
+    it (as the EBM's heads); every position of each window is a target. -> (model, steps, s, curve)"""
+    import torch
+
+    from bench.transformer import GPT, lr_at
+    from ebm.ops import head_dtype
+    from trainer.heap import release_free_heap
+
+    torch.manual_seed(0)
+    dtype = head_dtype("auto", torch.device("cpu"))
+    model = GPT(gcfg)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.1)
+    rng = np.random.default_rng(0)
+    spent, steps, curve = 0.0, 0, []
+    next_point = curve_every[0] if curve_every else math.inf
+    while spent < seconds:
+        t = time.perf_counter()
+        for group in opt.param_groups:
+            group["lr"] = lr_at(int(1000 * spent / seconds), 1000, lr, warmup=20)
+        rows = torch.from_numpy(windows.batch(rng.integers(len(windows), size=batch)))
+        with torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
+            loss = model.loss(rows)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        release_free_heap()  # as the EBM's trainer does
+        spent += time.perf_counter() - t
+        steps += 1
+        if spent >= next_point:
+            curve.append({"train_s": spent, "ppl": curve_every[1](model)})
+            next_point += curve_every[0]
+    return model, steps, spent, curve
+
+
+# ----------------------------------------------------------------------------- EBM
 
 
 def run_ebm(args, out: Path) -> dict:
+    """ebm-train per learning rate (the sweep at --sweep-min, then the best at the budget), then
+    ebm-evaluate on each scored text: exactly what a user runs."""
+    sweep = {lr: ebm_train(args, out, lr, args.sweep_min)["best_valid"] for lr in args.ebm_lrs} if len(args.ebm_lrs) > 1 else {}
+    best = min(sweep, key=sweep.get) if sweep else args.ebm_lrs[0]
+    row = ebm_train(args, out, best, args.budget_min)
+    row["lr_sweep"] = {f"{k:g}": v for k, v in sweep.items()}
+    for name, path, split, detok in (("in-domain", "builtin", "test", False), ("wikitext-2", args.wikitext, "all", True)):
+        if not path:
+            continue
+        cmd = [sys.executable, "-m", "trainer.evaluate", "--checkpoint", row["ckpt"], "--data", str(path),
+               "--split", split, "--samples", "0", "--json", "--max-tokens", str(args.max_tokens)]  # fmt: skip
+        ev = json.loads(
+            subprocess.run(cmd + ["--detokenize"] * detok, check=True, env=ENV, capture_output=True, text=True).stdout
+        )
+        units = {"words": ev["words"], "bytes": ev["bytes"]}
+        row[name] = scores(ev["nll_energy"] * ev["tokens"], ev["tokens"], units)
+        row[name + " decoder"] = scores(ev["nll_decoder"] * ev["tokens"], ev["tokens"], units)
+    return row
+
+
+def ebm_train(args, out: Path, lr: float, minutes: float) -> dict:
     from trainer.logs import LogReader
     from trainer.runfiles import RunFiles
 
-    run_id = f"bench-{time.strftime('%Y%m%d-%H%M%S')}"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    cmd = [
-        sys.executable,
-        "-m",
-        "trainer.train",
-        "--out",
-        str(out),
-        "--run-id",
-        run_id,
-        "--quiet",
-        "--max-minutes",
-        str(args.budget_min),
-        "--preset",
-        "seed",
-        "--set",
-        "seq_length=32",
-        "--set",
-        f"eval_interval={args.ebm_eval_interval}",
-    ]
+    run_id = f"bench-lr{lr:g}-{minutes:g}min"
+    cmd = [sys.executable, "-m", "trainer.train", "--out", str(out), "--run-id", run_id, "--quiet", "--preset", args.preset,
+           "--max-minutes", str(minutes), "--set", f"learning_rate={lr}"]  # fmt: skip
     cmd += [a for kv in args.ebm_set for a in ("--set", kv)]
-    trainer = subprocess.Popen(cmd, env=env)
-    _, status, usage = os.wait4(trainer.pid, 0)  # the rusage of this child alone
-    if code := os.waitstatus_to_exitcode(status):
-        raise subprocess.CalledProcessError(code, cmd)
-    peak = usage.ru_maxrss / 1024  # includes this (small) process's peak at fork; the trainer's is far larger
+    subprocess.run(cmd, env=ENV, check=True)
     files = RunFiles.under(out, run_id)
     reader = LogReader(files.log)
     reader.read_new()
     batches = {r["step"]: r for r in reader.of_type("batch")}
-    meta = reader.meta
-    last = batches[max(batches)]
-    ckpt = files.latest
-    n_emb = meta["config"]["vocab_size"] * meta["config"]["latent_dim"]
-    result = {
-        "model": ("EBM (default config" if not args.ebm_set else f"EBM ({', '.join(args.ebm_set)}")
-        + f", heads in {meta.get('head_dtype', 'float32')})",
-        "steps": last["step"],
-        "train_s": last["train_seconds"],
-        "tokens_seen": last["step"] * meta["config"]["batch_size"] * meta["config"]["seq_length"],
-        "params": meta["n_params"],
-        "non_embedding_params": meta["n_params"] - n_emb,
-        "peak_rss_mb": peak,
-        "run_id": run_id,
-        "curve": [
-            {"train_s": batches[r["step"]]["train_seconds"], "ppl": r["ppl_energy"], "ppl_decoder": r["ppl_decoder"]}
-            for r in reader.of_type("eval") + reader.of_type("epoch")
-            if r["step"] in batches
-        ],
-    }
-    result["tokens_per_s"] = result["tokens_seen"] / result["train_s"]
-    for name, path in (("valid", args.valid), ("test", args.test)):
-        if not path:
-            continue
-        ev = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "trainer.evaluate",
-                "--checkpoint",
-                str(ckpt),
-                "--data",
-                path,
-                "--split",
-                "all",
-                "--detokenize",
-                "--max-tokens",
-                str(args.eval_tokens),
-                "--samples",
-                "0",
-                "--json",
-            ],
-            check=True,
-            env=env,
-            capture_output=True,
-            text=True,
-        )
-        scores = json.loads(ev.stdout)
-        result[f"ppl_{name}"], result[f"ppl_decoder_{name}"] = scores["ppl_energy"], scores["ppl_decoder"]
-        result[f"tokens_{name}"] = scores["tokens"]
-    return result
+    last, meta = batches[max(batches)], reader.meta
+    evals = [r for r in reader.of_type("eval") + reader.of_type("epoch") if r["step"] in batches]
+    cfg = meta["config"]
+    row = {"model": f"EBM ({args.preset} preset{', ' + ', '.join(args.ebm_set) if args.ebm_set else ''}, lr {lr:g})",
+           "lr": lr, "steps": last["step"], "train_s": last["train_seconds"], "params": meta["n_params"],
+           "targets_seen": last["step"] * cfg["batch_size"] * (cfg["seq_length"] or cfg["context_global"]),
+           "best_valid": min(r["ppl_energy"] for r in evals), "ckpt": str(files.latest), "run_id": run_id,
+           "curve": [{"train_s": batches[r["step"]]["train_seconds"], "ppl": r["ppl_energy"],
+                      "ppl_decoder": r["ppl_decoder"]} for r in evals]}  # fmt: skip
+    row["targets_per_s"] = row["targets_seen"] / row["train_s"]
+    return row
 
 
 # ----------------------------------------------------------------------------- report
 
 
-def report(results: dict, args, out: Path) -> str:
-    protocol = (
-        f"Protocol: train on the built-in corpus (Wikipedia lead sections, train split) with GPT-2 BPE; "
-        f"budget {args.budget_min:g} min of optimiser-step time per neural model (evaluation excluded); score "
-        f"{args.eval_tokens} evenly spaced target tokens of detokenised WikiText-2 ({Path(args.valid).name}"
-        f"{', ' + Path(args.test).name if args.test else ''}), each after its 512 preceding tokens; same windows for "
-        f"every model. Machine: {os.cpu_count()} cores, one model at a time."
-    )
+def report(results: dict, args) -> str:
+    sets = ["in-domain"] + (["wikitext-2"] if args.wikitext else [])
     lines = [
-        protocol,
+        f"Budget {args.budget_min:g} min of optimiser steps per neural model (learning-rate sweeps at "
+        f"{args.sweep_min:g} min each, not counted); tokenizer {results.get('tokenizer')}; {os.cpu_count()} cores, "
+        "one model at a time. Whole texts, every token once, sliding window of the EBM's context, stride half of it.",
         "",
-        "| model | valid ppl | test ppl | tokens seen | train tokens/s | params | non-embedding | peak RSS MB |",
-        "|---|---|---|---|---|---|---|---|",
+        "| model | "
+        + " | ".join(f"{s} ppl | {s} word ppl | {s} bits/byte" for s in sets)
+        + " | targets seen | targets/s | params |",
+        "|---|" + "---|" * (3 * len(sets) + 3),
     ]
-
-    def f(x, spec=".1f"):
-        return "-" if x is None else format(x, spec)
-
     for r in results.values():
-        valid = f(r.get("ppl_valid"))
-        test = f(r.get("ppl_test"))
-        if "ppl_decoder_valid" in r:
-            valid += f" (decoder {f(r['ppl_decoder_valid'])})"
-            test += f" (decoder {f(r.get('ppl_decoder_test'))})"
-        lines.append(
-            f"| {r['model']} | {valid} | {test} | {r['tokens_seen']:,} | {f(r.get('tokens_per_s'), '.0f')} | "
-            f"{r.get('params', 0):,} | {r.get('non_embedding_params', 0):,} | {f(r.get('peak_rss_mb'), '.0f')} |"
-        )
-    text = "\n".join(lines) + "\n"
-    if {"ebm", "transformer"} <= results.keys():
-        ebm, gpt = results["ebm"], results["transformer"]
-        text += (
-            f"\nRatios: EBM ppl_energy / transformer ppl = {ebm['ppl_valid'] / gpt['ppl_valid']:.2f} (valid); "
-            f"EBM tokens/s / transformer tokens/s = {ebm['tokens_per_s'] / gpt['tokens_per_s']:.3f}.\n"
-        )
-    if "kn" in results and "ebm" in results:
-        text += f"EBM ppl_energy / Kneser-Ney ppl = {results['ebm']['ppl_valid'] / results['kn']['ppl_valid']:.2f} (valid).\n"
-    plot(results, out)
-    return text
+        if not isinstance(r, dict):
+            continue
+        for label, suffix in ((r["model"], ""), (r["model"] + ", decoder head", " decoder")):
+            if f"{sets[0]}{suffix}" not in r:
+                continue
+            cells = [f"{r[s + suffix]['ppl']:.1f} | {r[s + suffix]['word_ppl']:.1f} | {r[s + suffix]['bits_per_byte']:.3f}"
+                     for s in sets]  # fmt: skip
+            rate = f"{r['targets_per_s']:.0f}" if "targets_per_s" in r else "-"
+            lines.append(f"| {label} | {' | '.join(cells)} | {r.get('targets_seen', 0):,} | {rate} | {r.get('params', 0):,} |")
+    lines.append("")
+    lines += ratios(results, sets[0])
+    return "\n".join(lines) + "\n"
+
+
+def ratios(results: dict, s: str) -> list[str]:
+    out = []
+    ebm, gpt, uni = results.get("ebm"), results.get("transformer"), results.get("unigram")
+    kn = min((r for k, r in results.items() if k.startswith("kn")), key=lambda r: r[s]["ppl"], default=None)
+    if ebm and uni:
+        out.append(f"- {s}: unigram / EBM ppl = {uni[s]['ppl'] / ebm[s]['ppl']:.2f}x (target >= 2 at 10 minutes)")
+    if ebm and gpt:
+        out.append(f"- {s}: EBM / transformer ppl = {ebm[s]['ppl'] / gpt[s]['ppl']:.3f} (target <= 0.9 at 30 minutes)")
+        out.append(f"- EBM / transformer targets/s = {ebm['targets_per_s'] / gpt['targets_per_s']:.3f} (target >= 1.0)")
+    if ebm and kn:
+        out.append(f"- {s}: EBM / best Kneser-Ney ppl = {ebm[s]['ppl'] / kn[s]['ppl']:.3f} (target < 1 at 30 minutes)")
+    return out
 
 
 def plot(results: dict, out: Path) -> None:
+    """Validation perplexity (built-in valid split, a fixed sample) against training minutes."""
     import plotly.graph_objects as go
 
     fig = go.Figure()
-    for key, r in results.items():
-        if r.get("curve"):
-            fig.add_trace(
-                go.Scatter(
-                    x=[p["train_s"] / 60 for p in r["curve"]],
-                    y=[p["ppl"] for p in r["curve"]],
-                    mode="lines+markers",
-                    name=r["model"] + (" (ppl_energy)" if key == "ebm" else ""),
-                )
-            )
-            if key == "ebm":
-                fig.add_trace(
-                    go.Scatter(
-                        x=[p["train_s"] / 60 for p in r["curve"]],
-                        y=[p["ppl_decoder"] for p in r["curve"]],
-                        mode="lines+markers",
-                        name="EBM (ppl_decoder)",
-                    )
-                )
-    fig.update_layout(
-        title="Validation perplexity (built-in valid split) against training time",
-        xaxis_title="minutes of training",
-        yaxis_title="perplexity",
-        yaxis_type="log",
-        width=900,
-        height=500,
-    )
+    for r in results.values():
+        for head in ("ppl", "ppl_decoder"):
+            points = [p for p in r.get("curve", []) if head in p] if isinstance(r, dict) else []
+            if points:
+                name = r["model"] + (", decoder head" if head == "ppl_decoder" else "")
+                fig.add_trace(go.Scatter(x=[p["train_s"] / 60 for p in points], y=[p[head] for p in points],
+                                         mode="lines+markers", name=name))  # fmt: skip
+    fig.update_layout(title="Validation perplexity against training time", xaxis_title="minutes of training",
+                      yaxis_title="perplexity per token", yaxis_type="log", width=900, height=500)  # fmt: skip
     fig.write_html(out / "ppl_curve.html", include_plotlyjs="cdn")
     try:
         fig.write_image(out / "ppl_curve.png")
-    except Exception as err:  # kaleido needs a Chrome/Chromium; the HTML is always written
+    except Exception as err:  # kaleido needs a Chromium; the HTML is always written
         print(f"(no PNG: {err})", file=sys.stderr)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--budget-min", type=float, default=15.0)
-    p.add_argument("--valid", default=str(SHARED / "wiki.valid.tokens"))
-    test = SHARED / "wiki.test.tokens"
-    p.add_argument("--test", default=str(test) if test.exists() else None, help="optional test file")
+    p.add_argument("--budget-min", type=float, default=10.0, help="optimiser-step minutes per neural model")
+    p.add_argument("--sweep-min", type=float, default=1.5, help="minutes per learning rate in each sweep")
+    p.add_argument("--preset", default="cpu")
+    p.add_argument("--wikitext", default=str(WIKITEXT) if WIKITEXT.exists() else None, help="wiki.valid.tokens (zero-shot)")
     p.add_argument("--out", default="bench/results")
-    p.add_argument("--models", nargs="+", default=["ebm", "transformer", "kn"], choices=["ebm", "transformer", "kn"])
-    p.add_argument("--eval-tokens", type=int, default=16384)
-    p.add_argument("--kn-order", type=int, default=3)
-    p.add_argument("--gpt-layers", type=int, default=6)
-    p.add_argument("--gpt-embd", type=int, default=512)
-    p.add_argument("--gpt-batch", type=int, default=8)
-    p.add_argument("--gpt-lrs", type=float, nargs="+", default=[1e-3, 3e-3, 6e-3, 1e-2])
-    p.add_argument(
-        "--gpt-dtype",
-        default="auto",
-        choices=["auto", "float32", "bfloat16"],
-        help="autocast dtype of the transformer's training (auto: as the EBM's head_dtype); scoring is float32",
-    )
-    p.add_argument("--sweep-s", type=float, default=60.0, help="training seconds per learning rate in the sweep")
-    p.add_argument("--ebm-eval-interval", type=int, default=50)
-    p.add_argument("--ebm-set", action="append", default=[], metavar="KEY=VALUE", help="EBMConfig override (default: none)")
-    p.add_argument("--worker", choices=["transformer", "kn"], help=argparse.SUPPRESS)
+    p.add_argument("--models", nargs="+", default=["ngrams", "transformer", "ebm"], choices=["ngrams", "transformer", "ebm"])
+    p.add_argument("--kn-orders", type=int, nargs="*", default=[3, 5])
+    p.add_argument("--gpt-lrs", type=float, nargs="+", default=[3e-3, 1e-2])
+    p.add_argument("--ebm-lrs", type=float, nargs="+", default=[3e-3, 1e-2])
+    p.add_argument("--ebm-set", action="append", default=[], metavar="KEY=VALUE", help="EBMConfig override")
+    p.add_argument("--max-tokens", type=int, default=0, help="score only this many tokens of each text (0: all)")
+    p.add_argument("--worker", choices=["transformer", "ngrams"], help=argparse.SUPPRESS)
     args = p.parse_args()
-    for path in (args.valid, args.test):
-        if path and not Path(path).is_file():
-            sys.exit(f"bench/ppl.py: error: {path} not found; pass --valid/--test (WikiText-2 wiki.*.tokens files)")
+    if args.wikitext and not Path(args.wikitext).is_file():
+        sys.exit(f"bench/ppl.py: error: {args.wikitext} not found; pass --wikitext PATH/wiki.valid.tokens")
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    if args.worker:
-        fn = run_transformer if args.worker == "transformer" else run_kn
+    if args.worker:  # each baseline in a process of its own: its peak memory is its own
+        fn = run_transformer if args.worker == "transformer" else run_ngrams
         (out / f"{args.worker}.json").write_text(json.dumps(fn(args), indent=2))
         return
-    results = {}
-    for name in args.models:  # one after another on the same cores
+    results = {"tokenizer": run_tokenizer(args).name}
+    for name in args.models:
         t = time.perf_counter()
         print(f"[ppl] {name} ...", file=sys.stderr, flush=True)
         if name == "ebm":
-            results[name] = run_ebm(args, out / "ebm")
+            results["ebm"] = run_ebm(args, out / "ebm")
         else:
-            subprocess.run([sys.executable, __file__, *sys.argv[1:], "--worker", name], check=True)
-            results[name] = json.loads((out / f"{name}.json").read_text())
+            subprocess.run([sys.executable, __file__, *sys.argv[1:], "--worker", name], check=True, env=ENV)
+            found = json.loads((out / f"{name}.json").read_text())
+            results.update(found if name == "ngrams" else {name: found})
         print(f"[ppl] {name} done in {(time.perf_counter() - t) / 60:.1f} min", file=sys.stderr, flush=True)
     (out / "ppl.json").write_text(json.dumps(results, indent=2))
-    text = report(results, args, out)
+    text = report(results, args)
     (out / "ppl.md").write_text(text)
+    plot(results, out)
     print(text)
 
 

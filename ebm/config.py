@@ -62,6 +62,11 @@ def setting(default, rule: Rule | None = None, help: str = ""):
     return field(default=default, metadata={"rule": rule, "help": help})
 
 
+# Fields whose default changed the architecture when they were added, with the value that
+# checkpoints written before them mean.
+SAVED_BEFORE = {"context_encoder": "multiscale"}
+
+
 @dataclass(frozen=True)
 class EBMConfig:
     # --- geometry and vocabulary
@@ -84,10 +89,14 @@ class EBMConfig:
     splat_decay_age: int = setting(1000, positive, "splat age (steps) at which alpha decay reaches half strength")
 
     # --- context encoder
-    context_local: int = setting(12, positive, "tokens the local attention block sees")
-    context_medium: int = setting(64, positive, "tokens in the medium causal mean")
-    context_global: int = setting(512, positive, "tokens in the global causal mean (the history of a window)")
-    context_heads: int = setting(8, positive, "attention heads of the local block")
+    context_encoder: str = setting(
+        "transformer", one_of("transformer", "multiscale"), "sphere transformer, or the original multi-scale encoder"
+    )
+    context_layers: int = setting(4, positive, "blocks of the sphere transformer")
+    context_local: int = setting(12, positive, "span of the local heads (multiscale: of the attention block)")
+    context_medium: int = setting(64, positive, "span of the medium heads (multiscale: of the medium causal mean)")
+    context_global: int = setting(512, positive, "span of the global heads, the history of a window")
+    context_heads: int = setting(8, positive, "attention heads (multiscale: of the local block)")
     geo_beta: float = setting(1.0, positive, "initial beta of E_geo = -beta z.g (learned)")
 
     # --- decoder
@@ -220,6 +229,12 @@ class EBMConfig:
         if unknown:
             raise ConfigError(f"unknown config keys {unknown}; valid keys are the fields of EBMConfig")
         return cls(**data)
+
+    @classmethod
+    def from_saved(cls, data: dict) -> EBMConfig:
+        """The config of a checkpoint: fields added since it was written take the value that
+        rebuilds its model, not today's default."""
+        return cls.from_dict({**SAVED_BEFORE, **data})
 
     @classmethod
     def from_json(cls, text: str) -> EBMConfig:

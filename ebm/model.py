@@ -17,7 +17,7 @@ from torch import nn
 
 from .backend import TORCH, Backend
 from .config import EBMConfig
-from .context import ContextEncoder, ContextOut
+from .context import ContextOut, context_encoder
 from .decoder import MoEDecoder
 from .geometry import normalize
 from .neighbours import NeighbourTable
@@ -71,7 +71,7 @@ class EBMModel(nn.Module):
         if splat_init is None:
             splat_init = initial_splat_means(self.embeddings.detach(), n_splats, token_freq, seed=cfg.seed)
         self.splats = SplatStore(cfg, n_splats, splat_init)
-        self.context = ContextEncoder(cfg)
+        self.context = context_encoder(cfg)
         self.log_beta = nn.Parameter(torch.tensor(math.log(cfg.geo_beta)))
         # log pi_w, the token prior of both heads: from training-split frequencies, so step 0
         # predicts at unigram perplexity instead of ~V (docs/design.md, "Token prior").

@@ -54,8 +54,12 @@ def targets_of(model: EBMModel, tokens: Tensor, n_targets: int | None = None, ba
     """Encode the contexts of the last T positions of each window: (B, L) -> Targets."""
     T = n_targets or model.cfg.targets_per_window
     emb = model.embeddings
-    ctx = model.contexts(tokens[:, :-1], T, emb)
-    g, u, h = (x.reshape(-1, model.cfg.latent_dim) for x in ctx)
+    # The encoder trains in the heads' dtype (bf16 where native: 0.36 -> 0.28 s of a cpu-preset
+    # step); scoring stays float32 (ebm.scoring).
+    dtype = head_dtype(model.cfg.head_dtype, emb.device)
+    with torch.autocast(emb.device.type, dtype=dtype, enabled=dtype != torch.float32):
+        ctx = model.contexts(tokens[:, :-1], T, emb)
+    g, u, h = (x.float().reshape(-1, model.cfg.latent_dim) for x in ctx)
     return Targets(emb, model.beta, g, u, h, tokens[:, -T:].reshape(-1), model.vocab_splat_energy(emb, backend))
 
 

@@ -22,6 +22,14 @@ def small_model(**changes):
     return EBMModel(small_config(**changes))
 
 
+def switch_off_context(model) -> None:
+    """Context terms off, for either encoder: u(c) = 0 (all encoder weights zero) and beta = 0."""
+    with torch.no_grad():
+        for p in model.context.parameters():
+            p.zero_()
+        model.log_beta.fill_(-1e4)
+
+
 def random_windows(cfg, batch: int = 3, gen: torch.Generator | None = None) -> torch.Tensor:
     """(batch, context_global + 1) random token windows, as training reads them."""
     L = cfg.context_global + 1

@@ -1,11 +1,13 @@
+import pytest
 import torch
 from conftest import random_windows, small_model
 
 from ebm.context import causal_window_mean
 
 
-def test_context_is_causal(gen):
-    model = small_model()
+@pytest.mark.parametrize("encoder", ["transformer", "multiscale"])
+def test_context_is_causal(gen, encoder):
+    model = small_model(context_encoder=encoder)
     cfg = model.cfg
     tokens = random_windows(cfg, gen=gen)
     T = cfg.seq_length

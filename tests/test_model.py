@@ -1,5 +1,5 @@
 import torch
-from conftest import random_windows, small_model
+from conftest import random_windows, small_model, switch_off_context
 
 from ebm import token_logprobs
 
@@ -25,9 +25,8 @@ def test_the_token_prior_is_the_add_one_unigram_and_enters_p_e_as_a_log_bias():
     model = EBMModel(cfg, token_freq=freq)
     prior = (freq + 1.0) / (freq + 1.0).sum()
     torch.testing.assert_close(model.log_prior.exp().double(), prior.double(), rtol=1e-5, atol=0)
+    switch_off_context(model)
     with torch.no_grad():  # context terms off: p_E(w) is pi_w exp(-E_splat(e_w) / T), normalised
-        for p in model.context.parameters():
-            p.zero_()
         expected = torch.log_softmax(prior.log() - model.vocab_splat_energy().double() / cfg.vocab_temperature, -1)
     tokens = torch.randint(cfg.vocab_size, (2, cfg.context_global + 1), generator=gen)
     logp = token_logprobs(model, tokens)

@@ -165,7 +165,7 @@ def model_from_checkpoint(state: dict):
     from ebm import EBMModel
 
     try:
-        cfg = EBMConfig.from_dict(state["config"])
+        cfg = EBMConfig.from_saved(state["config"])
         model = EBMModel(cfg, n_splats=state["model"]["splats.mu_raw"].shape[0])
         model.load_state_dict(state["model"], strict=True)
     except (KeyError, RuntimeError, ValueError, TypeError) as err:  # ConfigError is a ValueError

@@ -22,7 +22,7 @@ def splat_arrays(state: dict) -> dict[str, np.ndarray]:
     from ebm.config import EBMConfig
     from ebm.splats import SplatStore
 
-    cfg = EBMConfig.from_dict(state["config"])
+    cfg = EBMConfig.from_saved(state["config"])
     sd = {k.removeprefix("splats."): v for k, v in state["model"].items() if k.startswith("splats.")}
     store = SplatStore(cfg, sd["mu_raw"].shape[0])
     store.load_state_dict(sd)

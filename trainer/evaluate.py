@@ -17,7 +17,7 @@ from .data import DataError, default_cache_dir, load_corpus, read_text_file, tok
 from .device import DeviceError, resolve_device
 from .evaluation import generate_samples, per_unit, score_text, text_units
 from .tokenizer import TokenizerError, load_tokenizer
-from .wikitext import detokenize
+from .wikitext import detokenize as detokenize_text
 
 
 def load_run(path: str | Path):
@@ -42,16 +42,11 @@ def run(args) -> dict:
     state, model, tokenizer = load_run(path)
     backend = backend_for(vulkan)
     cfg = model.cfg
-    tokens = _tokens(args, tokenizer)
+    tokens, units = text_to_score(args.data, args.split, args.detokenize, tokenizer, args.max_tokens)
     eot = tokenizer.tokenizer.token_to_id("<|endoftext|>")
-    if eot is not None:  # the first token gets a context too, as every later document's does
-        tokens = np.concatenate([[eot], tokens]).astype(np.int64)
-    if args.max_tokens:
-        tokens = tokens[: args.max_tokens + 1]
     stride = args.stride or max(1, cfg.context_global // 2)
     with tqdm(total=len(tokens) - 1, desc="scoring", unit="tok", disable=args.json or not sys.stderr.isatty()) as bar:
         result = score_text(model, tokens, stride, cfg.batch_size, lambda n: bar.update(n - bar.n), backend)
-    units = text_units(_decoded(tokenizer, tokens, eot))
     ends = np.linspace(9, len(tokens) - 1, max(args.samples, 1)).astype(int)[: args.samples]
     prompts = [tokens[e - 8 : e].tolist() for e in ends]
     samples, quality = generate_samples(model, prompts, args.sample_tokens, tokenizer.decode, seed=args.seed, backend=backend)
@@ -75,31 +70,28 @@ def run(args) -> dict:
     }
 
 
-def _decoded(tokenizer, tokens: np.ndarray, eot: int | None) -> str:
-    """The scored text, documents joined by newlines (byte-level BPE decodes it exactly)."""
-    ids = tokens[1:].tolist()
-    if eot is None:
-        return tokenizer.decode(ids)
-    pieces, current = [], []
-    for i in ids:
-        if i == eot:
-            pieces.append(current)
-            current = []
-        else:
-            current.append(i)
-    return "\n".join(tokenizer.decode(piece) for piece in [*pieces, current])
-
-
-def _tokens(args, tokenizer) -> np.ndarray:
-    if args.split == "all" or args.detokenize:
-        file = Path(args.data)
+def text_to_score(data: str, split: str, detokenize: bool, tokenizer, max_tokens: int = 0) -> tuple[np.ndarray, dict]:
+    """The token ids that ebm-evaluate scores, the first an end-of-text token where the tokenizer
+    has one (so the text's first token has a context, as every later document's does), and the
+    words and bytes of the original text: the file as given (WikiText's tokenised form before
+    --detokenize) or the split's documents. Shared with bench/ppl.py, so baselines score the same."""
+    if split == "all" or detokenize:
+        file = Path(data)
         if not file.is_file():
             raise DataError("--detokenize and --split all need --data to be one text file")
-        text = read_text_file(file)
-        text = detokenize(text) if args.detokenize else text
-        return np.asarray(tokenizer.encode(text), dtype=np.int64)
-    corpus = load_corpus(args.data)
-    return np.asarray(tokenize_split(corpus, args.split, tokenizer, default_cache_dir(), progress=False), dtype=np.int64)
+        original = read_text_file(file)
+        tokens = np.asarray(tokenizer.encode(detokenize_text(original) if detokenize else original), dtype=np.int64)
+    else:
+        corpus = load_corpus(data)
+        original = "\n".join(corpus.texts(split))
+        tokens = np.asarray(tokenize_split(corpus, split, tokenizer, default_cache_dir(), progress=False), dtype=np.int64)
+    eot = tokenizer.tokenizer.token_to_id("<|endoftext|>")
+    if eot is not None:
+        tokens = np.concatenate([[eot], tokens]).astype(np.int64)
+    if max_tokens:  # a prefix: words and bytes of the decoded prefix
+        tokens = tokens[: max_tokens + 1]
+        original = tokenizer.decode([t for t in tokens.tolist() if t != eot])
+    return tokens, text_units(original)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -67,19 +67,30 @@ def score_text(model: EBMModel, tokens: np.ndarray, stride: int, batch_size: int
     """Every token of a whole text scored once with a sliding window of context_global tokens
     (the literature's protocol for perplexity): sums and token-level perplexities."""
     model.eval()
-    context = model.cfg.context_global
+    totals = sliding_sums(
+        lambda rows, new: batch_scores(model, rows, new, backend), tokens, model.cfg.context_global, stride, batch_size,
+        lambda sums: progress(int(sums[-1])) if progress is not None else None,
+    )  # fmt: skip
+    model.train()
+    return _summary(*totals)
+
+
+def sliding_sums(batch_fn, tokens: np.ndarray, context: int, stride: int, batch_size: int, progress=None) -> np.ndarray:
+    """The sum of batch_fn(rows (B, L) int64 tensor, new) -> np.ndarray over the sliding windows
+    of a whole text (`sliding_windows`), batched by window shape; any model that scores the
+    last `new` tokens of each row can be scored by the same protocol."""
     groups: dict[tuple[int, int], list[int]] = {}  # (window length, new tokens) -> window ends
     for end, new in sliding_windows(len(tokens), context, stride):
         groups.setdefault((min(end, context + 1), new), []).append(end)
-    totals = np.zeros(4)
+    totals = None
     for (length, new), ends in groups.items():
         for start in range(0, len(ends), batch_size):
             rows = np.stack([tokens[end - length : end] for end in ends[start : start + batch_size]])
-            totals += batch_scores(model, torch.from_numpy(rows.astype(np.int64)), new, backend)
+            sums = batch_fn(torch.from_numpy(rows.astype(np.int64)), new)
+            totals = sums if totals is None else totals + sums
             if progress is not None:
-                progress(int(totals[3]))
-    model.train()
-    return _summary(*totals)
+                progress(totals)
+    return totals
 
 
 def text_units(text: str) -> dict:

@@ -109,7 +109,7 @@ def run_setup(args, files: RunFiles) -> tuple[str, EBMConfig | None, dict | None
     if args.data and saved and args.data != saved:
         raise UserError(f"--resume: run {files.run_id} trains on {saved!r}, not {args.data!r}; drop --data or start a new run")
     args.data = args.data or saved or "builtin"
-    cfg = EBMConfig.from_dict(state["config"])
+    cfg = EBMConfig.from_saved(state["config"])
     if args.epochs is not None:
         cfg = cfg.replace(epochs=args.epochs)
     return str(files.tokenizer), cfg, state
