@@ -63,13 +63,6 @@ def run_tokenizer(args):
     return load_tokenizer(spec, load_corpus("builtin").texts("train"), default_cache_dir() / "tokenizers")
 
 
-def preset_config(args, vocab_size: int):
-    from ebm import EBMConfig
-    from ebm.presets import PRESETS
-
-    return EBMConfig(**{**PRESETS[args.preset].config, "vocab_size": vocab_size})
-
-
 def scores(nll: float, tokens: int, units: dict) -> dict:
     return {"ppl": math.exp(nll / tokens), "word_ppl": math.exp(nll / units["words"]),
             "bits_per_byte": nll / math.log(2) / units["bytes"], "tokens": tokens, "words": units["words"]}  # fmt: skip
@@ -113,11 +106,12 @@ def run_transformer(args) -> dict:
     import torch
 
     from bench.transformer import GPTConfig
+    from ebm.presets import PRESETS
     from trainer.data import Windows, default_cache_dir, load_corpus, tokenize_split
     from trainer.evaluation import sliding_sums
 
     tok = run_tokenizer(args)
-    cfg = preset_config(args, tok.vocab_size)
+    cfg = PRESETS[args.preset].model_config(tok.vocab_size)
     corpus = load_corpus("builtin")
     train, valid = (np.asarray(tokenize_split(corpus, s, tok, default_cache_dir(), progress=False)) for s in ("train", "valid"))
     C = cfg.context_global

@@ -30,6 +30,7 @@ from ebm import EBMConfig, EBMModel, SamplerSettings, VulkanBackend, objective, 
 from ebm.geometry import normalize, perturb, random_points  # noqa: E402
 from ebm.knn import SplatIndex, exact_knn, recall  # noqa: E402
 from ebm.ops import head_dtype  # noqa: E402
+from ebm.presets import PRESETS  # noqa: E402
 from ebm.soc import SOCController  # noqa: E402
 from trainer.heap import release_free_heap  # noqa: E402
 
@@ -85,7 +86,9 @@ def step_parts(model: EBMModel, tokens: torch.Tensor, gen: torch.Generator) -> d
 
     heads = str(head_dtype(cfg.head_dtype, torch.device("cpu")))[6:]
     return {
-        "context encoder": lambda: objective.targets_of(model, tokens),
+        "context encoder, forward + backward": lambda: sum(
+            x.sum() for x in objective.encode(model, tokens[:, :-1], cfg.targets_per_window, model.embeddings)
+        ).backward(),
         f"vocabulary energies + NLL, forward + backward (E_splat of V tokens, {heads} head)": energy_head,
         "score matching (FAISS search of noisy targets + gradient)": lambda: objective.score_matching(model, t, noisy),
         "decoder (MoE) + its NLL, forward + backward": lambda: objective.decoder_nll(
@@ -122,7 +125,7 @@ def bench_step(cfg: EBMConfig, repeats: int) -> str:
         period = next((n for key, n in every.items() if name.startswith(key)), 1)  # amortised per step
         rows.append([f"  {name}", med, ", ".join(f"{t:.3f}" for t in times), med / period / total])
     tps = cfg.batch_size * cfg.targets_per_window / total
-    title = f"Training step at the default config: {tps:.0f} tokens/s"
+    title = f"Training step: {tps:.0f} targets/s"
     return (
         table(title, ["part", "median s", "runs (s)", "share of step"], rows)
         + "\nParts are the functions of ebm.objective timed alone, forward only (with autograd on) unless marked; their"
@@ -324,14 +327,16 @@ def main() -> None:
     p.add_argument("--batches", default="1,32,256")
     p.add_argument("--knn-sizes", default="10000,50000,150000")
     p.add_argument("--umap-sizes", default="10000,50000")
+    p.add_argument("--preset", choices=sorted(PRESETS), help="start from a preset's config (default: EBMConfig())")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="EBMConfig override")
     args = p.parse_args()
-    cfg = EBMConfig().with_overrides(args.set)
+    cfg = (PRESETS[args.preset].model_config() if args.preset else EBMConfig()).with_overrides(args.set)
     dev = vulkan_device() if {"langevin", "knn", "vulkan"} & set(args.only) else None
     head = (
         f"Machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
         f"torch {torch.__version__}, Python {platform.python_version()}; Vulkan: {dev.name if dev else 'none'}.\n"
-        f"Config: default EBMConfig{' with ' + ', '.join(args.set) if args.set else ''} "
+        f"Config: {f'the {args.preset} preset' if args.preset else 'default EBMConfig'}"
+        f"{' with ' + ', '.join(args.set) if args.set else ''} "
         f"(V = {cfg.vocab_size}, d = {cfg.latent_dim}, {cfg.n_splats_init} splats, knn_k = {cfg.knn_k}, "
         f"batch {cfg.batch_size} x {cfg.targets_per_window} targets). Medians of {args.repeats} runs after a warm-up.\n"
     )

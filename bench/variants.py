@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     corpus, preset = load_corpus("builtin"), PRESETS[args.preset]
     tok = load_tokenizer(preset.tokenizer, corpus.texts("train"), default_cache_dir() / "tokenizers")
     train, valid = (np.asarray(tokenize_split(corpus, s, tok, default_cache_dir(), progress=False)) for s in ("train", "valid"))
-    base = EBMConfig(**{**preset.config, "vocab_size": tok.vocab_size, "curriculum": False})
+    base = preset.model_config(tok.vocab_size).replace(curriculum=False)
     print(f"preset {args.preset}, {args.steps} steps each, {args.valid_windows} validation windows, tokenizer {tok.name}\n")
     print("| variant | s / step | valid ppl_energy | valid ppl_decoder |\n|---|---|---|---|", flush=True)
     for variant in args.variants:

@@ -13,6 +13,7 @@ from typing import NamedTuple
 import torch
 
 from .backend import TORCH, Backend
+from .context import ContextOut
 from .energy import context_energies, context_grad, splat_energy_and_grad, vocab_logit_terms
 from .geometry import project
 from .losses import dsm_loss, noisy_targets, sample_noise_levels
@@ -54,13 +55,18 @@ def targets_of(model: EBMModel, tokens: Tensor, n_targets: int | None = None, ba
     """Encode the contexts of the last T positions of each window: (B, L) -> Targets."""
     T = n_targets or model.cfg.targets_per_window
     emb = model.embeddings
-    # The encoder trains in the heads' dtype (bf16 where native: 0.36 -> 0.28 s of a cpu-preset
-    # step); scoring stays float32 (ebm.scoring).
+    g, u, h = (x.reshape(-1, model.cfg.latent_dim) for x in encode(model, tokens[:, :-1], T, emb))
+    return Targets(emb, model.beta, g, u, h, tokens[:, -T:].reshape(-1), model.vocab_splat_energy(emb, backend))
+
+
+def encode(model: EBMModel, inputs: Tensor, last: int, emb: Tensor) -> ContextOut:
+    """The contexts of the last `last` positions of (B, L) inputs, as training computes them: in
+    the heads' dtype (bf16 where native: encoder forward + backward 0.36 -> 0.28 s at the cpu
+    preset), returned in float32. Scoring encodes in float32 (ebm.scoring)."""
     dtype = head_dtype(model.cfg.head_dtype, emb.device)
     with torch.autocast(emb.device.type, dtype=dtype, enabled=dtype != torch.float32):
-        ctx = model.contexts(tokens[:, :-1], T, emb)
-    g, u, h = (x.float().reshape(-1, model.cfg.latent_dim) for x in ctx)
-    return Targets(emb, model.beta, g, u, h, tokens[:, -T:].reshape(-1), model.vocab_splat_energy(emb, backend))
+        ctx = model.contexts(inputs, last, emb)
+    return ContextOut(*(x.float() for x in ctx))
 
 
 def energy_nll(model: EBMModel, t: Targets) -> Tensor:

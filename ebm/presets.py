@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .config import EBMConfig
+
 
 @dataclass(frozen=True)
 class Preset:
@@ -14,6 +16,12 @@ class Preset:
     tokenizer: str
     purpose: str
     config: dict = field(default_factory=dict)
+
+    def model_config(self, vocab_size: int | None = None) -> EBMConfig:
+        """The preset's config with a vocabulary: the size given, else its tokenizer's (bpe:N: N)."""
+        if vocab_size is None and self.tokenizer.startswith("bpe:"):
+            vocab_size = int(self.tokenizer.split(":")[1])
+        return EBMConfig(**{**self.config, **({"vocab_size": vocab_size} if vocab_size else {})})
 
 
 PRESETS = {
