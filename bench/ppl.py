@@ -317,6 +317,8 @@ def main() -> None:
     args = p.parse_args()
     if args.wikitext and not Path(args.wikitext).is_file():
         sys.exit(f"bench/ppl.py: error: {args.wikitext} not found; pass --wikitext PATH/wiki.valid.tokens")
+    if not args.wikitext and not args.worker:
+        print(f"[ppl] {WIKITEXT} not found: no zero-shot rows (pass --wikitext PATH/wiki.valid.tokens)", file=sys.stderr)
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     if args.worker:  # each baseline in a process of its own: its peak memory is its own

@@ -72,7 +72,7 @@ class VulkanBackend:
         """The chain of ebm.sampler.sample, on the device; the noise stream is seeded from `generator`."""
         from .vulkan.langevin import langevin_sample
 
-        seed = int(torch.randint(1 << 24, (1,), generator=generator))
+        seed = int(torch.randint(1 << 24, (1,), generator=generator))  # host: the Vulkan kernel's seed
         s = store
         return langevin_sample(
             self.device, z0, g, beta, u, s.mu, s.log_alpha, s.kappa, float(s.tau), knn_k,

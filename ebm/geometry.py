@@ -92,5 +92,7 @@ def perturb(x: Tensor, sigma: float | Tensor, generator: torch.Generator | None 
     return exp_map(x, tangent_noise(x, sigma, generator))
 
 
-def random_points(n: int, d: int, generator: torch.Generator | None = None, dtype=torch.float32) -> Tensor:
-    return normalize(torch.randn(n, d, generator=generator, dtype=dtype))  # (n, d) uniform on S^(d-1)
+def random_points(
+    n: int, d: int, generator: torch.Generator | None = None, dtype=torch.float32, device: torch.device | None = None
+) -> Tensor:
+    return normalize(torch.randn(n, d, generator=generator, dtype=dtype, device=device))  # (n, d) uniform on S^(d-1)

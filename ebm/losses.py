@@ -21,10 +21,12 @@ from .geometry import log_map, perturb
 Tensor = torch.Tensor
 
 
-def sample_noise_levels(n: int, levels: tuple[float, ...], generator: torch.Generator | None = None) -> Tensor:
+def sample_noise_levels(
+    n: int, levels: tuple[float, ...], generator: torch.Generator | None = None, device: torch.device | None = None
+) -> Tensor:
     """One noise angle per target, drawn uniformly from `levels`: (n, 1)."""
-    choice = torch.randint(len(levels), (n,), generator=generator)
-    return torch.tensor(levels, dtype=torch.float32)[choice].unsqueeze(-1)
+    choice = torch.randint(len(levels), (n,), generator=generator, device=device)
+    return torch.tensor(levels, dtype=torch.float32, device=device)[choice].unsqueeze(-1)
 
 
 def noisy_targets(targets: Tensor, sigma: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:

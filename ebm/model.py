@@ -36,15 +36,15 @@ def initial_splat_means(embeddings: Tensor, n: int, token_freq: Tensor | None = 
 
         return kmeans_centroids(embeddings, n, seed=seed)
     if n <= embeddings.shape[0]:
-        return embeddings[torch.randperm(embeddings.shape[0], generator=gen)[:n]].clone()
-    extra = torch.randn(n - embeddings.shape[0], embeddings.shape[1], generator=gen)
+        return embeddings[torch.randperm(embeddings.shape[0], generator=gen)[:n]].clone()  # host: before the model moves
+    extra = torch.randn(n - embeddings.shape[0], embeddings.shape[1], generator=gen)  # host: before the model moves
     return torch.cat([embeddings, normalize(extra)])
 
 
 def unigram_log_prior(token_freq: Tensor | None, vocab_size: int) -> Tensor:
     """Add-one smoothed log unigram probabilities (V,); zeros (a uniform prior) without counts."""
     if token_freq is None:
-        return torch.zeros(vocab_size)
+        return torch.zeros(vocab_size)  # host: built before the model moves
     counts = token_freq.double()[:vocab_size] + 1.0
     return (counts / counts.sum()).log().float()
 
@@ -121,7 +121,8 @@ def _split_legacy_extra_state(state_dict: dict, prefix: str, *args) -> None:
     store's edit counter, in the model's own extra state; move them where they live now. Those
     written before the token prior get a uniform one."""
     if prefix + "token_raw" in state_dict:  # before the token prior: a uniform one gives the same model
-        state_dict.setdefault(prefix + "log_prior", torch.zeros(state_dict[prefix + "token_raw"].shape[0]))
+        raw = state_dict[prefix + "token_raw"]
+        state_dict.setdefault(prefix + "log_prior", torch.zeros(raw.shape[0], device=raw.device))
     legacy = state_dict.pop(prefix + "_extra_state", None)
     if legacy is None:
         return

@@ -78,7 +78,7 @@ def energy_nll(model: EBMModel, t: Targets) -> Tensor:
 
 def noisy_targets_of(model: EBMModel, t: Targets, generator: torch.Generator | None = None) -> Noisy:
     """Noisy copies of the target embeddings (data: no gradient flows through them)."""
-    sigma = sample_noise_levels(t.ids.shape[0], model.cfg.noise_levels, generator)
+    sigma = sample_noise_levels(t.ids.shape[0], model.cfg.noise_levels, generator, t.emb.device)
     x, score = noisy_targets(t.emb[t.ids].detach(), sigma, generator)
     return Noisy(x, score, sigma)
 
@@ -95,7 +95,7 @@ def score_matching(model: EBMModel, t: Targets, noisy: Noisy) -> Tensor:
 def decoder_latents(noisy: Noisy, t: Targets, generator: torch.Generator | None = None) -> Tensor:
     """Half the rows decode noisy targets, half decode g(c): the sampler's start point,
     near where noise-free sampling ends (docs/design.md, "Decoder")."""
-    use_g = torch.rand(noisy.x.shape[0], 1, generator=generator) < 0.5
+    use_g = torch.rand(noisy.x.shape[0], 1, generator=generator, device=noisy.x.device) < 0.5
     return torch.where(use_g, t.g.detach(), noisy.x)
 
 

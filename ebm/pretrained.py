@@ -34,7 +34,7 @@ def project_to_dim(weights: Tensor, dim: int, seed: int = 0) -> Tensor:
         out = w @ vh[:dim].T
     else:
         gen = torch.Generator().manual_seed(seed)
-        q, _ = torch.linalg.qr(torch.randn(dim, w.shape[1], generator=gen))  # (dim, d_src) orthonormal columns
+        q, _ = torch.linalg.qr(torch.randn(dim, w.shape[1], generator=gen))  # host: (dim, d_src) orthonormal columns
         out = w @ q.T
     return normalize(out)
 

@@ -104,13 +104,13 @@ def generate_stream(
     """Yield n tokens one by one: Langevin from g(c) + noise, then decode and sample."""
     cfg = model.cfg
     settings = settings or SamplerSettings.from_config(cfg)
-    gen = torch.Generator().manual_seed(seed)
-    ids = list(prompt_ids) or [0]
     emb = model.embeddings
+    gen = torch.Generator(device=emb.device).manual_seed(seed)
+    ids = list(prompt_ids) or [0]
     for _ in range(n):
-        window = torch.tensor([ids[-(cfg.context_global + 1) :] + [0]])  # dummy last token: target slot
+        window = torch.tensor([ids[-(cfg.context_global + 1) :] + [0]], device=emb.device)  # dummy last token: target slot
         g, u, h = (x.reshape(1, -1) for x in model.contexts(window[:, :-1], 1))
-        z0 = normalize(g + 0.01 * torch.randn(g.shape, generator=gen))
+        z0 = normalize(g + 0.01 * torch.randn(g.shape, generator=gen, device=g.device))
         run = sample(model, z0, g, u, settings, gen, keep_path=keep_path, backend=backend)
         logits = model.decoder(run.z, h, emb, bias=model.log_prior).logits[0]
         token = sample_token(logits, sample_temperature, top_k, top_p, gen)

@@ -39,7 +39,7 @@ class HistoryBuffer:
     def add(self, points: Tensor, energies: Tensor) -> None:
         points, energies = points.detach()[-self.capacity :], energies.detach()[-self.capacity :]
         n = points.shape[0]
-        slots = (self.cursor + torch.arange(n)) % self.capacity
+        slots = (self.cursor + torch.arange(n, device=self.points.device)) % self.capacity
         self.points[slots] = points.to(self.points)
         self.energies[slots] = energies.to(self.energies)
         self.cursor = (self.cursor + n) % self.capacity
@@ -79,7 +79,7 @@ class SOCEvent:
 def coverage(store: SplatStore, index: SplatIndex, points: Tensor, k: int, kernel_level: float) -> Tensor:
     """Boolean (N,): is each point covered by some splat's kernel at >= kernel_level?"""
     if points.shape[0] == 0 or store.n == 0:
-        return torch.zeros(points.shape[0], dtype=torch.bool)
+        return torch.zeros(points.shape[0], dtype=torch.bool, device=points.device)
     index.ensure(store.mu)
     return store.max_kernel(points, index.search(points, k)) >= kernel_level
 

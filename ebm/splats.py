@@ -115,10 +115,10 @@ class SplatStore(nn.Module):
     def stats(self, step: int) -> dict[str, float]:
         kappa, alpha = self.kappa, self.log_alpha.exp()
         age = (step - self.birth_step).float()
-        q = torch.tensor([0.1, 0.5, 0.9])
+        q = torch.tensor([0.1, 0.5, 0.9], device=kappa.device)
         out = {"n_splats": float(self.n)}
         for name, values in (("kappa", kappa), ("alpha", alpha), ("usage", self.usage), ("age", age)):
-            qs = torch.quantile(values.float(), q) if self.n else torch.zeros(3)
+            qs = torch.quantile(values.float(), q) if self.n else torch.zeros(3, device=q.device)
             out.update(
                 {
                     f"{name}_mean": values.mean().item() if self.n else 0.0,
@@ -146,8 +146,8 @@ class SplatStore(nn.Module):
         n_new = 0 if new_mu is None else new_mu.shape[0]
         new_rows = {
             "mu_raw": normalize(new_mu) if n_new else None,
-            "log_alpha": torch.zeros(n_new),
-            "kappa_raw": self.kappa_to_raw(torch.full((n_new,), self.cfg.init_kappa)),
+            "log_alpha": torch.zeros(n_new, device=self.mu_raw.device),
+            "kappa_raw": self.kappa_to_raw(torch.full((n_new,), self.cfg.init_kappa, device=self.mu_raw.device)),
         }
         for name in ("mu_raw", "log_alpha", "kappa_raw"):
             param = getattr(self, name)
@@ -164,7 +164,7 @@ class SplatStore(nn.Module):
         fills = {"usage": 0.0, "birth_step": step, "last_used": step, "birth_phase": phase}
         for name, fill in fills.items():
             buf = getattr(self, name)
-            setattr(self, name, torch.cat([buf[keep], torch.full((n_new,), fill, dtype=buf.dtype)]))
+            setattr(self, name, torch.cat([buf[keep], torch.full((n_new,), fill, dtype=buf.dtype, device=buf.device)]))
         self.version += 1
 
     @torch.no_grad()
@@ -177,11 +177,11 @@ class SplatStore(nn.Module):
             return 0
         mu, alpha = self.mu, self.log_alpha.exp()
         nbr = index_search(mu, 2)  # (K, 2): itself and its nearest other
-        other = torch.where(nbr[:, 0] == torch.arange(self.n), nbr[:, 1], nbr[:, 0])
+        other = torch.where(nbr[:, 0] == torch.arange(self.n, device=nbr.device), nbr[:, 1], nbr[:, 0])
         cos = (mu * mu[other]).sum(-1)
         order = torch.argsort(cos, descending=True)
-        absorbed = torch.zeros(self.n, dtype=torch.bool)
-        touched = torch.zeros(self.n, dtype=torch.bool)
+        absorbed = torch.zeros(self.n, dtype=torch.bool, device=mu.device)
+        touched = torch.zeros(self.n, dtype=torch.bool, device=mu.device)
         merged = 0
         for i in order.tolist():
             if cos[i] < self.cfg.soc_merge_cos:
@@ -217,7 +217,7 @@ class SplatStore(nn.Module):
     def spawn(self, points: Tensor, step: int, phase: int, optimizer=None) -> int:
         if points.shape[0] == 0:
             return 0
-        self.resize(torch.arange(self.n), new_mu=points, step=step, phase=phase, optimizer=optimizer)
+        self.resize(torch.arange(self.n, device=points.device), new_mu=points, step=step, phase=phase, optimizer=optimizer)
         return points.shape[0]
 
     def get_extra_state(self) -> dict:
@@ -231,8 +231,9 @@ class SplatStore(nn.Module):
         state_dict.setdefault(prefix + "_extra_state", {"version": self.version})  # files from before the counter was saved
         n = state_dict.get(prefix + "mu_raw", self.mu_raw).shape[0]
         if n != self.n:
-            extra = torch.randn(max(0, n - self.n), self.cfg.latent_dim)
-            self.resize(torch.arange(min(n, self.n)), new_mu=extra)
+            device = self.mu_raw.device
+            extra = torch.randn(max(0, n - self.n), self.cfg.latent_dim, device=device)  # overwritten by the load
+            self.resize(torch.arange(min(n, self.n), device=device), new_mu=extra)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 

@@ -61,7 +61,7 @@ class Trainer:
         self.model.to(self.device)
         self.opt = torch.optim.AdamW(self.model.parameter_groups(), lr=cfg.learning_rate)
         self.budget = Budget(self.steps_per_epoch * cfg.epochs, opts.max_steps, opts.max_minutes)
-        self.gen = torch.Generator().manual_seed(cfg.seed)
+        self.gen = torch.Generator(device=self.device).manual_seed(cfg.seed)
         if resume_state is not None:
             self._restore(resume_state)
             self.recovery.load_state_dict(resume_state)

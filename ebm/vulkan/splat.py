@@ -63,7 +63,7 @@ def scatter_rows(dev: VulkanDevice, x: Tensor, idx: Tensor, coef: Tensor, n_rows
     flat = idx.reshape(-1)
     order = torch.argsort(flat, stable=True)
     counts = torch.bincount(flat, minlength=n_rows)
-    offsets = torch.zeros(n_rows + 1, dtype=torch.long)
+    offsets = torch.zeros(n_rows + 1, dtype=torch.long, device=idx.device)
     offsets[1:] = torch.cumsum(counts, 0)
     rows = order // idx.shape[1]  # the point each (n, j) pair belongs to
     kp = dev.kp
@@ -97,9 +97,9 @@ class SplatEnergy(torch.autograd.Function):
         if ctx.needs_input_grad[1]:
             grad_mu = scatter_rows(ctx.dev, z, idx, -gw * kappa[idx], k_splats)
         if ctx.needs_input_grad[2]:
-            grad_log_alpha = torch.zeros(k_splats).index_add_(0, idx.reshape(-1), (-ctx.tau * gw).reshape(-1))
+            grad_log_alpha = torch.zeros(k_splats, device=z.device).index_add_(0, idx.reshape(-1), (-ctx.tau * gw).reshape(-1))
         if ctx.needs_input_grad[3]:
-            grad_kappa = torch.zeros(k_splats).index_add_(0, idx.reshape(-1), (-gw * (cosines - 1)).reshape(-1))
+            grad_kappa = torch.zeros(k_splats, device=z.device).index_add_(0, idx.reshape(-1), (-gw * (cosines - 1)).reshape(-1))
         grad_z_out = grad_e[:, None] * grad_z if ctx.needs_input_grad[0] else None
         return grad_z_out, grad_mu, grad_log_alpha, grad_kappa, None, None, None
 
