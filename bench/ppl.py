@@ -127,11 +127,18 @@ def run_transformer(args) -> dict:
         model.train()
         return math.exp(nll / (len(curve_ids) * C))
 
-    sweep = {lr: valid_ppl(train_gpt(gcfg, train_w, lr, 60 * args.sweep_min, cfg.batch_size, None)[0]) for lr in args.gpt_lrs}
+    prior = None
+    if args.gpt_prior:  # the EBM's head start: an output bias at the add-one unigram of the training split
+        from ebm.model import unigram_log_prior
+
+        prior = unigram_log_prior(torch.from_numpy(np.bincount(train, minlength=tok.vocab_size)), tok.vocab_size)
+    sweep = {lr: valid_ppl(train_gpt(gcfg, train_w, lr, 60 * args.sweep_min, cfg.batch_size, None, prior)[0])
+             for lr in args.gpt_lrs}  # fmt: skip
     best = min(sweep, key=sweep.get)
     budget = 60 * args.budget_min
-    model, steps, spent, curve = train_gpt(gcfg, train_w, best, budget, cfg.batch_size, (budget / 8, valid_ppl))
-    row = {"model": f"transformer ({gcfg.n_layer} layers, d {gcfg.n_embd}, lr {best:g})", "lr": best,
+    model, steps, spent, curve = train_gpt(gcfg, train_w, best, budget, cfg.batch_size, (budget / 8, valid_ppl), prior)
+    kind = ", unigram-initialised output bias" if args.gpt_prior else ""
+    row = {"model": f"transformer ({gcfg.n_layer} layers, d {gcfg.n_embd}, lr {best:g}{kind})", "lr": best,
            "lr_sweep": {f"{k:g}": v for k, v in sweep.items()}, "steps": steps, "train_s": spent,
            "targets_seen": steps * cfg.batch_size * C, "params": sum(p.numel() for p in model.parameters()),
            "curve": curve}  # fmt: skip
@@ -149,7 +156,7 @@ def run_transformer(args) -> dict:
     return row
 
 
-def train_gpt(gcfg, windows, lr: float, seconds: float, batch: int, curve_every):
+def train_gpt(gcfg, windows, lr: float, seconds: float, batch: int, curve_every, log_prior=None):
     """AdamW, warm-up then a cosine to a tenth over the time budget, bf16 autocast where the CPU has
     it (as the EBM's heads); every position of each window is a target. -> (model, steps, s, curve)"""
     import torch
@@ -160,8 +167,11 @@ def train_gpt(gcfg, windows, lr: float, seconds: float, batch: int, curve_every)
 
     torch.manual_seed(0)
     dtype = head_dtype("auto", torch.device("cpu"))
-    model = GPT(gcfg)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.1)
+    model = GPT(gcfg, log_prior)
+    params = list(model.parameters())  # nanoGPT's groups: decay on matrices only
+    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": 0.1},
+              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]  # fmt: skip
+    opt = torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95))
     rng = np.random.default_rng(0)
     spent, steps, curve = 0.0, 0, []
     next_point = curve_every[0] if curve_every else math.inf
@@ -310,6 +320,7 @@ def main() -> None:
     p.add_argument("--models", nargs="+", default=["ngrams", "transformer", "ebm"], choices=["ngrams", "transformer", "ebm"])
     p.add_argument("--kn-orders", type=int, nargs="*", default=[3, 5])
     p.add_argument("--gpt-lrs", type=float, nargs="+", default=[3e-3, 1e-2])
+    p.add_argument("--gpt-prior", action="store_true", help="start the transformer's output bias at the unigram")
     p.add_argument("--ebm-lrs", type=float, nargs="+", default=[3e-3, 1e-2])
     p.add_argument("--ebm-set", action="append", default=[], metavar="KEY=VALUE", help="EBMConfig override")
     p.add_argument("--max-tokens", type=int, default=0, help="score only this many tokens of each text (0: all)")

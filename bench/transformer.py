@@ -40,9 +40,11 @@ class Block(nn.Module):
 
 
 class GPT(nn.Module):
-    def __init__(self, cfg: GPTConfig):
+    def __init__(self, cfg: GPTConfig, log_prior: torch.Tensor | None = None):
+        """`log_prior` (V,): a learned output bias started there (the EBM's token prior), else none."""
         super().__init__()
         self.cfg = cfg
+        self.out_bias = nn.Parameter(log_prior.float().clone()) if log_prior is not None else None
         self.wte = nn.Embedding(cfg.vocab_size, cfg.n_embd)
         self.wpe = nn.Embedding(cfg.block_size, cfg.n_embd)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
@@ -65,7 +67,8 @@ class GPT(nn.Module):
         x = self.wte(idx) + self.wpe(pos)
         for block in self.blocks:
             x = block(x)
-        return self.ln_f(x) @ self.wte.weight.T  # tied output embedding
+        logits = self.ln_f(x) @ self.wte.weight.T  # tied output embedding
+        return logits if self.out_bias is None else logits + self.out_bias
 
     def loss(self, window: torch.Tensor) -> torch.Tensor:
         """Mean next-token cross-entropy over every position of (B, L + 1) windows."""
