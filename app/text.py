@@ -28,8 +28,9 @@ def escape_text(text: str) -> str:
 
 
 def _escape(text: str) -> str:
-    escaped = html.escape(text, quote=True)
-    escaped = "".join(ENTITIES.get(c, c) for c in escaped)
+    # Character by character: escaping first and then replacing "#" would break the entity
+    # html.escape made for an apostrophe ("&#x27;" became "&&#35;x27;", shown literally).
+    escaped = "".join(ENTITIES.get(c) or html.escape(c, quote=True) for c in text)
     return escaped.replace("\r\n", "\n").replace("\n", "<br>")
 
 

@@ -13,3 +13,14 @@ def test_newlines_never_end_the_block_and_special_tokens_are_badges():
     assert "\n" not in block and block.count("<br>") == 2
     assert "<|endoftext|>" not in block and ">endoftext</span>" in block
     assert block.startswith('<div style="white-space:pre-wrap">') and "<strong> " in block  # leading space kept
+
+
+def test_escaped_text_reads_back_as_the_original():
+    """What the browser shows (the HTML unescaped) is the text itself: quotes, ampersands and
+    '#' together once showed "world&#x27;s" for "world's"."""
+    import html
+
+    text = "the world's \"sixth\" head & #1 <tag> 50% a*b_c`d$e[f:g~h"
+    out = escape_text(text)
+    assert html.unescape(out) == text
+    assert "&&" not in out
