@@ -20,7 +20,7 @@ def test_escaped_text_reads_back_as_the_original():
     '#' together once showed "world&#x27;s" for "world's"."""
     import html
 
-    text = "the world's \"sixth\" head & #1 <tag> 50% a*b_c`d$e[f:g~h"
+    text = 'the world\'s "sixth" head & #1 <tag> 50% a*b_c`d$e[f:g~h'
     out = escape_text(text)
     assert html.unescape(out) == text
     assert "&&" not in out
