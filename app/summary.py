@@ -16,29 +16,30 @@ from trainer.status import effective_state, read_status
 from .runlog import RunLog
 from .settings import Folders
 
-# The Runs table's columns, each with its meaning and unit (shown as the column header's help).
+# The Runs table's columns in their order, each with its meaning and unit (shown as the column
+# header's help): what a user scans first (state, progress, time left, perplexity) on the left.
 COLUMN_HELP = {
     "name": "ebm-train --name, or the name saved under 'Name and notes' (the run id if neither)",
     "run": "the run id: the log's name under logs/ebm and the run's folder under checkpoints",
     "state": "from status.json; 'not responding' when the heartbeat is over 2 min old or the pid is gone",
-    "stop_reason": "why a stopped or crashed run ended",
-    "started": "wall-clock start of the run (local time)",
-    "preset": "the preset the run started from (ebm-train --preset) and why it was chosen; --set changes come on top",
-    "heartbeat": "time since the trainer last wrote status.json (every 5 s while it runs)",
-    "phase": "curriculum phase: init, then growth of the splat store, then refinement",
-    "step": "optimiser steps taken",
     "progress": "share of the budget done: steps of planned steps, or minutes of --max-minutes, whichever is further",
     "elapsed": "wall time since the run started (to its last record once it has stopped)",
     "ETA": "wall time left at the pace so far, evaluations included",
+    "step": "optimiser steps taken",
     "epoch": "passes over the training split completed",
+    "phase": "curriculum phase: init, then growth of the splat store, then refinement",
+    "ppl_energy": "latest validation perplexity of p_E, per token of the run's tokenizer (exact softmax)",
+    "best_ppl_energy": "lowest validation ppl_energy so far",
+    "ppl_decoder": "latest validation perplexity of the decoder head, per token",
     "tokens_per_s": "training targets per second, median of the last 20 batch records",
     "loss": "total training loss of the last batch, nats (nll + weighted dsm, dec and balance terms)",
     "nll": "nats per target of p_E on the last training batch",
-    "ppl_energy": "latest validation perplexity of p_E, per token of the run's tokenizer (exact softmax)",
-    "ppl_decoder": "latest validation perplexity of the decoder head, per token",
-    "best_ppl_energy": "lowest validation ppl_energy so far",
     "n_splats": "vMF splats in the store at the last batch",
     "open_alerts": "alert rules fired within the last 500 steps (details below the table)",
+    "heartbeat": "time since the trainer last wrote status.json (every 5 s while it runs)",
+    "started": "wall-clock start of the run (local time)",
+    "stop_reason": "why a stopped or crashed run ended",
+    "preset": "the preset the run started from (ebm-train --preset) and why it was chosen; --set changes come on top",
 }
 
 
@@ -157,7 +158,7 @@ def table_view(rows: pd.DataFrame) -> pd.DataFrame:
     """run_summary rows as the Runs table shows them: ages as text, the columns of COLUMN_HELP."""
     ages = {"heartbeat_age_s": "heartbeat", "elapsed_s": "elapsed", "eta_s": "ETA"}
     shown = rows.assign(**{name: rows[key].map(format_age) for key, name in ages.items()})
-    return shown.drop(columns=[*ages, "corrupt_lines"])
+    return shown[[column for column in COLUMN_HELP if column in shown]]
 
 
 def format_age(seconds: float | None) -> str:

@@ -59,4 +59,5 @@ def test_every_column_of_the_runs_table_has_its_help(tmp_path):
     from app.summary import COLUMN_HELP, table_view
 
     shown = table_view(pd.DataFrame([write_run(tmp_path, "running")]))
-    assert set(shown.columns) == set(COLUMN_HELP) and shown["elapsed"].iloc[0] == "60 s"
+    assert list(shown.columns) == list(COLUMN_HELP) and shown["elapsed"].iloc[0] == "60 s"
+    assert list(shown.columns)[:6] == ["name", "run", "state", "progress", "elapsed", "ETA"]
