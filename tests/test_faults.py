@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -229,7 +230,10 @@ def test_ctrl_c_during_start_up_is_one_line(workspace, delay):
     env = {**os.environ, "EBM_CACHE": str(workspace / "cache"), "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-m", "trainer.train", "--data", str(workspace / "corpus.txt"), "--tokenizer", "bpe:300",
            "--config", str(workspace / "tiny.json"), "--out", str(workspace), "--quiet", "--run-id", f"int-{delay}"]  # fmt: skip
-    proc = subprocess.Popen(cmd, cwd=workspace, env=env, stderr=subprocess.PIPE, text=True)
+    # A terminal's Ctrl-C meets the default disposition. Under a non-interactive shell's `&` the
+    # suite inherits SIGINT ignored (POSIX), and so would the child: the signal would be dropped.
+    default_sigint = partial(signal.signal, signal.SIGINT, signal.SIG_DFL)
+    proc = subprocess.Popen(cmd, cwd=workspace, env=env, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
     wait_until_torch_loads(proc.pid)
     time.sleep(delay)
     proc.send_signal(signal.SIGINT)
