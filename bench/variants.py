@@ -9,7 +9,6 @@ python bench/variants.py --steps 300 context_encoder=transformer context_encoder
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 from pathlib import Path
@@ -24,6 +23,7 @@ from ebm import EBMConfig, EBMModel, training_loss  # noqa: E402
 from ebm.presets import PRESETS  # noqa: E402
 from trainer.data import Windows, default_cache_dir, load_corpus, token_frequencies, tokenize_split  # noqa: E402
 from trainer.evaluation import score  # noqa: E402
+from trainer.schedule import lr_factor  # noqa: E402
 from trainer.tokenizer import load_tokenizer  # noqa: E402
 
 
@@ -35,9 +35,8 @@ def train_variant(cfg: EBMConfig, train: np.ndarray, steps: int) -> tuple[EBMMod
     windows, rng = Windows(train, 0, cfg.context_global), np.random.default_rng(0)
     start = time.perf_counter()
     for step in range(steps):
-        lr = cfg.learning_rate * min(1.0, (step + 1) / 20) * (0.1 + 0.45 * (1 + math.cos(math.pi * step / steps)))
         for group in opt.param_groups:
-            group["lr"] = lr
+            group["lr"] = cfg.learning_rate * lr_factor(step, 20, step / steps)
         model.refresh_neighbours(step)
         out = training_loss(model, torch.from_numpy(windows.batch(rng.integers(len(windows), size=cfg.batch_size))))
         opt.zero_grad(set_to_none=True)

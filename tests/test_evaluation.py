@@ -50,3 +50,15 @@ def test_word_level_perplexity_and_bits_per_byte_divide_the_same_total():
     out = per_unit(result, units)
     assert out["word_ppl_energy"] == pytest.approx(math.exp(2.0 * 12 / 8))  # = token ppl ** (tokens / words)
     assert out["bits_per_byte_decoder"] == pytest.approx(3.0 * 12 / math.log(2) / units["bytes"])
+
+
+def test_a_scored_prefix_counts_words_per_document():
+    """Documents end with an end-of-text token; joined without a separator, the last word of one
+    and the first word of the next would count as one word."""
+    from trainer.evaluate import _documents
+
+    assert _documents([5, 6, 0, 7, 0, 8], eot=0) == [[5, 6], [7], [8]]
+    assert _documents([5, 0, 6], eot=None) == [[5, 0, 6]]
+    pieces = {5: "end.", 6: "Next", 7: " doc"}
+    text = "\n".join("".join(pieces[i] for i in doc) for doc in _documents([5, 0, 6, 7], eot=0))
+    assert text_units(text)["words"] == 3  # "end.", "Next", "doc"; joined as one text: "end.Next doc"

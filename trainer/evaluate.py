@@ -88,10 +88,22 @@ def text_to_score(data: str, split: str, detokenize: bool, tokenizer, max_tokens
     eot = tokenizer.tokenizer.token_to_id("<|endoftext|>")
     if eot is not None:
         tokens = np.concatenate([[eot], tokens]).astype(np.int64)
-    if max_tokens:  # a prefix: words and bytes of the decoded prefix
+    if max_tokens:  # a prefix: words and bytes of its scored documents, joined by newlines as above
         tokens = tokens[: max_tokens + 1]
-        original = tokenizer.decode([t for t in tokens.tolist() if t != eot])
+        original = "\n".join(tokenizer.decode(doc) for doc in _documents(tokens[1:].tolist(), eot))
     return tokens, text_units(original)
+
+
+def _documents(ids: list[int], eot: int | None) -> list[list[int]]:
+    """Token ids split at end-of-text tokens: decoding them joined would run the last word of
+    one document into the first of the next and miscount the words."""
+    docs = [[]]
+    for i in ids:
+        if i == eot:
+            docs.append([])
+        else:
+            docs[-1].append(i)
+    return docs
 
 
 def main(argv: list[str] | None = None) -> int:
