@@ -73,12 +73,12 @@ def scores(nll: float, tokens: int, units: dict) -> dict:
 
 def run_ngrams(args) -> dict:
     from bench.kneser_ney import KneserNey
-    from trainer.data import default_cache_dir, load_corpus, tokenize_split
+    from trainer.data import default_cache_dir, load_corpus, token_frequencies, tokenize_split
 
     tok = run_tokenizer(args)
     train = np.asarray(tokenize_split(load_corpus("builtin"), "train", tok, default_cache_dir(), progress=False))
     V = tok.vocab_size
-    counts = np.bincount(train, minlength=V)[:V] + 1.0
+    counts = token_frequencies(train, V) + 1.0
     unigram = np.log(counts / counts.sum())
     sets = scored_sets(args, tok)
     out = {"unigram": {"model": "add-one unigram", "params": V, "fit_s": 0.0, "targets_seen": len(train)}}
@@ -107,7 +107,7 @@ def run_transformer(args) -> dict:
 
     from bench.transformer import GPTConfig
     from ebm.presets import PRESETS
-    from trainer.data import Windows, default_cache_dir, load_corpus, tokenize_split
+    from trainer.data import Windows, default_cache_dir, load_corpus, token_frequencies, tokenize_split
     from trainer.evaluation import sliding_sums
 
     tok = run_tokenizer(args)
@@ -131,7 +131,7 @@ def run_transformer(args) -> dict:
     if args.gpt_prior:  # the EBM's head start: an output bias at the add-one unigram of the training split
         from ebm.model import unigram_log_prior
 
-        prior = unigram_log_prior(torch.from_numpy(np.bincount(train, minlength=tok.vocab_size)), tok.vocab_size)
+        prior = unigram_log_prior(torch.from_numpy(token_frequencies(train, tok.vocab_size)), tok.vocab_size)
     sweep = {lr: valid_ppl(train_gpt(gcfg, train_w, lr, 60 * args.sweep_min, cfg.batch_size, None, prior)[0])
              for lr in args.gpt_lrs}  # fmt: skip
     best = min(sweep, key=sweep.get)

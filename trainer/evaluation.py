@@ -67,10 +67,9 @@ def score_text(model: EBMModel, tokens: np.ndarray, stride: int, batch_size: int
     """Every token of a whole text scored once with a sliding window of context_global tokens
     (the literature's protocol for perplexity): sums and token-level perplexities."""
     model.eval()
-    totals = sliding_sums(
-        lambda rows, new: batch_scores(model, rows, new, backend), tokens, model.cfg.context_global, stride, batch_size,
-        lambda sums: progress(int(sums[-1])) if progress is not None else None,
-    )  # fmt: skip
+    targets_done = None if progress is None else (lambda sums: progress(int(sums[-1])))  # sums[-1]: targets so far
+    totals = sliding_sums(lambda rows, new: batch_scores(model, rows, new, backend), tokens, model.cfg.context_global,
+                          stride, batch_size, targets_done)  # fmt: skip
     model.train()
     return _summary(*totals)
 
