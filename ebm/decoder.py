@@ -18,6 +18,7 @@ from torch import nn
 
 from .config import EBMConfig
 from .ops import row_scores
+from .shard import SOLO, Shard
 
 Tensor = torch.Tensor
 
@@ -32,11 +33,13 @@ class MixOut(NamedTuple):
     balance: Tensor  # () load-balancing loss
 
 
-def balance_loss(router_probs: Tensor, chosen: Tensor, n_experts: int) -> tuple[Tensor, Tensor]:
-    """(N, E) probabilities, (N, A) chosen expert ids -> (loss, load (E,))."""
-    counts = torch.bincount(chosen.reshape(-1), minlength=n_experts).to(router_probs.dtype)
+def balance_loss(router_probs: Tensor, chosen: Tensor, n_experts: int, shard: Shard = SOLO) -> tuple[Tensor, Tensor]:
+    """(N, E) probabilities, (N, A) chosen expert ids -> (loss, load (E,)), both statistics of
+    the global batch when it is split over data-parallel processes."""
+    counts = shard.total(torch.bincount(chosen.reshape(-1), minlength=n_experts).to(router_probs.dtype))
     load = counts / counts.sum().clamp_min(1)
-    return n_experts * (load * router_probs.mean(0)).sum(), load
+    mean_probs = shard.total(router_probs.sum(0)) / (router_probs.shape[0] * shard.world)  # (E,)
+    return n_experts * (load * mean_probs).sum(), load
 
 
 class MoEDecoder(nn.Module):
@@ -59,7 +62,7 @@ class MoEDecoder(nn.Module):
         out = self.mix(z, h)
         return DecoderOut(row_scores(out.output, embeddings, bias, dtype=head_dtype), out.balance)
 
-    def mix(self, z: Tensor, h: Tensor) -> MixOut:
+    def mix(self, z: Tensor, h: Tensor, shard: Shard = SOLO) -> MixOut:
         """z (N, D), h (N, D) -> the gated expert output o (N, D), scored as logits = o . e_w."""
         x = self.norm(torch.cat([z * z.shape[-1] ** 0.5, h], dim=-1))  # (N, 2D)
         probs = torch.softmax(self.router(x), dim=-1)  # (N, E)
@@ -70,5 +73,5 @@ class MoEDecoder(nn.Module):
             rows, slot = torch.nonzero(chosen == e, as_tuple=True)
             if rows.numel():
                 out.index_add_(0, rows, gates[rows, slot, None] * expert(x[rows]))
-        loss, _ = balance_loss(probs, chosen, self.n_experts)
+        loss, _ = balance_loss(probs, chosen, self.n_experts, shard)
         return MixOut(output=out, balance=loss)

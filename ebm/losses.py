@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import torch
 
-from .geometry import log_map, perturb
+from .geometry import exp_map, log_map, project
+from .shard import SOLO, Shard
 
 Tensor = torch.Tensor
 
@@ -29,15 +30,22 @@ def sample_noise_levels(
     return torch.tensor(levels, dtype=torch.float32, device=device)[choice].unsqueeze(-1)
 
 
-def noisy_targets(targets: Tensor, sigma: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
-    """(N, D) unit targets, (N, 1) angles -> noisy points x~ (N, D) and target scores s* (N, D)."""
-    x_noisy = perturb(targets, sigma, generator)
+def noisy_targets(targets: Tensor, sigma: Tensor, xi: Tensor) -> tuple[Tensor, Tensor]:
+    """(N, D) unit targets, (N, 1) angles, (N, D) standard normal draws -> noisy points x~ (N, D)
+    and target scores s* (N, D). The noise is passed in so a data-parallel process can keep its
+    rows of the global batch's draw (ebm.shard)."""
+    x_noisy = exp_map(targets, project(targets, xi) * sigma)
     return x_noisy, log_map(x_noisy, targets) / sigma**2
 
 
-def dsm_loss(riemannian_grad: Tensor, target_score: Tensor, sigma: Tensor, temperature: float = 1.0) -> Tensor:
-    """Normalised DSM from grad_R E at x~ (N, D), s* (N, D) and sigma (N, 1) -> ()."""
+def dsm_loss(
+    riemannian_grad: Tensor, target_score: Tensor, sigma: Tensor, temperature: float = 1.0, shard: Shard = SOLO
+) -> Tensor:
+    """Normalised DSM from grad_R E at x~ (N, D), s* (N, D) and sigma (N, 1) -> ().
+
+    The normaliser is the global batch's; a data-parallel process returns W times its share of
+    the error, so that the mean over processes (what averaged gradients optimise) is the loss."""
     model_score = -riemannian_grad / temperature
     err = (sigma**2 * (model_score - target_score).pow(2)).sum()
-    scale = (sigma**2 * target_score.pow(2)).sum().clamp_min(1e-12)
-    return err / scale
+    scale = shard.total((sigma**2 * target_score.pow(2)).sum()).clamp_min(1e-12)
+    return err * shard.world / scale

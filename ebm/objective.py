@@ -8,6 +8,7 @@ A window `tokens` (B, L) predicts its last T tokens; N = B * T targets. Each ter
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
@@ -19,6 +20,7 @@ from .geometry import project
 from .losses import dsm_loss, noisy_targets, sample_noise_levels
 from .model import EBMModel
 from .ops import head_dtype, linear_cross_entropy
+from .shard import SOLO, Shard
 
 Tensor = torch.Tensor
 
@@ -76,32 +78,35 @@ def energy_nll(model: EBMModel, t: Targets) -> Tensor:
     return linear_cross_entropy(c, t.emb, t.ids, bias, head_dtype(cfg.head_dtype, t.emb.device))
 
 
-def noisy_targets_of(model: EBMModel, t: Targets, generator: torch.Generator | None = None) -> Noisy:
+def noisy_targets_of(model: EBMModel, t: Targets, generator: torch.Generator | None = None, shard: Shard = SOLO) -> Noisy:
     """Noisy copies of the target embeddings (data: no gradient flows through them)."""
-    sigma = sample_noise_levels(t.ids.shape[0], model.cfg.noise_levels, generator, t.emb.device)
-    x, score = noisy_targets(t.emb[t.ids].detach(), sigma, generator)
+    n, device = t.ids.shape[0] * shard.world, t.emb.device  # draws for the global batch (ebm.shard)
+    sigma = shard.take(sample_noise_levels(n, model.cfg.noise_levels, generator, device))
+    xi = shard.take(torch.randn(n, t.emb.shape[1], generator=generator, device=device))
+    x, score = noisy_targets(t.emb[t.ids].detach(), sigma, xi)
     return Noisy(x, score, sigma)
 
 
-def score_matching(model: EBMModel, t: Targets, noisy: Noisy) -> Tensor:
+def score_matching(model: EBMModel, t: Targets, noisy: Noisy, shard: Shard = SOLO) -> Tensor:
     """Denoising score matching of -grad_R E / T at the noisy points (ebm.losses)."""
     s = model.splats
     nbr = model.neighbours.search(s, noisy.x)
     _, grad_splat = splat_energy_and_grad(noisy.x, s.mu, s.log_alpha, s.kappa, float(s.tau), nbr)
     grad = grad_splat + context_grad(t.g, t.beta, t.u)
-    return dsm_loss(project(noisy.x, grad), noisy.score, noisy.sigma, max(model.cfg.langevin_T, 1e-6))
+    return dsm_loss(project(noisy.x, grad), noisy.score, noisy.sigma, max(model.cfg.langevin_T, 1e-6), shard)
 
 
-def decoder_latents(noisy: Noisy, t: Targets, generator: torch.Generator | None = None) -> Tensor:
+def decoder_latents(noisy: Noisy, t: Targets, generator: torch.Generator | None = None, shard: Shard = SOLO) -> Tensor:
     """Half the rows decode noisy targets, half decode g(c): the sampler's start point,
     near where noise-free sampling ends (docs/design.md, "Decoder")."""
-    use_g = torch.rand(noisy.x.shape[0], 1, generator=generator, device=noisy.x.device) < 0.5
+    draw = torch.rand(noisy.x.shape[0] * shard.world, 1, generator=generator, device=noisy.x.device)
+    use_g = shard.take(draw) < 0.5
     return torch.where(use_g, t.g.detach(), noisy.x)
 
 
-def decoder_nll(model: EBMModel, t: Targets, latents: Tensor) -> tuple[Tensor, Tensor]:
+def decoder_nll(model: EBMModel, t: Targets, latents: Tensor, shard: Shard = SOLO) -> tuple[Tensor, Tensor]:
     """-log p_D(w | z, c) and the router's load-balancing loss."""
-    mixed = model.decoder.mix(latents, t.h)
+    mixed = model.decoder.mix(latents, t.h, shard)
     heads = head_dtype(model.cfg.head_dtype, t.emb.device)
     return linear_cross_entropy(mixed.output, t.emb, t.ids, model.log_prior, dtype=heads), mixed.balance
 
@@ -112,14 +117,16 @@ def training_loss(
     generator: torch.Generator | None = None,
     n_targets: int | None = None,
     backend: Backend = TORCH,
+    shard: Shard = SOLO,
 ) -> StepResult:
-    """The whole objective for one batch of windows (B, L)."""
+    """The whole objective for one batch of windows (B, L), or for this process's rows of a
+    global batch split over data-parallel processes (`shard`, ebm.shard)."""
     cfg = model.cfg
     t = targets_of(model, tokens, n_targets, backend)
     nll = energy_nll(model, t)
-    noisy = noisy_targets_of(model, t, generator)
-    dsm = score_matching(model, t, noisy)
-    dec, balance = decoder_nll(model, t, decoder_latents(noisy, t, generator))
+    noisy = noisy_targets_of(model, t, generator, shard)
+    dsm = score_matching(model, t, noisy, shard)
+    dec, balance = decoder_nll(model, t, decoder_latents(noisy, t, generator, shard), shard)
     loss = nll + cfg.lambda_dsm * dsm + cfg.lambda_dec * dec + cfg.lambda_bal * balance
 
     e_t = t.emb[t.ids].detach()
@@ -132,8 +139,10 @@ def training_loss(
     return StepResult(loss, metrics, e_t, total_t, model.neighbours.vocab_nbr[t.ids])
 
 
-def host_metrics(metrics: dict[str, Tensor]) -> dict[str, float]:
-    """The step's scalars as floats in one device-to-host copy, plus ppl = exp(nll)."""
+def host_metrics(metrics: dict[str, Tensor], reduce: Callable[[Tensor], Tensor] | None = None) -> dict[str, float]:
+    """The step's scalars as floats in one device-to-host copy, plus ppl = exp(nll); `reduce`
+    maps the stacked (n,) vector first (the mean over data-parallel replicas)."""
     names = list(metrics)
-    out = dict(zip(names, torch.stack([metrics[k].float() for k in names]).tolist()))
+    values = torch.stack([metrics[k].float() for k in names])
+    out = dict(zip(names, (values if reduce is None else reduce(values)).tolist()))
     return {"loss": out.pop("loss"), "nll": out["nll"], "ppl": math.exp(min(out["nll"], 50.0)), **out}

@@ -6,9 +6,9 @@ Statistics (buffers, saved in every checkpoint): usage frequency (EMA of the sha
 training targets that have the splat among their neighbours), birth step, last step used,
 birth phase.
 
-The store changes size under merge / prune / spawn. `resize` keeps the same Parameter
-objects and rewrites their data and the optimiser's per-row state, so an optimiser built
-once stays valid for the whole run.
+The store changes size under merge / prune / spawn. `resize` replaces the Parameters with
+ones of the new size and points the optimiser (and its per-row state) at them, so an
+optimiser built once stays valid for the whole run.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from .geometry import normalize
 Tensor = torch.Tensor
 
 USAGE_EMA = 0.99
+SPLAT_PARAMS = ("mu_raw", "log_alpha", "kappa_raw")  # the store's Parameters, one row per splat
 
 
 @dataclass
@@ -149,7 +150,7 @@ class SplatStore(nn.Module):
             "log_alpha": torch.zeros(n_new, device=self.mu_raw.device),
             "kappa_raw": self.kappa_to_raw(torch.full((n_new,), self.cfg.init_kappa, device=self.mu_raw.device)),
         }
-        for name in ("mu_raw", "log_alpha", "kappa_raw"):
+        for name in SPLAT_PARAMS:
             param = getattr(self, name)
             kept = param.data[keep]
             fresh = new_rows[name] if n_new else kept[:0]
@@ -235,6 +236,28 @@ class SplatStore(nn.Module):
             extra = torch.randn(max(0, n - self.n), self.cfg.latent_dim, device=device)  # overwritten by the load
             self.resize(torch.arange(min(n, self.n), device=device), new_mu=extra)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
+def store_state(store: SplatStore, optimizer: torch.optim.Optimizer) -> dict:
+    """The store and the optimiser state of its Parameters, on the CPU: what another
+    data-parallel replica adopts after an edit (`adopt_store_state`)."""
+    moments = {name: optimizer.state.get(getattr(store, name), {}) for name in SPLAT_PARAMS}
+    return {
+        "store": {k: v.detach().cpu() if torch.is_tensor(v) else v for k, v in store.state_dict().items()},
+        "moments": {name: {k: v.cpu() if torch.is_tensor(v) else v for k, v in m.items()} for name, m in moments.items()},
+    }
+
+
+def adopt_store_state(store: SplatStore, state: dict, optimizer: torch.optim.Optimizer) -> None:
+    """Take over another replica's store (`store_state`), resizing as needed, with its optimiser rows."""
+    old = {name: getattr(store, name) for name in SPLAT_PARAMS}
+    store.load_state_dict(state["store"])
+    for name, param in old.items():
+        new = getattr(store, name)
+        if new is not param:
+            _replace_in_optimizer(optimizer, param, new)
+        moments = state["moments"][name].items()
+        optimizer.state[new] = {k: v.to(new.device) if torch.is_tensor(v) and v.dim() else v for k, v in moments}
 
 
 def _replace_in_optimizer(optimizer: torch.optim.Optimizer, old: nn.Parameter, new: nn.Parameter) -> None:

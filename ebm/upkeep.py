@@ -20,8 +20,11 @@ Event = tuple[str, dict]  # (record kind, fields)
 
 
 class SplatUpkeep:
-    def __init__(self, cfg: EBMConfig, token_freq: Tensor):
-        self.cfg = cfg
+    """`decides=False` is a data-parallel replica other than rank 0: it keeps the statistics and
+    phases in step but makes no edit; the trainer copies rank 0's store after `edits_due` steps."""
+
+    def __init__(self, cfg: EBMConfig, token_freq: Tensor, decides: bool = True):
+        self.cfg, self.decides = cfg, decides
         self.curriculum = Curriculum(cfg)
         self.soc = SOCController(cfg)
         self.token_freq = token_freq  # (V,) training-split counts: growth fills the most frequent tokens first
@@ -39,7 +42,7 @@ class SplatUpkeep:
         new = self.curriculum.phase(epoch, step)
         if new == self.phase:
             return []
-        spawned = self._grow(model, new, step, optimizer)
+        spawned = self._grow(model, new, step, optimizer) if self.decides else 0
         self.phase = new
         model.splats.tau.fill_(new.temperature)
         return [self.phase_event(model, spawned)]
@@ -52,10 +55,17 @@ class SplatUpkeep:
         splats.apply_alpha_decay(splats.decay_strength(epoch_progress), lr, step)
         splats.record_usage(out.target_nbr, step)
         self.soc.observe(out.target_points, out.target_energy)
-        if not self.soc.due(step):
+        if not self.soc.due(step) or not self.decides:
             return []
         event = self.soc.check(splats, model.neighbours.index, step, self.phase.capacity, self.phase.index, optimizer)
         return [("soc", {**event.as_dict(), "soc_rate": self.soc.rate()})]
+
+    def edits_due(self, epoch: int, step: int, after_step: bool) -> bool:
+        """Whether `before_step` (a new phase) or `after_step` (an SOC check) may edit the store
+        at this step; the same answer on every replica."""
+        if after_step:
+            return self.soc.due(step)
+        return self.curriculum.phase(epoch, step) != self.phase
 
     @torch.no_grad()
     def _grow(self, model: EBMModel, phase: Phase, step: int, optimizer: torch.optim.Optimizer) -> int:

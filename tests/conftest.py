@@ -91,14 +91,19 @@ def workspace(tmp_path_factory, request):
     return ws
 
 
-def train(ws: Path, *extra: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    """The real CLI on the tiny corpus and config; a resumed run brings its own data, tokenizer and config."""
+def train(ws: Path, *extra: str, timeout: int = 300, procs: int = 1) -> subprocess.CompletedProcess:
+    """The real CLI on the tiny corpus and config; a resumed run brings its own data, tokenizer and
+    config. procs > 1: as the README runs it, under torchrun on this machine."""
     setup = (
         []
         if "--resume" in extra
         else ["--data", str(ws / "corpus.txt"), "--tokenizer", "bpe:300", "--config", str(ws / "tiny.json")]
     )
-    cmd = [sys.executable, "-m", "trainer.train", *setup, "--out", str(ws), "--quiet", *extra]
+    launcher = [sys.executable, "-m", "trainer.train"]
+    if procs > 1:
+        torchrun = Path(sys.executable).with_name("torchrun")
+        launcher = [str(torchrun), "--standalone", "--nproc-per-node", str(procs), "-m", "trainer.train"]
+    cmd = [*launcher, *setup, "--out", str(ws), "--quiet", *extra]
     env = {**os.environ, "EBM_CACHE": str(ws / "cache"), "PYTHONPATH": str(ROOT)}
     return subprocess.run(cmd, cwd=ws, env=env, capture_output=True, text=True, timeout=timeout)
 

@@ -20,6 +20,7 @@ from .checkpoint import CheckpointError, newest_intact
 from .data import DataError, default_cache_dir, load_corpus, tokenize_split
 from .device import DeviceError, resolve_device
 from .options import RunOptions
+from .replicas import ALONE, Replicas, from_environment
 from .reporting import ReportError
 from .runfiles import RunFiles, newest_resumable
 from .runlock import RunLock, RunLockedError
@@ -139,7 +140,8 @@ def take_run(files: RunFiles) -> RunLock:
     return lock
 
 
-def build_trainer(args, out: Path, run_id: str, tok_spec: str, cfg: EBMConfig | None, resume_state: dict | None) -> Trainer:
+def build_trainer(args, out: Path, run_id: str, tok_spec: str, cfg: EBMConfig | None, resume_state: dict | None,
+                  replicas: Replicas = ALONE) -> Trainer:  # fmt: skip
     corpus = load_corpus(args.data)
     tokenizer = load_tokenizer(tok_spec, train_texts=corpus.splits.get("train"), cache_dir=default_cache_dir() / "tokenizers")
     if resume_state is not None:
@@ -148,14 +150,37 @@ def build_trainer(args, out: Path, run_id: str, tok_spec: str, cfg: EBMConfig | 
         cfg = build_config(args, tokenizer.vocab_size)
     elif cfg.vocab_size != tokenizer.vocab_size:
         raise UserError(f"checkpoint vocabulary {cfg.vocab_size} != tokenizer {tokenizer.vocab_size}")
+    if cfg.batch_size % replicas.size:
+        raise UserError(f"batch_size {cfg.batch_size} does not split over {replicas.size} processes; "
+                        f"use a multiple of {replicas.size} (--batch-size)")  # fmt: skip
     train_tokens = tokenize_split(corpus, "train", tokenizer, progress=not args.quiet)
     valid_tokens = tokenize_split(corpus, "valid", tokenizer, progress=not args.quiet)
-    return Trainer(cfg, run_options(args, run_id, out), tokenizer, train_tokens, valid_tokens, resume_state)
+    return Trainer(cfg, run_options(args, run_id, out), tokenizer, train_tokens, valid_tokens, resume_state, replicas)
+
+
+def replica_device(spec: str, replicas: Replicas) -> str:
+    """Under torchrun each process takes its own device: cuda -> cuda:LOCAL_RANK."""
+    if replicas.size == 1 or spec == "cpu":
+        return spec
+    if spec == "cuda":
+        return f"cuda:{replicas.local_rank}"
+    raise UserError(f"--device {spec} under torchrun: use --device cuda (each process takes cuda:LOCAL_RANK) or cpu")
 
 
 def run(args) -> int:
-    """Train in this process until the run finishes, stops or fails."""
+    """Train in this process until the run finishes, stops or fails; under torchrun, as one of
+    its data-parallel replicas (trainer.replicas)."""
     resolve_device(args.device)  # a missing device fails before any data is read
+    replicas = from_environment(args.device)
+    try:
+        return run_replica(args, replicas)
+    finally:
+        replicas.close()
+
+
+def run_replica(args, replicas: Replicas) -> int:
+    args.device = replica_device(args.device, replicas)
+    args.quiet = args.quiet or not replicas.main
     torch.manual_seed(args.seed or 0)
     # Exact resume needs bit-identical steps: the default accumulating index kernels differ in
     # the last float32 bit from run to run, which bf16 heads amplify to 5e-4 in the loss
@@ -164,15 +189,20 @@ def run(args) -> int:
     out = Path(args.out).resolve()
     if not args.resume:
         build_config(args, EBMConfig().vocab_size)  # a bad --set or --config fails before any file is touched
-    run_id = chosen_run(args, out)
+    run_id = replicas.broadcast(chosen_run(args, out))  # rank 0's: a new id is random
     files = RunFiles.under(out, run_id)
-    lock = take_run(files)
+    lock = take_run(files) if replicas.main else None
     try:  # the lock is released however the run ends, a failed start included
+        if not replicas.main:
+            replicas.barrier()  # rank 0 first: it may train and cache the tokenizer
         tok_spec, cfg, resume_state = run_setup(args, files)
-        trainer = build_trainer(args, out, run_id, tok_spec, cfg, resume_state)
+        trainer = build_trainer(args, out, run_id, tok_spec, cfg, resume_state, replicas)
+        if replicas.main:
+            replicas.barrier()
+        replicas.copy_model(trainer.model)  # the same start on every replica, whatever their seeds
 
         def on_term(signum, frame):
-            trainer.stop_requested = True
+            trainer.request_stop()
 
         signal.signal(signal.SIGTERM, on_term)
         signal.signal(signal.SIGINT, on_term)
@@ -180,7 +210,10 @@ def run(args) -> int:
             print(f"run {run_id}: {len(trainer.train)} training windows, {trainer.total_steps} steps planned; "
                   f"log {trainer.logger.path}", file=sys.stderr)  # fmt: skip
         state = trainer.fit()
+        replicas.barrier()  # rank 0 writes the last checkpoint while the others wait
     finally:
-        lock.release()
-    print(f"run {run_id} {state} at step {trainer.step}", file=sys.stderr)
+        if lock is not None:
+            lock.release()
+    if replicas.main:
+        print(f"run {run_id} {state} at step {trainer.step}", file=sys.stderr)
     return 0

@@ -107,6 +107,10 @@ def run(argv: list[str]) -> int:
     if args.list_config:
         return list_config()
     if args.detach:
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            print("ebm-train: error: --detach starts one background process; run a torchrun job in the background "
+                  "with its own launcher instead: nohup torchrun ... > train.out 2>&1 &", file=sys.stderr)  # fmt: skip
+            return 2
         return detach(argv, args)
     from .startup import run as train_here
 

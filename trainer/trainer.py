@@ -1,7 +1,8 @@
 """The training loop. It coordinates and decides nothing itself: the loss is ebm.objective's,
 the store's upkeep ebm.upkeep's, the schedule and budget trainer.schedule's, recovery from
 non-finite steps trainer.recovery's, alert rules trainer.alerts', and the files it writes
-follow trainer.runfiles (docs/design.md, "Training loop").
+follow trainer.runfiles (docs/design.md, "Training loop"). Under torchrun it is one of several
+data-parallel replicas (trainer.replicas): rank 0 alone writes files and decides splat edits.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import torch
 
 from ebm import EBMModel, SamplerSettings, backend_for
 from ebm.config import EBMConfig
-from ebm.objective import host_metrics, training_loss
+from ebm.objective import StepResult, host_metrics, training_loss
 from ebm.ops import head_dtype
 from ebm.pretrained import pretrained_embeddings
 from ebm.upkeep import Event, SplatUpkeep
@@ -29,6 +30,7 @@ from .heap import release_free_heap
 from .logs import RunLogger
 from .options import RunOptions
 from .recovery import Action, Recovery
+from .replicas import ALONE, Replicas
 from .reporting import make_reporters
 from .schedule import Budget, is_eval_step, lr_factor
 from .status import Heartbeat
@@ -39,21 +41,24 @@ class Trainer:
     """One run: data, model, optimiser, upkeep, logs and checkpoints."""
 
     def __init__(self, cfg: EBMConfig, opts: RunOptions, tokenizer, train_tokens: np.ndarray, valid_tokens: np.ndarray,
-                 resume_state: dict | None = None):  # fmt: skip
+                 resume_state: dict | None = None, replicas: Replicas = ALONE):  # fmt: skip
         self.cfg, self.opts, self.tokenizer, self.files = cfg, opts, tokenizer, opts.files
+        self.replicas, self.writes = replicas, replicas.main
         self.device, vulkan = resolve_device(opts.device)
         self.device_name, self.backend = str(vulkan or self.device), backend_for(vulkan)
         self.train, self.valid = windows_for(train_tokens, cfg), windows_for(valid_tokens, cfg)
         self.eval_ids = self.valid.evenly_spaced(max(1, cfg.eval_tokens // cfg.targets_per_window))
-        self.upkeep = SplatUpkeep(cfg, torch.from_numpy(token_frequencies(train_tokens, cfg.vocab_size)).float())
+        freq = torch.from_numpy(token_frequencies(train_tokens, cfg.vocab_size)).float()
+        self.upkeep = SplatUpkeep(cfg, freq, decides=replicas.main)
         self.monitor, self.recovery = alerts.Monitor(), Recovery()
         resume_step = None if resume_state is None else int(resume_state["step"])
-        self.listeners = [_echo_alert, *make_reporters(list(opts.report_to), self.files.logs, opts.run_id, resume_step)]
-        self.logger = RunLogger(self.files.log, echo=self._tell_listeners)
+        reporters = make_reporters(list(opts.report_to), self.files.logs, opts.run_id, resume_step) if self.writes else []
+        self.listeners = [_echo_alert, *reporters]
+        self.logger = RunLogger(self.files.log, echo=self._tell_listeners) if self.writes else None
         self.heartbeat = Heartbeat(self.files.status)
         self.system = SystemMeter(str(self.device))
         self.step = self.epoch = self.batch_in_epoch = 0
-        self.train_seconds, self.stop_requested = 0.0, False
+        self.train_seconds, self.stop_requested, self.stop_signal = 0.0, False, False
         self._last_save, self._saves = time.monotonic(), 0  # checkpoints written by this process
         self.embedding_source = "checkpoint"
         self.resumed_from = None if resume_state is None else resume_state.get("resumed_from", "latest.pt")
@@ -74,6 +79,12 @@ class Trainer:
         model = EBMModel(cfg, n_splats=self.upkeep.initial_splats(), token_init=emb, token_freq=self.upkeep.token_freq)
         self.upkeep.start(model)
         return model
+
+    def request_stop(self) -> None:
+        """A stop signal: honoured at once by one process, and by replicas at the end of the
+        step in which they all know of it (trainer.replicas)."""
+        self.stop_signal = True
+        self.stop_requested = self.stop_requested or self.replicas.size == 1
 
     def _tell_listeners(self, record: dict) -> None:
         for listener in self.listeners:
@@ -147,6 +158,8 @@ class Trainer:
         return 60 * gap - (time.monotonic() - self._last_save)
 
     def save(self, epoch: int | None = None) -> None:
+        if not self.writes:
+            return
         cfg = self.cfg
         path = save_checkpoint(self.state_dict(), self.files.run_dir, epoch, cfg.checkpoint_keep_every, cfg.checkpoint_keep_last)
         self.logger.log("checkpoint", self.step, self.epoch, path=str(path), latest=str(self.files.latest))
@@ -154,13 +167,16 @@ class Trainer:
         self._saves += 1
 
     def _beat(self, state: str = "running", force: bool = False) -> None:
+        if not self.writes:
+            return
         due = self._next_save_in()
         self.heartbeat.beat(state, force, run_id=self.opts.run_id, step=self.step, epoch=self.epoch,
                             phase=self.upkeep.phase.name, total_steps=self.total_steps,
                             next_checkpoint_t=None if due is None else time.time() + max(due, 0.0))  # fmt: skip
 
     def _log(self, kind: str, **fields) -> None:
-        self.logger.log(kind, self.step, self.epoch, **fields)
+        if self.writes:
+            self.logger.log(kind, self.step, self.epoch, **fields)
 
     def _log_alerts(self, found: list[alerts.Alert]) -> None:
         for alert in found:
@@ -193,6 +209,8 @@ class Trainer:
     def _record_crash(self, err: Exception) -> None:
         """Best effort: the reason may be the very folder or disk these records go to."""
         reason = f"{type(err).__name__}: {err}"[:300]
+        if not self.writes:
+            return
         try:
             self.heartbeat.beat("crashed", force=True, run_id=self.opts.run_id, step=self.step, reason=reason)
             self._log("status", state="crashed", reason=reason)
@@ -200,6 +218,8 @@ class Trainer:
             pass
 
     def _open_run(self) -> None:
+        if not self.writes:
+            return
         self.files.run_dir.mkdir(parents=True, exist_ok=True)
         self.tokenizer.save(self.files.tokenizer)
         if self.step == 0:
@@ -223,6 +243,7 @@ class Trainer:
             "valid_tokens": int(len(self.valid.tokens)),
             "embedding_source": self.embedding_source,
             "device": self.device_name,
+            "replicas": self.replicas.size,
             "head_dtype": str(head_dtype(cfg.head_dtype, self.device)).removeprefix("torch."),
             "pid": os.getpid(),
             "n_params": sum(p.numel() for p in self.model.parameters()),
@@ -242,7 +263,8 @@ class Trainer:
             self.save()
         self._log("status", state=state)
         self._beat(state, force=True)
-        self.logger.close()
+        if self.logger is not None:
+            self.logger.close()
         for listener in self.listeners:
             getattr(listener, "close", lambda: None)()
         return state
@@ -252,9 +274,10 @@ class Trainer:
         order = self.train.epoch_order(self.cfg.seed, self.epoch)
         n_batches = len(order) // bs
         while self.batch_in_epoch < n_batches and self._running():
-            self._log_events(self.upkeep.before_step(self.model, self.epoch, self.step, self.opt))
+            self._upkeep_before_step()
             b = self.batch_in_epoch
-            metrics = self.train_step(torch.from_numpy(self.train.batch(order[b * bs : (b + 1) * bs])))
+            rows = self.replicas.rows(order[b * bs : (b + 1) * bs])
+            metrics = self.train_step(torch.from_numpy(self.train.batch(rows)))
             self.batch_in_epoch += 1
             bar.update(1)
             bar.set_postfix(loss=f"{metrics['loss']:.3f}", ppl=f"{metrics['ppl']:.1f}",
@@ -270,15 +293,17 @@ class Trainer:
             self.save(epoch=self.epoch)
 
     def train_step(self, tokens: torch.Tensor) -> dict:
+        """One optimiser step on this process's rows of a global batch (all of it when alone)."""
         t0 = time.perf_counter()
         lr = self._set_lr()
         self.model.refresh_neighbours(self.step)
-        out = training_loss(self.model, tokens.to(self.device), self.gen, backend=self.backend)
+        out = training_loss(self.model, tokens.to(self.device), self.gen, backend=self.backend, shard=self.replicas.shard)
         self.opt.zero_grad(set_to_none=True)
         out.loss.backward()
+        self.replicas.average_gradients(list(self.model.parameters()))
         clip = self.cfg.grad_clip if self.cfg.grad_clip > 0 else float("inf")
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
-        metrics = {**host_metrics(out.metrics), "grad_norm": float(grad_norm), "lr": lr}
+        metrics = {**host_metrics({**out.metrics, "grad_norm": grad_norm}, self.replicas.average), "lr": lr}
         alert = alerts.non_finite(metrics)
         if alert is not None:
             self._on_non_finite(alert)
@@ -287,23 +312,51 @@ class Trainer:
         self.opt.step()
         self.step += 1
         metrics |= {"n_splats": self.model.splats.n, "phase": self.upkeep.phase.index}  # the store this step trained
-        progress = self.epoch + self.batch_in_epoch / self.steps_per_epoch
-        events = self.upkeep.after_step(self.model, out, self.step, progress, metrics["lr"], self.opt)
+        events = self._upkeep_after_step(out, lr)
         release_free_heap()
-        elapsed = time.perf_counter() - t0
-        self.train_seconds += elapsed
-        metrics |= {"train_seconds": self.train_seconds, "tokens_per_s": tokens.shape[0] * self.cfg.targets_per_window / elapsed}
+        elapsed = self._agree_on_time(time.perf_counter() - t0)
+        targets = tokens.shape[0] * self.replicas.size * self.cfg.targets_per_window
+        metrics |= {"train_seconds": self.train_seconds, "tokens_per_s": targets / elapsed}
         if self.step % self.opts.log_every == 0:
             self._log("batch", **metrics, **self.system.read())
         self._log_events(events)
         self._log_alerts(self.monitor.after_step(self.step, metrics))
         return metrics
 
+    def _upkeep_before_step(self) -> None:
+        due = self.upkeep.edits_due(self.epoch, self.step, after_step=False)
+        self._log_events(self.upkeep.before_step(self.model, self.epoch, self.step, self.opt))
+        if due:
+            self.replicas.sync_store(self.model, self.opt)
+
+    def _upkeep_after_step(self, out: StepResult, lr: float) -> list[Event]:
+        """The store's upkeep on the global batch's statistics, the same on every replica, with
+        rank 0's edits copied to the others."""
+        gather = self.replicas.gather
+        out = out._replace(target_points=gather(out.target_points), target_energy=gather(out.target_energy),
+                           target_nbr=gather(out.target_nbr))  # fmt: skip
+        progress = self.epoch + self.batch_in_epoch / self.steps_per_epoch
+        events = self.upkeep.after_step(self.model, out, self.step, progress, lr, self.opt)
+        if self.upkeep.edits_due(self.epoch, self.step, after_step=True):
+            self.replicas.sync_store(self.model, self.opt)
+        return events
+
+    def _agree_on_time(self, elapsed: float) -> float:
+        """The step's time (the slowest replica's) and whether any replica was asked to stop:
+        every replica then takes the same budget and stop decisions."""
+        agreed = self.replicas.agree_max(
+            torch.tensor([elapsed, float(self.stop_signal)], dtype=torch.float64, device=self.device)
+        )
+        elapsed, stop = agreed.tolist()
+        self.stop_requested = self.stop_requested or stop > 0
+        self.train_seconds += elapsed
+        return elapsed
+
     # ----- non-finite steps
     def _on_non_finite(self, alert: alerts.Alert) -> None:
         self._log_alerts([alert])
         self.opt.zero_grad(set_to_none=True)
-        action = self.recovery.on_non_finite(can_roll_back=self.files.latest.exists())
+        action = self.recovery.on_non_finite(can_roll_back=self.replicas.broadcast(self.files.latest.exists()))
         if action is Action.ROLL_BACK:
             self._roll_back()
         elif action is Action.STOP:
@@ -313,7 +366,7 @@ class Trainer:
             self.stop_requested = True
 
     def _roll_back(self) -> None:
-        state = load_checkpoint(self.files.latest)
+        state = self.replicas.broadcast(load_checkpoint(self.files.latest) if self.writes else None)
         spent = self.train_seconds  # a rollback undoes steps, not the time they took
         self.model.load_state_dict(state["model"])
         self._restore(state)
@@ -324,6 +377,8 @@ class Trainer:
 
     # ----- evaluation
     def _evaluate(self, epoch_end: bool = False) -> None:
+        if not self.writes:
+            return
         result = score(self.model, self.valid, self.eval_ids, self.cfg.batch_size, backend=self.backend)
         phase = self.upkeep.phase
         self._log("epoch" if epoch_end else "eval", **result, **self.model.splats.stats(self.step),
