@@ -112,6 +112,15 @@ def loaded_run(path: str, key: str):
     return state, model, tokenizer
 
 
+@st.cache_resource(max_entries=2, show_spinner="Copying the model to the GPU ...")
+def model_on(path: str, key: str, device: str):
+    """A copy of the cached model on a CUDA device (the CPU model stays shared by the sessions
+    that sample on the CPU or with Vulkan)."""
+    import copy
+
+    return copy.deepcopy(loaded_run(path, key)[1]).to(device)
+
+
 @st.cache_resource(max_entries=4, show_spinner="Reading splats ...")
 def loaded_splats(path: str, key: str):
     from .projection import splat_data

@@ -29,10 +29,20 @@ class SplatIndex:
 
     @property
     def size(self) -> int:
-        return 0 if self._index is None else self._index.ntotal
+        return 0 if self._snapshot is None else self._snapshot.shape[0]
+
+    @property
+    def on_device(self) -> bool:
+        """Means on a GPU are searched there by exact top-k (no host copy per search); FAISS
+        serves the CPU."""
+        return self._snapshot is not None and self._snapshot.device.type != "cpu"
 
     def build(self, mu: Tensor) -> None:
         """Index unit means (K, D)."""
+        self._snapshot = mu.detach().clone()
+        if self.on_device:
+            self._index = None
+            return
         data = _as_faiss(mu)
         d = data.shape[1]
         if self.kind == "flat":
@@ -43,14 +53,13 @@ class SplatIndex:
             index.hnsw.efConstruction = max(40, self.ef_search)
         index.add(data)
         self._index = index
-        self._snapshot = mu.detach().clone()
 
     def invalidate(self) -> None:
         self._index = None
         self._snapshot = None
 
     def is_stale(self, mu: Tensor) -> bool:
-        if self._index is None or self._snapshot is None or self._snapshot.shape != mu.shape:
+        if self._snapshot is None or self._snapshot.shape != mu.shape or (self._index is None and not self.on_device):
             return True
         drift = (self._snapshot * mu.detach()).sum(-1).min().item()
         return drift < self.rebuild_cos
@@ -61,6 +70,8 @@ class SplatIndex:
 
     def search(self, queries: Tensor, k: int) -> Tensor:
         """(N, D) -> (N, min(k, K)) long ids, best first."""
+        if self.on_device:
+            return exact_knn(queries, self._snapshot, k)
         if self._index is None:
             raise RuntimeError("SplatIndex.search before build(); call ensure(mu) first")
         k = min(k, self._index.ntotal)

@@ -35,7 +35,7 @@ def evaluate_parser() -> argparse.ArgumentParser:
     p.add_argument("--stride", type=int, default=0, help="new tokens per window (0: half of context_global)")
     p.add_argument("--samples", type=int, default=4, help="generated samples for quality metrics")
     p.add_argument("--sample-tokens", type=int, default=24, help="tokens generated per sample")
-    p.add_argument("--device", default="cpu", help="cpu or vulkan[:N]")
+    p.add_argument("--device", default="cpu", help="cpu, cuda[:N] or vulkan[:N]")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampled prompts' generations")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     return p

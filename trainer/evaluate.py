@@ -35,11 +35,10 @@ def load_run(path: str | Path):
 
 def run(args) -> dict:
     torch_device, vulkan = resolve_device(args.device)
-    if torch_device.type != "cpu":
-        raise DeviceError(f"--device {args.device}: evaluation runs on cpu or vulkan")
     torch.manual_seed(args.seed)
     path = Path(args.checkpoint)
     state, model, tokenizer = load_run(path)
+    model.to(torch_device)
     backend = backend_for(vulkan)
     cfg = model.cfg
     tokens, units = text_to_score(args.data, args.split, args.detokenize, tokenizer, args.max_tokens)

@@ -33,6 +33,7 @@ def score(
 
 def batch_scores(model: EBMModel, tokens: torch.Tensor, n_targets: int, backend: Backend = TORCH) -> np.ndarray:
     """Summed -log p_E, -log p_D, covered targets and targets of the last n_targets of each window (B, L)."""
+    tokens = tokens.to(model.embeddings.device)
     nll_e = -token_logprobs(model, tokens, n_targets, backend).sum().item()
     nll_d = -decoder_logprobs(model, tokens, n_targets, backend=backend).sum().item()
     targets = model.embeddings[tokens[:, -n_targets:].reshape(-1)]

@@ -1,6 +1,7 @@
 """Generate: Langevin sampling from a checkpoint in the app process, streamed token by token,
 with the energy trajectory (and its three terms) of every token's sampling run. The backend is
-chosen per request, so sessions on different devices share one cached model."""
+chosen per request, so sessions on different devices share one cached model (and one cached
+copy per CUDA device)."""
 
 from pathlib import Path
 from typing import NamedTuple
@@ -8,8 +9,9 @@ from typing import NamedTuple
 import pandas as pd
 import plotly.express as px
 import streamlit as st
+import torch
 
-from app.resources import LOAD_ERRORS, all_checkpoints, choose_checkpoint, file_key, loaded_run, show_load_error
+from app.resources import LOAD_ERRORS, all_checkpoints, choose_checkpoint, file_key, loaded_run, model_on, show_load_error
 from app.settings import folders
 from app.text import text_block
 from ebm import SamplerSettings, backend_for, generate_stream
@@ -98,8 +100,10 @@ def request_form(cfg) -> Request | None:
         n_tokens = d.number_input("Tokens", 1, 200, 20, key="gen_n")
         a, b = st.columns(2)
         seed = a.number_input("Seed", 0, 2**31 - 1, 0, key="gen_seed")
-        devices = ["cpu"] + [f"vulkan:{i} ({name})" for i, name in enumerate(list_devices())]
-        device = b.selectbox("Device", devices, key="gen_device", help="Vulkan runs each token's Langevin chain on the device")
+        cuda = [f"cuda:{i} ({torch.cuda.get_device_name(i)})" for i in range(torch.cuda.device_count())]
+        devices = ["cpu", *cuda, *(f"vulkan:{i} ({name})" for i, name in enumerate(list_devices()))]
+        help_ = "CUDA runs the whole model on the GPU; Vulkan runs each token's Langevin chain on the device"
+        device = b.selectbox("Device", devices, key="gen_device", help=help_)
         if not st.form_submit_button("Generate"):
             return None
     settings = SamplerSettings(int(steps), float(dt), float(gamma), float(temperature))
@@ -113,6 +117,8 @@ def generate_panel(request: Request, model, tokenizer, path: Path, key: str = "g
     except VulkanError as err:
         st.error(f"{err}")
         return
+    if request.device.startswith("cuda"):
+        model = model_on(str(path), file_key(path), request.device.split(" ")[0])
     out, n = st.empty(), request.n_tokens
     progress = st.progress(0.0, text="sampling ...")
     tokens, rows, paths = [], [], []

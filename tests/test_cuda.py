@@ -1,0 +1,87 @@
+"""The CUDA path against the CPU: nearest-splat search, training, evaluation, the dashboard's
+Generate page, and two-GPU data parallelism under torchrun. Marked `cuda`; they skip where torch
+sees no GPU (`python -m pytest -m cuda` runs only these)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from conftest import ROOT, records, train
+
+from ebm.geometry import random_points
+from ebm.knn import SplatIndex
+
+pytestmark = [
+    pytest.mark.cuda,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device visible to torch"),
+]
+FP32 = ("--set", "head_dtype=float32")  # bf16 rounds differently on the two devices
+
+
+def test_nearest_splats_on_the_gpu_match_faiss():
+    gen = torch.Generator().manual_seed(0)
+    mu, queries = random_points(3000, 64, gen), random_points(500, 64, gen)
+    cpu, gpu = SplatIndex("flat"), SplatIndex("flat")
+    cpu.build(mu)
+    gpu.build(mu.cuda())
+    assert gpu.on_device and not cpu.on_device
+    found = gpu.search(queries.cuda(), 8)
+    assert found.device.type == "cuda"
+    assert torch.equal(found.cpu(), cpu.search(queries, 8))
+
+
+def test_training_on_cuda_matches_cpu(workspace):
+    for device in ("cpu", "cuda"):
+        proc = train(workspace, "--run-id", f"on-{device}", "--max-steps", "30", "--device", device, *FP32)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    cpu, gpu = (records(workspace, f"on-{d}") for d in ("cpu", "cuda"))
+    assert gpu[0]["device"].startswith("cuda")
+    a = [r["loss"] for r in cpu if r["type"] == "batch"]
+    b = [r["loss"] for r in gpu if r["type"] == "batch"]
+    assert len(a) == len(b) == 30
+    for step, (x, y) in enumerate(zip(a, b), start=1):
+        assert abs(x - y) < 1e-3 * abs(x), (step, x, y)
+
+
+def test_evaluate_and_dashboard_generate_on_cuda(full_run, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    from app.settings import CHECKPOINT_ENV, LOG_ENV
+
+    ws, _ = full_run
+    latest = ws / "checkpoints" / "full" / "latest.pt"
+    scores = {}
+    for device in ("cpu", "cuda"):
+        cmd = [sys.executable, "-m", "trainer.evaluate", "--checkpoint", str(latest), "--data", str(ws / "corpus.txt")]
+        cmd += ["--split", "valid", "--max-tokens", "512", "--samples", "1", "--json", "--device", device]
+        env = {**os.environ, "EBM_CACHE": str(ws / "cache"), "PYTHONPATH": str(ROOT)}
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        scores[device] = json.loads(proc.stdout)
+    assert scores["cuda"]["device"].startswith("cuda")
+    assert scores["cuda"]["ppl_energy"] == pytest.approx(scores["cpu"]["ppl_energy"], rel=1e-3)
+
+    monkeypatch.setenv(LOG_ENV, str(ws / "logs"))
+    monkeypatch.setenv(CHECKPOINT_ENV, str(ws / "checkpoints"))
+    at = AppTest.from_file(str(ROOT / "app" / "views" / "generate.py"), default_timeout=120).run()
+    box = at.selectbox(key="gen_device")
+    box.set_value(next(o for o in box.options if o.startswith("cuda:0")))
+    at.number_input(key="gen_n").set_value(3)
+    at.button[0].click().run()
+    assert not at.exception and not at.error
+    assert len(at.session_state["generation"]["tokens"]) == 3
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two GPUs")
+def test_two_gpus_train_the_model_one_gpu_trains(workspace):
+    edits = ("--set", "curriculum_unit=step", "--set", "curriculum_boundaries=[12,24]", "--set", "schedule_steps=30")
+    for run_id, procs in (("gpu1", 1), ("gpu2", 2)):
+        proc = train(workspace, "--run-id", run_id, "--max-steps", "30", "--device", "cuda", *FP32, *edits, procs=procs)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    a, b = ([r["loss"] for r in records(workspace, run) if r["type"] == "batch"] for run in ("gpu1", "gpu2"))
+    assert len(a) == len(b) == 30
+    for step, (x, y) in enumerate(zip(a, b), start=1):
+        assert abs(x - y) < 1e-4 * abs(x), (step, x, y)
