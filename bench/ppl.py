@@ -133,8 +133,8 @@ def run_transformer(args) -> dict:
 
         prior = unigram_log_prior(torch.from_numpy(token_frequencies(train, tok.vocab_size)), tok.vocab_size)
     sweep = {lr: valid_ppl(train_gpt(gcfg, train_w, lr, 60 * args.sweep_min, cfg.batch_size, None, prior)[0])
-             for lr in args.gpt_lrs}  # fmt: skip
-    best = min(sweep, key=sweep.get)
+             for lr in args.gpt_lrs} if len(args.gpt_lrs) > 1 else {}  # fmt: skip
+    best = min(sweep, key=sweep.get) if sweep else args.gpt_lrs[0]
     budget = 60 * args.budget_min
     model, steps, spent, curve = train_gpt(gcfg, train_w, best, budget, cfg.batch_size, (budget / 8, valid_ppl), prior)
     kind = ", unigram-initialised output bias" if args.gpt_prior else ""
@@ -319,9 +319,9 @@ def main() -> None:
     p.add_argument("--out", default="bench/results")
     p.add_argument("--models", nargs="+", default=["ngrams", "transformer", "ebm"], choices=["ngrams", "transformer", "ebm"])
     p.add_argument("--kn-orders", type=int, nargs="*", default=[3, 5])
-    p.add_argument("--gpt-lrs", type=float, nargs="+", default=[3e-3, 1e-2])
+    p.add_argument("--gpt-lrs", type=float, nargs="+", default=[3e-3, 1e-2], help="one value: no sweep")
     p.add_argument("--gpt-prior", action="store_true", help="start the transformer's output bias at the unigram")
-    p.add_argument("--ebm-lrs", type=float, nargs="+", default=[3e-3, 1e-2])
+    p.add_argument("--ebm-lrs", type=float, nargs="+", default=[3e-3, 1e-2], help="one value: no sweep")
     p.add_argument("--ebm-set", action="append", default=[], metavar="KEY=VALUE", help="EBMConfig override")
     p.add_argument("--max-tokens", type=int, default=0, help="score only this many tokens of each text (0: all)")
     p.add_argument("--worker", choices=["transformer", "ngrams"], help=argparse.SUPPRESS)

@@ -133,6 +133,26 @@ def test_device_sampler_matches_bessel_ratio_on_one_vmf_splat(dev):
     assert run.energies["total"].shape == (1201, chains) and run.energies["total"][-1].mean() < run.energies["total"][0].mean()
 
 
+def test_a_chain_builds_its_pipelines_once_and_samples_as_before(dev):
+    from ebm.vulkan.langevin import langevin_sample
+
+    gen = torch.Generator().manual_seed(3)
+    g = random_points(4, 64, gen)
+    case = dict(z0=g.clone(), g=g, beta=1.0, u=0.1 * torch.randn(4, 64, generator=gen), mu=random_points(300, 64, gen),
+                log_alpha=torch.zeros(300), kappa=torch.full((300,), 20.0), tau=1.0, knn_k=8, steps=60, dt=0.05,
+                gamma=0.5, temperature=0.01, seed=4)  # fmt: skip
+    runs = {}
+    for reuse in (False, True):
+        dev.reuse, before = reuse, dev.pipelines_built
+        runs[reuse] = (langevin_sample(dev, **case), dev.pipelines_built - before)
+    dev.reuse = True
+    # langevin_step, ip_scores, topk_select, splat_energy, splat_grad: once each, not per step
+    assert runs[True][1] == 5 and runs[False][1] == 1 + 7 * 2 + 61 * 2
+    for key in ("z", "v"):
+        assert torch.equal(getattr(runs[True][0], key), getattr(runs[False][0], key))
+    assert torch.equal(runs[True][0].energies["total"], runs[False][0].energies["total"])
+
+
 def test_model_sampling_and_scoring_on_vulkan_match_cpu(dev):
     cfg = small_config()
     model = EBMModel(cfg, token_freq=torch.rand(cfg.vocab_size))

@@ -4,6 +4,7 @@ exists), one kp.Manager per device, GLSL compiled to SPIR-V once and cached, and
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -96,6 +97,10 @@ class VulkanDevice:
         self.mgr = kp.Manager(self.index)
         # Mesa's CPU drivers end any shader loop after 65,535 iterations; kernels size their passes for it.
         self.software = any(s in self.name.lower() for s in SOFTWARE)
+        self.reuse = True  # False: build every dispatch's pipeline anew (the baseline of bench/vulkan_host.py)
+        self._pipelines: dict | None = None  # open while `reusing()`
+        self._spirv: dict[str, bytes] = {}
+        self.pipelines_built = 0
 
     def __repr__(self) -> str:
         return f"vulkan:{self.index} ({self.name})"
@@ -113,7 +118,33 @@ class VulkanDevice:
         return self.mgr.tensor(array.astype(np.float32))
 
     def algorithm(self, shader: str, tensors: list, workgroup: tuple[int, int, int], push: list[float]):
-        return self.mgr.algorithm(tensors, spirv(shader), list(workgroup), [], np.array(push, dtype=np.float32))
+        """A compute pipeline binding `tensors`. Inside `reusing()`, one per (shader, tensors,
+        workgroup): a dispatch passes its own push constants, so a 200-step Langevin chain builds
+        five pipelines instead of one or two per step."""
+        key = (shader, tuple(id(t) for t in tensors), tuple(workgroup))
+        if self._pipelines is not None and key in self._pipelines:
+            return self._pipelines[key][0]
+        code = self._spirv.get(shader) or spirv(shader)
+        if self.reuse:
+            self._spirv[shader] = code
+        algo = self.mgr.algorithm(tensors, code, list(workgroup), [], np.array(push, dtype=np.float32))
+        self.pipelines_built += 1
+        if self._pipelines is not None:
+            self._pipelines[key] = (algo, tensors)  # the tensors stay alive, so their ids stay theirs
+        return algo
+
+    @contextlib.contextmanager
+    def reusing(self):
+        """Pipelines built in this block are reused within it and released at its end (with the
+        buffers they bind)."""
+        if not self.reuse or self._pipelines is not None:
+            yield
+            return
+        self._pipelines = {}
+        try:
+            yield
+        finally:
+            self._pipelines = None
 
     def run(self, shader: str, inputs: list[np.ndarray], outputs: list[tuple[tuple[int, ...], type]], workgroup, push):
         """Upload inputs, allocate zeroed outputs, dispatch once, return the outputs as arrays.

@@ -16,7 +16,8 @@ def record_topk(dev: VulkanDevice, seq, q_t, mu_t, scores_t, ids_t, vals_t, n: i
     if k > 64:
         raise ValueError("the Vulkan top-k kernel returns at most 64 neighbours")
     kp = dev.kp
-    seq.record(kp.OpAlgoDispatch(dev.algorithm("ip_scores", [q_t, mu_t, scores_t], (groups(s), n, 1), [s, d])))
+    scores = dev.algorithm("ip_scores", [q_t, mu_t, scores_t], (groups(s), n, 1), [s, d])
+    seq.record(kp.OpAlgoDispatch(scores, np.array([s, d], np.float32)))
     # llvmpipe counts every loop iteration of an invocation; a range of r splats costs at most r * k.
     step = max(1, 60_000 // k) if dev.software else SELECT_RANGE
     select = dev.algorithm("topk_select", [scores_t, ids_t, vals_t], (groups(n), 1, 1), [n, s, k, 0, min(s, step)])
@@ -38,9 +39,10 @@ def topk_inner_product(
         q_t = dev.tensor(chunk.contiguous().numpy())
         scores_t = dev.tensor(np.zeros((n, s), np.float32))
         ids_t, vals_t = dev.tensor(np.zeros((n, k), np.uint32)), dev.tensor(np.zeros((n, k), np.float32))
-        seq = dev.mgr.sequence().record(dev.kp.OpTensorSyncDevice([q_t, mu_t]))
-        record_topk(dev, seq, q_t, mu_t, scores_t, ids_t, vals_t, n, s, d, k)
-        seq.record(dev.kp.OpTensorSyncLocal([ids_t, vals_t])).eval()
+        with dev.reusing():
+            seq = dev.mgr.sequence().record(dev.kp.OpTensorSyncDevice([q_t, mu_t]))
+            record_topk(dev, seq, q_t, mu_t, scores_t, ids_t, vals_t, n, s, d, k)
+            seq.record(dev.kp.OpTensorSyncLocal([ids_t, vals_t])).eval()
         ids.append(torch.from_numpy(ids_t.data().reshape(n, k).astype(np.int64)))
         vals.append(torch.from_numpy(vals_t.data().reshape(n, k).copy()))
     return torch.cat(ids), torch.cat(vals)

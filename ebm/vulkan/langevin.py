@@ -57,21 +57,22 @@ def langevin_sample(
     splat_t, geo_t, comp_t = (dev.tensor(np.zeros((steps + 1, n), np.float32)) for _ in range(3))
     inputs = [z_t, v_t, mu_t, la_t, ka_t, bg_t, u_t]
 
-    step_algo = dev.algorithm(
-        "langevin_step",
-        [z_t, v_t, grad_t, bg_t, u_t, geo_t, comp_t],
-        (groups(n), 1, 1),
-        [n, d, dt, gamma, temperature, seed, 0, 1],
-    )
     outputs = [idx_t, best_t, scores_t, w_t, cos_t, grad_t, splat_t, geo_t, comp_t]
-    seq = dev.mgr.sequence().record(kp.OpTensorSyncDevice(inputs + outputs))
-    for step in range(steps + 1):
-        if step % knn_refresh == 0:
-            record_topk(dev, seq, z_t, mu_t, scores_t, idx_t, best_t, n, mu.shape[0], d, k)
-        record_splat(dev, seq, z_t, mu_t, la_t, ka_t, idx_t, splat_t, w_t, cos_t, grad_t, n, k, d, tau, step * n)
-        move = 1.0 if step < steps else 0.0
-        seq.record(kp.OpAlgoDispatch(step_algo, np.array([n, d, dt, gamma, temperature, seed, step, move], np.float32)))
-    seq.record(kp.OpTensorSyncLocal([z_t, v_t, splat_t, geo_t, comp_t])).eval()
+    with dev.reusing():  # five pipelines for the whole chain
+        step_algo = dev.algorithm(
+            "langevin_step",
+            [z_t, v_t, grad_t, bg_t, u_t, geo_t, comp_t],
+            (groups(n), 1, 1),
+            [n, d, dt, gamma, temperature, seed, 0, 1],
+        )
+        seq = dev.mgr.sequence().record(kp.OpTensorSyncDevice(inputs + outputs))
+        for step in range(steps + 1):
+            if step % knn_refresh == 0:
+                record_topk(dev, seq, z_t, mu_t, scores_t, idx_t, best_t, n, mu.shape[0], d, k)
+            record_splat(dev, seq, z_t, mu_t, la_t, ka_t, idx_t, splat_t, w_t, cos_t, grad_t, n, k, d, tau, step * n)
+            move = 1.0 if step < steps else 0.0
+            seq.record(kp.OpAlgoDispatch(step_algo, np.array([n, d, dt, gamma, temperature, seed, step, move], np.float32)))
+        seq.record(kp.OpTensorSyncLocal([z_t, v_t, splat_t, geo_t, comp_t])).eval()
 
     def read(t, shape):
         return torch.from_numpy(t.data().reshape(shape).copy())

@@ -33,9 +33,10 @@ def splat_forward(
     ins = [dev.tensor(_np(z)), dev.tensor(_np(mu)), dev.tensor(_np(log_alpha)), dev.tensor(_np(kappa))]
     ins.append(dev.tensor(idx.numpy().astype(np.uint32)))
     outs = [dev.tensor(np.zeros(shape, np.float32)) for shape in ((n,), (n, k), (n, k), (n, d))]
-    seq = dev.mgr.sequence().record(kp.OpTensorSyncDevice(ins + outs))
-    record_splat(dev, seq, *ins, *outs, n, k, d, tau, 0)
-    seq.record(kp.OpTensorSyncLocal(outs)).eval()
+    with dev.reusing():
+        seq = dev.mgr.sequence().record(kp.OpTensorSyncDevice(ins + outs))
+        record_splat(dev, seq, *ins, *outs, n, k, d, tau, 0)
+        seq.record(kp.OpTensorSyncLocal(outs)).eval()
     shapes = ((n,), (n, k), (n, k), (n, d))
     return tuple(torch.from_numpy(t.data().reshape(shape).copy()) for t, shape in zip(outs, shapes))
 
@@ -54,7 +55,7 @@ def record_splat(dev: VulkanDevice, seq, z, mu, log_alpha, kappa, idx, energy, w
     for first in range(0, n, 65535):  # the y dispatch dimension's limit
         count = min(65535, n - first)
         grad_algo = dev.algorithm("splat_grad", [mu, kappa, idx, weight, grad], (groups(d), count, 1), [k, d, first])
-        seq.record(kp.OpAlgoDispatch(grad_algo))
+        seq.record(kp.OpAlgoDispatch(grad_algo, np.array([k, d, first], np.float32)))
 
 
 def scatter_rows(dev: VulkanDevice, x: Tensor, idx: Tensor, coef: Tensor, n_rows: int) -> Tensor:
@@ -69,14 +70,15 @@ def scatter_rows(dev: VulkanDevice, x: Tensor, idx: Tensor, coef: Tensor, n_rows
     kp = dev.kp
     ts = [dev.tensor(_np(x)), dev.tensor(offsets.numpy().astype(np.uint32)), dev.tensor(rows.numpy().astype(np.uint32))]
     ts += [dev.tensor(_np(coef.reshape(-1)[order])), dev.tensor(np.zeros((n_rows, d), np.float32))]
-    seq = dev.mgr.sequence().record(kp.OpTensorSyncDevice(ts))
     longest = int(counts.max()) if n_rows else 0
-    for first in range(0, n_rows, 65535):  # the y dispatch dimension's limit
-        count = min(65535, n_rows - first)
-        algo = dev.algorithm("scatter_rows", ts, (groups(d), count, 1), [first, d, 0, SCATTER_PASS])
-        for p_first in range(0, max(longest, 1), SCATTER_PASS):
-            seq.record(kp.OpAlgoDispatch(algo, np.array([first, d, p_first, SCATTER_PASS], np.float32)))
-    seq.record(kp.OpTensorSyncLocal([ts[-1]])).eval()
+    with dev.reusing():
+        seq = dev.mgr.sequence().record(kp.OpTensorSyncDevice(ts))
+        for first in range(0, n_rows, 65535):  # the y dispatch dimension's limit
+            count = min(65535, n_rows - first)
+            algo = dev.algorithm("scatter_rows", ts, (groups(d), count, 1), [first, d, 0, SCATTER_PASS])
+            for p_first in range(0, max(longest, 1), SCATTER_PASS):
+                seq.record(kp.OpAlgoDispatch(algo, np.array([first, d, p_first, SCATTER_PASS], np.float32)))
+        seq.record(kp.OpTensorSyncLocal([ts[-1]])).eval()
     return torch.from_numpy(ts[-1].data().reshape(n_rows, d).copy())
 
 
