@@ -250,9 +250,11 @@ def ebm_train(args, out: Path, lr: float, minutes: float) -> dict:
 
 def report(results: dict, args) -> str:
     sets = ["in-domain"] + (["wikitext-2"] if args.wikitext else [])
+    swept = len(args.gpt_lrs) > 1 or len(args.ebm_lrs) > 1
+    sweeps = f"learning-rate sweeps at {args.sweep_min:g} min each, not counted" if swept else "fixed learning rates"
     lines = [
-        f"Budget {args.budget_min:g} min of optimiser steps per neural model (learning-rate sweeps at "
-        f"{args.sweep_min:g} min each, not counted); tokenizer {results.get('tokenizer')}; {os.cpu_count()} cores, "
+        f"Budget {args.budget_min:g} min of optimiser steps per neural model ({sweeps}); "
+        f"tokenizer {results.get('tokenizer')}; {os.cpu_count()} cores, "
         "one model at a time. Whole texts, every token once, sliding window of the EBM's context, stride half of it.",
         "",
         "| model | "
