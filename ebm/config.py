@@ -105,7 +105,7 @@ class EBMConfig:
     hidden_dim: int = setting(1024, positive, "hidden width of each expert")
 
     # --- objective
-    noise_levels: tuple[float, ...] = setting((0.01, 0.05, 0.1, 0.2, 0.5), angles, "score-matching noise levels")
+    noise_levels: tuple[float, ...] = setting((0.01, 0.05, 0.1, 0.2, 0.5), angles, "score-matching noise: geodesic angles")
     lambda_dsm: float = setting(0.1, non_negative, "weight of the score-matching loss")
     lambda_dec: float = setting(1.0, non_negative, "weight of the decoder's NLL")
     lambda_bal: float = setting(0.01, non_negative, "weight of the experts' load-balancing loss")

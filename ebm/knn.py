@@ -65,7 +65,9 @@ class SplatIndex:
         return drift < self.rebuild_cos
 
     def ensure(self, mu: Tensor) -> None:
-        if self.is_stale(mu):
+        if mu.device.type != "cpu":  # exact search against the live means: nothing to rebuild, no host sync
+            self._index, self._snapshot = None, mu.detach()
+        elif self.is_stale(mu):
             self.build(mu)
 
     def search(self, queries: Tensor, k: int) -> Tensor:

@@ -80,7 +80,7 @@ def energy_nll(model: EBMModel, t: Targets) -> Tensor:
 
 def noisy_targets_of(model: EBMModel, t: Targets, generator: torch.Generator | None = None, shard: Shard = SOLO) -> Noisy:
     """Noisy copies of the target embeddings (data: no gradient flows through them)."""
-    n, device = t.ids.shape[0] * shard.world, t.emb.device  # draws for the global batch (ebm.shard)
+    n, device = t.ids.shape[0] * shard.slices, t.emb.device  # draws for the global batch (ebm.shard)
     sigma = shard.take(sample_noise_levels(n, model.cfg.noise_levels, generator, device))
     xi = shard.take(torch.randn(n, t.emb.shape[1], generator=generator, device=device))
     x, score = noisy_targets(t.emb[t.ids].detach(), sigma, xi)
@@ -99,7 +99,7 @@ def score_matching(model: EBMModel, t: Targets, noisy: Noisy, shard: Shard = SOL
 def decoder_latents(noisy: Noisy, t: Targets, generator: torch.Generator | None = None, shard: Shard = SOLO) -> Tensor:
     """Half the rows decode noisy targets, half decode g(c): the sampler's start point,
     near where noise-free sampling ends (docs/design.md, "Decoder")."""
-    draw = torch.rand(noisy.x.shape[0] * shard.world, 1, generator=generator, device=noisy.x.device)
+    draw = torch.rand(noisy.x.shape[0] * shard.slices, 1, generator=generator, device=noisy.x.device)
     use_g = shard.take(draw) < 0.5
     return torch.where(use_g, t.g.detach(), noisy.x)
 
@@ -137,6 +137,17 @@ def training_loss(
     means = {"energy": total_t, "energy_splat": splat_t, "energy_geo": geo_t, "energy_comp": comp_t}
     metrics = {k: v.detach() for k, v in terms.items()} | {k: v.detach().mean() for k, v in means.items()}
     return StepResult(loss, metrics, e_t, total_t, model.neighbours.vocab_nbr[t.ids])
+
+
+def combine(parts: list[StepResult]) -> StepResult:
+    """Micro-batches of one step (gradient accumulation) as one result: mean losses and
+    metrics, the per-target tensors concatenated in batch order."""
+    if len(parts) == 1:
+        return parts[0]
+    k = len(parts)
+    metrics = {name: sum(p.metrics[name] for p in parts) / k for name in parts[0].metrics}
+    per_target = (torch.cat([getattr(p, f) for p in parts]) for f in ("target_points", "target_energy", "target_nbr"))
+    return StepResult(sum(p.loss.detach() for p in parts) / k, metrics, *per_target)
 
 
 def host_metrics(metrics: dict[str, Tensor], reduce: Callable[[Tensor], Tensor] | None = None) -> dict[str, float]:

@@ -8,6 +8,11 @@ a Shard in the two places where a batch does not split into independent rows:
   - batch statistics (the score-matching normaliser, the router's load): summed over processes
     with a differentiable all-reduce before they are used.
 With W = 1 (the default, SOLO) every method is the identity and torch.distributed is not touched.
+
+Gradient accumulation splits a process's rows further into `parts` micro-batches, run one after
+another. Each draws the global batch's noise again from the same generator state and keeps
+its slice, so the noise is the one-batch noise; the batch statistics become the micro-batch's
+(summed over processes), which no sequential split can avoid.
 """
 
 from __future__ import annotations
@@ -22,13 +27,23 @@ Tensor = torch.Tensor
 class Shard(NamedTuple):
     rank: int = 0
     world: int = 1
+    part: int = 0  # this micro-batch of the process's rows
+    parts: int = 1  # micro-batches per process and step (gradient accumulation)
+
+    @property
+    def slices(self) -> int:
+        """How many equal slices the global batch is cut into."""
+        return self.world * self.parts
+
+    def micro(self, part: int, parts: int) -> Shard:
+        return self._replace(part=part, parts=parts)
 
     def take(self, full: Tensor) -> Tensor:
-        """This process's rows of a tensor drawn for the global batch: (W N, ...) -> (N, ...)."""
-        if self.world == 1:
+        """This slice's rows of a tensor drawn for the global batch: (S N, ...) -> (N, ...)."""
+        if self.slices == 1:
             return full
-        n = full.shape[0] // self.world
-        return full[self.rank * n : (self.rank + 1) * n]
+        n, i = full.shape[0] // self.slices, self.rank * self.parts + self.part
+        return full[i * n : (i + 1) * n]
 
     def total(self, x: Tensor) -> Tensor:
         """x summed over the processes, differentiably: every process gets the sum, and the

@@ -19,6 +19,8 @@ class RunOptions:
     embeddings: str = "auto"  # pretrained source of token embeddings: auto, gpt2, minilm, own
     max_steps: int | None = None
     max_minutes: float | None = None  # optimiser-step time, evaluation not counted
+    grad_accum: int = 1  # micro-batches per optimiser step and process
+    precision: str = "auto"  # auto (the config's head_dtype), bf16, tf32 or fp32
     log_every: int = 1  # a batch record every N steps
     quiet: bool = False  # no progress bar
     name: str | None = None  # a human name for the run, shown by the dashboard

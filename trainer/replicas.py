@@ -138,8 +138,9 @@ def fingerprint(model: EBMModel, optimizer: torch.optim.Optimizer) -> Tensor:
     """(n,) float64 sums and shapes of every parameter, buffer and Adam moment: equal on two
     ranks exactly when (up to a sum collision) their models are."""
     tensors = [t for t in model.state_dict().values() if torch.is_tensor(t) and t.numel()]
-    for state in optimizer.state.values():
-        tensors += [v for v in state.values() if torch.is_tensor(v) and v.dim() > 0]
+    for group in optimizer.param_groups:  # the groups' order: the state dict's order depends on edit history
+        for param in group["params"]:
+            tensors += [v for v in optimizer.state.get(param, {}).values() if torch.is_tensor(v) and v.dim() > 0]
     sums = [t.detach().double().sum() for t in tensors]
     return torch.stack([torch.tensor(float(model.splats.n), dtype=torch.float64, device=sums[0].device), *sums])
 

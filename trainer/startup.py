@@ -71,6 +71,7 @@ def latest_run(checkpoint_root: Path) -> str:
 def run_options(args, run_id: str, out: Path) -> RunOptions:
     return RunOptions(run_id=run_id, out=out, data=args.data, device=args.device, embeddings=args.embeddings,
                       max_steps=args.max_steps, max_minutes=args.max_minutes, log_every=args.log_every, name=args.name,
+                      grad_accum=args.grad_accum, precision=args.precision,
                       report_to=tuple(args.report_to), preset=run_preset(args) if not args.resume else None,
                       quiet=args.quiet)  # fmt: skip
 
@@ -150,12 +151,26 @@ def build_trainer(args, out: Path, run_id: str, tok_spec: str, cfg: EBMConfig | 
         cfg = build_config(args, tokenizer.vocab_size)
     elif cfg.vocab_size != tokenizer.vocab_size:
         raise UserError(f"checkpoint vocabulary {cfg.vocab_size} != tokenizer {tokenizer.vocab_size}")
-    if cfg.batch_size % replicas.size:
-        raise UserError(f"batch_size {cfg.batch_size} does not split over {replicas.size} processes; "
-                        f"use a multiple of {replicas.size} (--batch-size)")  # fmt: skip
+    cfg = with_precision(cfg, args.precision)
+    if args.grad_accum < 1:
+        raise UserError(f"--grad-accum {args.grad_accum}: use 1 (no accumulation) or more micro-batches")
+    slices = replicas.size * args.grad_accum
+    if cfg.batch_size % slices:
+        where = f"{replicas.size} processes" + (f" x {args.grad_accum} micro-batches" if args.grad_accum > 1 else "")
+        raise UserError(f"batch_size {cfg.batch_size} does not split over {where}; use a multiple of {slices} (--batch-size)")
     train_tokens = tokenize_split(corpus, "train", tokenizer, progress=not args.quiet)
     valid_tokens = tokenize_split(corpus, "valid", tokenizer, progress=not args.quiet)
     return Trainer(cfg, run_options(args, run_id, out), tokenizer, train_tokens, valid_tokens, resume_state, replicas)
+
+
+PRECISION_HEADS = {"bf16": "bfloat16", "tf32": "float32", "fp32": "float32"}
+
+
+def with_precision(cfg: EBMConfig, precision: str) -> EBMConfig:
+    """--precision: the dtype the encoder and the vocabulary heads train in (head_dtype), and
+    whether float32 matmuls may use TF32 on CUDA (a process-wide torch setting)."""
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = precision == "tf32"
+    return cfg if precision == "auto" else cfg.replace(head_dtype=PRECISION_HEADS[precision])
 
 
 def replica_device(spec: str, replicas: Replicas) -> str:

@@ -37,6 +37,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, help="number of epochs (default: the config's epochs)")
     p.add_argument("--batch-size", type=int, help="windows per batch (default: the config's batch_size)")
     p.add_argument("--max-steps", type=int, help="stop after this many optimiser steps in total")
+    p.add_argument(
+        "--grad-accum",
+        type=int,
+        default=1,
+        metavar="K",
+        help="split each batch into K micro-batches whose gradients add up (less memory, same batch)",
+    )
+    p.add_argument("--precision", default="auto", choices=["auto", "bf16", "tf32", "fp32"],
+                   help="auto: the config's head_dtype (bf16 where native); bf16: encoder and heads in bf16; "
+                        "tf32: float32 with TF32 matmuls on CUDA; fp32: float32 throughout")  # fmt: skip
     p.add_argument("--max-minutes", type=float, help="stop after this much training time (optimiser steps only, not evaluation)")
     p.add_argument("--resume", nargs="?", const="latest", metavar="RUN_ID", help="continue a run (without RUN_ID: the newest)")
     p.add_argument("--run-id", help="id of the run, its folder name (default: date-time and a random suffix)")

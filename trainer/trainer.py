@@ -16,7 +16,7 @@ import torch
 
 from ebm import EBMModel, SamplerSettings, backend_for
 from ebm.config import EBMConfig
-from ebm.objective import StepResult, host_metrics, training_loss
+from ebm.objective import StepResult, combine, host_metrics, training_loss
 from ebm.ops import head_dtype
 from ebm.pretrained import pretrained_embeddings
 from ebm.upkeep import Event, SplatUpkeep
@@ -244,6 +244,8 @@ class Trainer:
             "embedding_source": self.embedding_source,
             "device": self.device_name,
             "replicas": self.replicas.size,
+            "grad_accum": opts.grad_accum,
+            "precision": opts.precision,
             "head_dtype": str(head_dtype(cfg.head_dtype, self.device)).removeprefix("torch."),
             "pid": os.getpid(),
             "n_params": sum(p.numel() for p in self.model.parameters()),
@@ -297,9 +299,8 @@ class Trainer:
         t0 = time.perf_counter()
         lr = self._set_lr()
         self.model.refresh_neighbours(self.step)
-        out = training_loss(self.model, tokens.to(self.device), self.gen, backend=self.backend, shard=self.replicas.shard)
         self.opt.zero_grad(set_to_none=True)
-        out.loss.backward()
+        out = self._losses_and_gradients(tokens)
         self.replicas.average_gradients(list(self.model.parameters()))
         clip = self.cfg.grad_clip if self.cfg.grad_clip > 0 else float("inf")
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
@@ -323,6 +324,20 @@ class Trainer:
         self._log_alerts(self.monitor.after_step(self.step, metrics))
         return metrics
 
+    def _losses_and_gradients(self, tokens: torch.Tensor) -> StepResult:
+        """Backward of this process's rows in --grad-accum micro-batches. Before each the
+        generator is rewound, so every micro-batch keeps its slice of the one-batch noise
+        (ebm.shard) and the generator ends where one batch would leave it."""
+        parts, start = [], self.gen.get_state()
+        k = self.opts.grad_accum
+        for part, rows in enumerate(tokens.chunk(k)):
+            self.gen.set_state(start)
+            shard = self.replicas.shard.micro(part, k)
+            out = training_loss(self.model, rows.to(self.device), self.gen, backend=self.backend, shard=shard)
+            (out.loss / k).backward()
+            parts.append(out)
+        return combine(parts)
+
     def _upkeep_before_step(self) -> None:
         due = self.upkeep.edits_due(self.epoch, self.step, after_step=False)
         self._log_events(self.upkeep.before_step(self.model, self.epoch, self.step, self.opt))
@@ -344,11 +359,10 @@ class Trainer:
     def _agree_on_time(self, elapsed: float) -> float:
         """The step's time (the slowest replica's) and whether any replica was asked to stop:
         every replica then takes the same budget and stop decisions."""
-        agreed = self.replicas.agree_max(
-            torch.tensor([elapsed, float(self.stop_signal)], dtype=torch.float64, device=self.device)
-        )
-        elapsed, stop = agreed.tolist()
-        self.stop_requested = self.stop_requested or stop > 0
+        if self.replicas.size > 1:
+            mine = torch.tensor([elapsed, float(self.stop_signal)], dtype=torch.float64, device=self.device)
+            elapsed, stop = self.replicas.agree_max(mine).tolist()
+            self.stop_requested = self.stop_requested or stop > 0
         self.train_seconds += elapsed
         return elapsed
 
@@ -369,6 +383,8 @@ class Trainer:
         state = self.replicas.broadcast(load_checkpoint(self.files.latest) if self.writes else None)
         spent = self.train_seconds  # a rollback undoes steps, not the time they took
         self.model.load_state_dict(state["model"])
+        # A store of another size comes back as new Parameters: the optimiser must hold those.
+        self.opt = torch.optim.AdamW(self.model.parameter_groups(), lr=self.cfg.learning_rate)
         self._restore(state)
         self.train_seconds = spent
         self._log("alert", rule="rollback", severity="error",
