@@ -120,3 +120,31 @@ def full_run(workspace):
     proc = train(workspace, "--run-id", "full", "--epochs", "2")
     assert proc.returncode == 0, proc.stderr[-2000:]
     return workspace, records(workspace, "full")
+
+
+def evaluate_json(ws: Path, device: str) -> dict:
+    """ebm-evaluate --json of the shared full run's latest checkpoint on 512 valid tokens."""
+    latest = ws / "checkpoints" / "full" / "latest.pt"
+    cmd = [sys.executable, "-m", "trainer.evaluate", "--checkpoint", str(latest), "--data", str(ws / "corpus.txt")]
+    cmd += ["--split", "valid", "--max-tokens", "512", "--samples", "1", "--json", "--device", device]
+    env = {**os.environ, "EBM_CACHE": str(ws / "cache"), "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout)
+
+
+def generate_on(ws: Path, monkeypatch, device_prefix: str):
+    """The Generate page, 3 tokens sampled on the first device option that starts with the prefix."""
+    from streamlit.testing.v1 import AppTest
+
+    from app.settings import CHECKPOINT_ENV, LOG_ENV
+
+    monkeypatch.setenv(LOG_ENV, str(ws / "logs"))
+    monkeypatch.setenv(CHECKPOINT_ENV, str(ws / "checkpoints"))
+    at = AppTest.from_file(str(ROOT / "app" / "views" / "generate.py"), default_timeout=120).run()
+    box = at.selectbox(key="gen_device")
+    box.set_value(next(o for o in box.options if o.startswith(device_prefix)))
+    at.number_input(key="gen_n").set_value(3)
+    at.button[0].click().run()
+    assert not at.exception and not at.error
+    return at

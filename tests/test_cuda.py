@@ -2,14 +2,9 @@
 Generate page, and two-GPU data parallelism under torchrun. Marked `cuda`; they skip where torch
 sees no GPU (`python -m pytest -m cuda` runs only these)."""
 
-import json
-import os
-import subprocess
-import sys
-
 import pytest
 import torch
-from conftest import ROOT, records, train
+from conftest import evaluate_json, generate_on, records, train
 
 from ebm.geometry import random_points
 from ebm.knn import SplatIndex
@@ -47,31 +42,11 @@ def test_training_on_cuda_matches_cpu(workspace):
 
 
 def test_evaluate_and_dashboard_generate_on_cuda(full_run, monkeypatch):
-    from streamlit.testing.v1 import AppTest
-
-    from app.settings import CHECKPOINT_ENV, LOG_ENV
-
     ws, _ = full_run
-    latest = ws / "checkpoints" / "full" / "latest.pt"
-    scores = {}
-    for device in ("cpu", "cuda"):
-        cmd = [sys.executable, "-m", "trainer.evaluate", "--checkpoint", str(latest), "--data", str(ws / "corpus.txt")]
-        cmd += ["--split", "valid", "--max-tokens", "512", "--samples", "1", "--json", "--device", device]
-        env = {**os.environ, "EBM_CACHE": str(ws / "cache"), "PYTHONPATH": str(ROOT)}
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
-        assert proc.returncode == 0, proc.stderr[-2000:]
-        scores[device] = json.loads(proc.stdout)
+    scores = {device: evaluate_json(ws, device) for device in ("cpu", "cuda")}
     assert scores["cuda"]["device"].startswith("cuda")
     assert scores["cuda"]["ppl_energy"] == pytest.approx(scores["cpu"]["ppl_energy"], rel=1e-3)
-
-    monkeypatch.setenv(LOG_ENV, str(ws / "logs"))
-    monkeypatch.setenv(CHECKPOINT_ENV, str(ws / "checkpoints"))
-    at = AppTest.from_file(str(ROOT / "app" / "views" / "generate.py"), default_timeout=120).run()
-    box = at.selectbox(key="gen_device")
-    box.set_value(next(o for o in box.options if o.startswith("cuda:0")))
-    at.number_input(key="gen_n").set_value(3)
-    at.button[0].click().run()
-    assert not at.exception and not at.error
+    at = generate_on(ws, monkeypatch, "cuda:0")
     assert len(at.session_state["generation"]["tokens"]) == 3
 
 

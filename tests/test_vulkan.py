@@ -4,14 +4,13 @@ statistics on one vMF splat, and `ebm-train --device vulkan` against `--device c
 They need a Vulkan device (Mesa's lavapipe is enough: scripts/vulkan-setup.sh). Without one they
 skip, except where EBM_REQUIRE_VULKAN=1 (CI), where a missing device is a failure."""
 
-import json
 import os
 import subprocess
 import sys
 
 import pytest
 import torch
-from conftest import ROOT, records, train
+from conftest import ROOT, evaluate_json, generate_on, records, train
 
 from ebm import EBMModel, SamplerSettings, VulkanBackend, sample, small_config, token_logprobs
 from ebm.energy import splat_energy as reference_energy
@@ -209,28 +208,9 @@ def test_missing_driver_and_bad_index_are_one_line_errors(workspace):
 
 
 def test_evaluate_and_dashboard_generate_on_vulkan(dev, full_run, monkeypatch):
-    from streamlit.testing.v1 import AppTest
-
-    from app.settings import CHECKPOINT_ENV, LOG_ENV
-
     ws, _ = full_run
-    latest = ws / "checkpoints" / "full" / "latest.pt"
-    scores = {}
-    for device in ("cpu", "vulkan"):
-        cmd = [sys.executable, "-m", "trainer.evaluate", "--checkpoint", str(latest), "--data", str(ws / "corpus.txt")]
-        cmd += ["--split", "valid", "--max-tokens", "512", "--samples", "1", "--json", "--device", device]
-        env = {**os.environ, "EBM_CACHE": str(ws / "cache"), "PYTHONPATH": str(ROOT)}
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
-        assert proc.returncode == 0, proc.stderr[-2000:]
-        scores[device] = json.loads(proc.stdout)
+    scores = {device: evaluate_json(ws, device) for device in ("cpu", "vulkan")}
     assert scores["vulkan"]["device"].startswith("vulkan:0")
     assert scores["vulkan"]["ppl_energy"] == pytest.approx(scores["cpu"]["ppl_energy"], rel=1e-4)
-
-    monkeypatch.setenv(LOG_ENV, str(ws / "logs"))
-    monkeypatch.setenv(CHECKPOINT_ENV, str(ws / "checkpoints"))
-    at = AppTest.from_file(str(ROOT / "app" / "views" / "generate.py"), default_timeout=120).run()
-    at.selectbox(key="gen_device").set_value(at.selectbox(key="gen_device").options[1])
-    at.number_input(key="gen_n").set_value(3)
-    at.button[0].click().run()
-    assert not at.exception and not at.error
+    at = generate_on(ws, monkeypatch, "vulkan:")
     assert len(at.session_state["generation"]["tokens"]) == 3 and at.session_state["langevin_paths"] == []
