@@ -71,7 +71,7 @@ def worker(tree: str, overrides: list[str], steps: int, batch: int) -> dict:
     step_times = training_step_times(model, steps, gen, training_loss)
     g = normalize(torch.randn(batch, cfg.latent_dim, generator=gen))
     u = 0.1 * torch.randn(batch, cfg.latent_dim, generator=gen)
-    settings = SamplerSettings(200, cfg.langevin_dt, cfg.langevin_gamma, cfg.langevin_T)
+    settings = SamplerSettings.from_config(cfg)._replace(steps=200)
     sample_times = []
     with torch.no_grad():
         for _ in range(3):  # the first is a warm-up

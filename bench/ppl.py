@@ -201,14 +201,26 @@ def train_gpt(gcfg, windows, lr: float, seconds: float, batch: int, curve_every,
 def run_ebm(args, out: Path) -> dict:
     """ebm-train per learning rate (the sweep at --sweep-min, then the best at the budget), then
     ebm-evaluate on each scored text: exactly what a user runs."""
-    sweep = {lr: ebm_train(args, out, lr, args.sweep_min)["best_valid"] for lr in args.ebm_lrs} if len(args.ebm_lrs) > 1 else {}
+    lrs = args.ebm_lrs if len(args.ebm_lrs) > 1 else []
+    sweep = {lr: ebm_train(args, out, lr, minutes(args.sweep_min))["best_valid"] for lr in lrs}
     best = min(sweep, key=sweep.get) if sweep else args.ebm_lrs[0]
-    row = ebm_train(args, out, best, args.budget_min)
+    row = ebm_train(args, out, best, minutes(args.budget_min))
     row["lr_sweep"] = {f"{k:g}": v for k, v in sweep.items()}
+    return row | score_ebm(args, row["ckpt"])
+
+
+def minutes(m: float) -> list[str]:
+    """An ebm-train budget of m minutes of optimiser steps."""
+    return ["--max-minutes", f"{m:g}"]
+
+
+def score_ebm(args, checkpoint: str) -> dict:
+    """ebm-evaluate's p_E and decoder scores of a checkpoint on each scored text."""
+    row = {}
     for name, path, split, detok in (("in-domain", "builtin", "test", False), ("wikitext-2", args.wikitext, "all", True)):
         if not path:
             continue
-        cmd = [sys.executable, "-m", "trainer.evaluate", "--checkpoint", row["ckpt"], "--data", str(path),
+        cmd = [sys.executable, "-m", "trainer.evaluate", "--checkpoint", checkpoint, "--data", str(path),
                "--split", split, "--samples", "0", "--json", "--max-tokens", str(args.max_tokens)]  # fmt: skip
         ev = json.loads(
             subprocess.run(cmd + ["--detokenize"] * detok, check=True, env=ENV, capture_output=True, text=True).stdout
@@ -219,13 +231,15 @@ def run_ebm(args, out: Path) -> dict:
     return row
 
 
-def ebm_train(args, out: Path, lr: float, minutes: float) -> dict:
+def ebm_train(args, out: Path, lr: float, budget: list[str], run_id: str | None = None) -> dict:
+    """One ebm-train run of the preset with args.ebm_set and `budget` (ebm-train's flags), read
+    back from its log."""
     from trainer.logs import LogReader
     from trainer.runfiles import RunFiles
 
-    run_id = f"bench-lr{lr:g}-{minutes:g}min"
+    run_id = run_id or f"bench-lr{lr:g}-{'-'.join(budget).lstrip('-')}"
     cmd = [sys.executable, "-m", "trainer.train", "--out", str(out), "--run-id", run_id, "--quiet", "--preset", args.preset,
-           "--max-minutes", str(minutes), "--set", f"learning_rate={lr}"]  # fmt: skip
+           *budget, "--set", f"learning_rate={lr}"]  # fmt: skip
     cmd += [a for kv in args.ebm_set for a in ("--set", kv)]
     subprocess.run(cmd, env=ENV, check=True)
     files = RunFiles.under(out, run_id)

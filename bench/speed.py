@@ -137,7 +137,7 @@ def bench_step(cfg: EBMConfig, repeats: int) -> str:
 def bench_langevin(cfg: EBMConfig, batches: list[int], repeats: int, dev) -> str:
     torch.manual_seed(0)
     model = EBMModel(cfg)
-    settings = SamplerSettings(200, cfg.langevin_dt, cfg.langevin_gamma, cfg.langevin_T)
+    settings = SamplerSettings.from_config(cfg)._replace(steps=200)
     rows = []
     for b in batches:
         gen = torch.Generator().manual_seed(b)

@@ -6,7 +6,7 @@ sessions, say). Three kernels differ per backend:
 
     splat_energy(store, points, nbr)    E_splat at given points, (N,), differentiable
     vocab_logits(emb, bias, c)          logits of p_E for contexts c = (beta g + u), (N, V)
-    langevin(...)                       a whole sampling chain, when the backend runs chains
+    langevin(model, z0, g, u, h, ...)   a whole sampling chain, when the backend runs chains
 
 The torch backend runs on whatever device the tensors are on. The Vulkan backend keeps the
 rest of the model in torch on the CPU (docs/design.md, "Backends").
@@ -18,10 +18,12 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from .attractors import as_splat_energy
 from .energy import vocab_logit_terms
 from .ops import row_scores
 
 if TYPE_CHECKING:
+    from .model import EBMModel
     from .splats import SplatStore
 
 Tensor = torch.Tensor
@@ -68,15 +70,24 @@ class VulkanBackend:
         # The kernel adds a per-token energy to -c . e_w; -T * bias is that energy.
         return -vocab_energies(self.device, embeddings, -temperature * bias, c) / temperature
 
-    def langevin(self, z0, g, beta: float, u, store: SplatStore, knn_k: int, settings, knn_refresh: int, generator):
-        """The chain of ebm.sampler.sample, on the device; the noise stream is seeded from `generator`."""
+    def langevin(self, model: EBMModel, z0: Tensor, g: Tensor, u: Tensor, h: Tensor, settings, generator):
+        """The chain of ebm.sampler.sample, on the device; the noise stream is seeded from `generator`.
+        The context term runs as each chain's own splats (ebm.attractors.as_splat_energy)."""
         from .vulkan.langevin import langevin_sample
 
         seed = int(torch.randint(1 << 24, (1,), generator=generator))  # host: the Vulkan kernel's seed
-        s = store
+        cfg, s, beta = model.cfg, model.splats, float(model.beta)
+        landscape = (s.mu, s.log_alpha, s.kappa, float(s.tau), None)
+        if cfg.splat_term != "token":
+            r = model.retrieve(beta * g + u, h) if cfg.splat_term == "context" else None
+            idx = r.idx if r is not None else torch.zeros(g.shape[0], 0, dtype=torch.long, device=g.device)
+            log_match = r.log_match if r is not None else g.new_zeros(g.shape[0], 0)
+            landscape = as_splat_energy(s.mu, s.kappa, float(s.tau), log_match, idx, cfg.vocab_temperature)
+        mu, log_alpha, kappa, tau, fixed = landscape
         return langevin_sample(
-            self.device, z0, g, beta, u, s.mu, s.log_alpha, s.kappa, float(s.tau), knn_k,
-            settings.steps, settings.dt, settings.gamma, settings.temperature, seed, knn_refresh, generator,
+            self.device, z0, g, beta, u, mu, log_alpha, kappa, tau, cfg.knn_k,
+            settings.steps, settings.dt, settings.gamma, settings.temperature, seed, cfg.langevin_knn_refresh, generator,
+            fixed_idx=fixed,
         )  # fmt: skip
 
 

@@ -64,7 +64,7 @@ def setting(default, rule: Rule | None = None, help: str = ""):
 
 # Fields whose default changed the architecture when they were added, with the value that
 # checkpoints written before them mean.
-SAVED_BEFORE = {"context_encoder": "multiscale"}
+SAVED_BEFORE = {"context_encoder": "multiscale", "splat_term": "token"}
 
 
 @dataclass(frozen=True)
@@ -77,9 +77,15 @@ class EBMConfig:
     # --- splats (von Mises-Fisher attractors)
     n_splats_init: int = setting(10000, positive, "splats at the start when the curriculum is off")
     max_splats: int = setting(150000, positive, "hard cap on the number of splats")
-    knn_k: int = setting(64, positive, "neighbour splats summed in each point's splat energy")
+    splat_term: str = setting(
+        "context",
+        one_of("context", "token", "off"),
+        "splats as attractors retrieved by each context, as a context-free per-token energy, or off",
+    )
+    knn_k: int = setting(64, positive, "splats a context retrieves (token term: summed at each token)")
+    splat_top_tokens: int = setting(32, positive, "tokens each splat attracts: its nearest, refreshed with the table")
     knn_index: str = setting("flat", one_of("flat", "hnsw"), "FAISS index: flat (exact) or hnsw (approximate)")
-    knn_refresh_interval: int = setting(50, positive, "steps between rebuilds of the vocabulary's neighbour table")
+    knn_refresh_interval: int = setting(50, positive, "steps between rebuilds of the splat index and top-token table")
     splat_temperature: float = setting(0.1, positive, "tau of the splat energy when the curriculum is off")
     min_kappa: float = setting(1.0, positive, "lowest splat concentration")
     max_kappa: float = setting(50.0, positive, "highest splat concentration")

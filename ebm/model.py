@@ -11,19 +11,30 @@ Notation: B batch, L window length, T targets per window, V vocabulary, D latent
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 from torch import nn
 
+from .attractors import Entries, entries, top_cosines, vocab_gains
 from .backend import TORCH, Backend
 from .config import EBMConfig
 from .context import ContextOut, context_encoder
 from .decoder import MoEDecoder
+from .energy import splat_log_kernels
 from .geometry import normalize
 from .neighbours import NeighbourTable
 from .splats import SplatStore
 
 Tensor = torch.Tensor
+
+
+class Retrieval(NamedTuple):
+    """The splats a context calls on (ebm.attractors)."""
+
+    q: Tensor  # (N, D) unit query
+    idx: Tensor  # (N, k) retrieved splat ids
+    log_match: Tensor  # (N, k) log k_i(q), differentiable in the query and the splats
 
 
 def initial_splat_means(embeddings: Tensor, n: int, token_freq: Tensor | None = None, seed: int = 0) -> Tensor:
@@ -78,6 +89,10 @@ class EBMModel(nn.Module):
         self.log_prior = nn.Parameter(unigram_log_prior(token_freq, cfg.vocab_size))
         self.decoder = MoEDecoder(cfg)
         self.neighbours = NeighbourTable(cfg)
+        # The query starts at the direction of the context's own energy, beta g + u; this learned
+        # correction from the context summary lets a context call splats away from it.
+        self.query = nn.Linear(cfg.latent_dim, cfg.latent_dim, bias=False)
+        nn.init.zeros_(self.query.weight)
         self._register_load_state_dict_pre_hook(_split_legacy_extra_state)
 
     @property
@@ -97,19 +112,45 @@ class EBMModel(nn.Module):
         """Rebuild the vocabulary's neighbour table when due (every knn_refresh_interval steps)."""
         return self.neighbours.refresh(self.splats, self.embeddings, step, force)
 
-    def vocab_bias(self, splat_vocab: Tensor) -> Tensor:
-        """Logit bias of p_E(w | c) = softmax_w(log pi_w - E(e_w; c) / T): (V,) -> (V,)."""
-        return self.log_prior - splat_vocab / self.cfg.vocab_temperature
+    def vocab_bias(self, splat_vocab: Tensor | None) -> Tensor:
+        """Logit bias of p_E(w | c) = softmax_w(log pi_w - E(e_w; c) / T): (V,) -> (V,); the
+        context-free splat energy of every token under the token term, else the prior alone."""
+        return self.log_prior if splat_vocab is None else self.log_prior - splat_vocab / self.cfg.vocab_temperature
+
+    def retrieve(self, c: Tensor, h: Tensor) -> Retrieval:
+        """The splats each context calls on: c = beta g + u (N, D), h (N, D) -> Retrieval."""
+        s = self.splats
+        q = normalize(c + self.query(h))  # (N, D)
+        idx = self.neighbours.search(s, q.detach())
+        return Retrieval(q, idx, splat_log_kernels(q, s.mu, s.log_alpha, s.kappa, float(s.tau), idx))
+
+    def attractor_entries(self, r: Retrieval, embeddings: Tensor | None = None) -> Entries:
+        """The (splat, top token) pairs of each context and their log gains (ebm.attractors)."""
+        emb = self.embeddings if embeddings is None else embeddings
+        s, top = self.splats, self.neighbours.current(self.splats, emb).splat_top
+        return entries(r.log_match, s.kappa, float(s.tau), top, top_cosines(s.mu, emb, top), r.idx)
 
     def vocab_splat_energy(self, embeddings: Tensor | None = None, backend: Backend = TORCH) -> Tensor:
         """E_splat(e_w) for every token, (V,), differentiable in embeddings and splats."""
         emb = self.embeddings if embeddings is None else embeddings
-        return backend.splat_energy(self.splats, emb, self.neighbours.current(self.splats, emb))
+        return backend.splat_energy(self.splats, emb, self.neighbours.current(self.splats, emb).vocab_nbr)
+
+    def energy_logits(self, g: Tensor, u: Tensor, h: Tensor, backend: Backend = TORCH) -> Tensor:
+        """Unnormalised log p_E(w | c) = log pi_w - E(e_w; c) / T of every token, in float32 whatever
+        the training heads use: contexts (N, D) x3 -> (N, V)."""
+        cfg, emb = self.cfg, self.embeddings
+        c = self.beta * g + u
+        splat_vocab = self.vocab_splat_energy(emb, backend) if cfg.splat_term == "token" else None
+        logits = backend.vocab_logits(emb, self.vocab_bias(splat_vocab), c, cfg.vocab_temperature)
+        if cfg.splat_term == "context":
+            logits = logits + vocab_gains(self.attractor_entries(self.retrieve(c, h), emb), cfg.vocab_size)
+        return logits
 
     def parameter_groups(self) -> list[dict]:
         """Weight decay on matrices of the encoder and decoder only, never on the sphere's points,
         splat weights or concentrations (decay would drag them towards the origin or zero)."""
         no_decay_ids = {id(p) for p in (self.token_raw, self.log_beta, self.log_prior, *self.splats.parameters())}
+        no_decay_ids.add(id(self.query.weight))  # decay would pull every query back to beta g + u
         decay, plain = [], []
         for p in self.parameters():
             (plain if id(p) in no_decay_ids or p.dim() < 2 else decay).append(p)
@@ -123,6 +164,8 @@ def _split_legacy_extra_state(state_dict: dict, prefix: str, *args) -> None:
     if prefix + "token_raw" in state_dict:  # before the token prior: a uniform one gives the same model
         raw = state_dict[prefix + "token_raw"]
         state_dict.setdefault(prefix + "log_prior", torch.zeros(raw.shape[0], device=raw.device))
+        d = raw.shape[1]  # before the context term: a zero query correction
+        state_dict.setdefault(prefix + "query.weight", torch.zeros(d, d, device=raw.device))
     legacy = state_dict.pop(prefix + "_extra_state", None)
     if legacy is None:
         return

@@ -1,10 +1,10 @@
-"""The nearest splats of every vocabulary token, cached between store edits.
+"""The splat index and the tables that tie splats to tokens, cached between store edits.
 
-The splat term of p_E needs E_splat(e_w) for all V tokens, which needs each token's knn_k
-nearest splats. Searching V x K every step would dominate the step, so the table is rebuilt
-every knn_refresh_interval steps, or at once when the store was edited (its `version`
-changed). Kernel values always come from the current parameters: a stale table changes which
-splats are summed, never their values (docs/design.md, "Neighbours").
+The context term (ebm.attractors) needs each splat's splat_top_tokens nearest tokens; the
+token term needs each token's knn_k nearest splats. Searching K x V every step would dominate
+the step, so the tables are rebuilt every knn_refresh_interval steps, or at once when the store
+was edited (its `version` changed). Kernel values always come from the current parameters: a
+stale table changes which pairs are summed, never their values (docs/design.md, "Neighbours").
 """
 
 from __future__ import annotations
@@ -19,17 +19,30 @@ from .splats import SplatStore
 Tensor = torch.Tensor
 
 
-class NeighbourTable(nn.Module):
-    """The FAISS index over the splat means and the vocabulary's (V, k) neighbour ids.
+TOP_BLOCK = 1024  # splats scored against the vocabulary at once: 33 MB at V = 8,192
 
-    Both are part of the training state (exact resume), saved as this module's extra state.
+
+@torch.no_grad()
+def nearest_tokens(mu: Tensor, embeddings: Tensor, m: int) -> Tensor:
+    """The m tokens of largest mu_i . e_w for each splat, exact: (K, D), (V, D) -> (K, m)."""
+    m = min(m, embeddings.shape[0])
+    blocks = [(mu[s : s + TOP_BLOCK] @ embeddings.T).topk(m, dim=1).indices for s in range(0, mu.shape[0], TOP_BLOCK)]
+    return torch.cat(blocks) if blocks else torch.zeros(0, m, dtype=torch.long, device=mu.device)
+
+
+class NeighbourTable(nn.Module):
+    """The FAISS index over the splat means, each splat's (K, m) top tokens (context term) and
+    each token's (V, k) nearest splats (token term).
+
+    All are part of the training state (exact resume), saved as this module's extra state.
     """
 
     def __init__(self, cfg: EBMConfig):
         super().__init__()
         self.cfg = cfg
         self.index = SplatIndex(cfg.knn_index)
-        self.register_buffer("vocab_nbr", torch.zeros(cfg.vocab_size, 1, dtype=torch.long), persistent=False)
+        self.register_buffer("vocab_nbr", torch.zeros(cfg.vocab_size, 0, dtype=torch.long), persistent=False)
+        self.register_buffer("splat_top", torch.zeros(0, cfg.splat_top_tokens, dtype=torch.long), persistent=False)
         self.built_version = -1  # store version the table was built for
         self.built_step = -(10**9)
 
@@ -40,17 +53,19 @@ class NeighbourTable(nn.Module):
         if not (force or due or self.built_version != store.version):
             return False
         self.index.build(store.mu)
-        self.vocab_nbr = self.index.search(embeddings, self.cfg.knn_k)
+        if self.cfg.splat_term == "token":
+            self.vocab_nbr = self.index.search(embeddings, self.cfg.knn_k)
+        if self.cfg.splat_term == "context":
+            self.splat_top = nearest_tokens(store.mu.detach(), embeddings.detach(), self.cfg.splat_top_tokens)
         self.built_version = store.version
         self.built_step = self.built_step if step is None else step
         return True
 
-    def current(self, store: SplatStore, embeddings: Tensor) -> Tensor:
-        """The (V, k) table, rebuilt first if the store changed since it was built."""
-        never_built = self.vocab_nbr.shape[1] == 1 and self.cfg.knn_k > 1
-        if self.built_version != store.version or never_built:
+    def current(self, store: SplatStore, embeddings: Tensor) -> NeighbourTable:
+        """The tables, rebuilt first if the store changed since they were built."""
+        if self.built_version != store.version:
             self.refresh(store, embeddings, force=True)
-        return self.vocab_nbr
+        return self
 
     def search(self, store: SplatStore, queries: Tensor, k: int | None = None) -> Tensor:
         """Nearest splats of arbitrary points (N, D) -> (N, k), on a fresh enough index."""
@@ -62,12 +77,17 @@ class NeighbourTable(nn.Module):
             "nbr_step": self.built_step,
             "nbr_version": self.built_version,
             "vocab_nbr": self.vocab_nbr.clone(),
+            "splat_top": self.splat_top.clone(),
             "index_snapshot": self.index._snapshot,
         }
 
     def set_extra_state(self, state: dict) -> None:
         self.built_step, self.built_version = int(state["nbr_step"]), int(state["nbr_version"])
         self.vocab_nbr = state["vocab_nbr"].clone()
+        # Files from before the context term lack the top-token table: rebuilt on first use.
+        self.splat_top = state["splat_top"].clone() if "splat_top" in state else self.splat_top[:0]
+        if "splat_top" not in state and self.cfg.splat_term == "context":
+            self.built_version = -1
         if state["index_snapshot"] is not None:
             self.index.build(state["index_snapshot"])
         else:

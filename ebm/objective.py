@@ -13,13 +13,14 @@ from typing import NamedTuple
 
 import torch
 
+from .attractors import attractor_energy_and_grad, log_normaliser, pair_points, target_gain
 from .backend import TORCH, Backend
 from .context import ContextOut
 from .energy import context_energies, context_grad, splat_energy_and_grad, vocab_logit_terms
 from .geometry import project
 from .losses import dsm_loss, noisy_targets, sample_noise_levels
-from .model import EBMModel
-from .ops import head_dtype, linear_cross_entropy
+from .model import EBMModel, Retrieval
+from .ops import gather_dot, head_dtype, linear_cross_entropy, linear_logsumexp, rounded, target_scores
 from .shard import SOLO, Shard
 
 Tensor = torch.Tensor
@@ -34,7 +35,8 @@ class Targets(NamedTuple):
     u: Tensor  # (N, D) compositional context vector
     h: Tensor  # (N, D) context summary for the decoder
     ids: Tensor  # (N,) target token ids
-    splat_vocab: Tensor  # (V,) E_splat(e_w) of every token
+    splat_vocab: Tensor | None  # (V,) E_splat(e_w) of every token: the token term only
+    retrieval: Retrieval | None  # the splats each context calls on: the context term only
 
 
 class Noisy(NamedTuple):
@@ -55,10 +57,13 @@ class StepResult(NamedTuple):
 
 def targets_of(model: EBMModel, tokens: Tensor, n_targets: int | None = None, backend: Backend = TORCH) -> Targets:
     """Encode the contexts of the last T positions of each window: (B, L) -> Targets."""
-    T = n_targets or model.cfg.targets_per_window
-    emb = model.embeddings
-    g, u, h = (x.reshape(-1, model.cfg.latent_dim) for x in encode(model, tokens[:, :-1], T, emb))
-    return Targets(emb, model.beta, g, u, h, tokens[:, -T:].reshape(-1), model.vocab_splat_energy(emb, backend))
+    cfg = model.cfg
+    T = n_targets or cfg.targets_per_window
+    emb, beta = model.embeddings, model.beta
+    g, u, h = (x.reshape(-1, cfg.latent_dim) for x in encode(model, tokens[:, :-1], T, emb))
+    splat_vocab = model.vocab_splat_energy(emb, backend) if cfg.splat_term == "token" else None
+    retrieval = model.retrieve(beta * g + u, h) if cfg.splat_term == "context" else None
+    return Targets(emb, beta, g, u, h, tokens[:, -T:].reshape(-1), splat_vocab, retrieval)
 
 
 def encode(model: EBMModel, inputs: Tensor, last: int, emb: Tensor) -> ContextOut:
@@ -72,10 +77,18 @@ def encode(model: EBMModel, inputs: Tensor, last: int, emb: Tensor) -> ContextOu
 
 
 def energy_nll(model: EBMModel, t: Targets) -> Tensor:
-    """-log p_E(w | c), exact over the whole vocabulary, blockwise (no (N, V) logits held)."""
+    """-log p_E(w | c), exact over the whole vocabulary, blockwise (no (N, V) logits held):
+    the base softmax, times 1 + B_w(c) over its normaliser under the context term."""
     cfg = model.cfg
     c, bias = vocab_logit_terms(t.beta * t.g + t.u, model.vocab_bias(t.splat_vocab), cfg.vocab_temperature)  # (N, D), (V,)
-    return linear_cross_entropy(c, t.emb, t.ids, bias, head_dtype(cfg.head_dtype, t.emb.device))
+    dtype = head_dtype(cfg.head_dtype, t.emb.device)
+    if t.retrieval is None:
+        return linear_cross_entropy(c, t.emb, t.ids, bias, dtype)
+    lse = linear_logsumexp(c, t.emb, bias, dtype)  # (N,)
+    e = model.attractor_entries(t.retrieval, t.emb)
+    base_logp = gather_dot(rounded(c, dtype), rounded(t.emb, dtype), e.ids) + bias[e.ids] - lse[:, None]  # (N, M)
+    base_nll = lse - target_scores(c, t.emb, t.ids, bias, dtype)
+    return (base_nll - target_gain(e, t.ids) + log_normaliser(base_logp, e)).mean()
 
 
 def noisy_targets_of(model: EBMModel, t: Targets, generator: torch.Generator | None = None, shard: Shard = SOLO) -> Noisy:
@@ -89,11 +102,19 @@ def noisy_targets_of(model: EBMModel, t: Targets, generator: torch.Generator | N
 
 def score_matching(model: EBMModel, t: Targets, noisy: Noisy, shard: Shard = SOLO) -> Tensor:
     """Denoising score matching of -grad_R E / T at the noisy points (ebm.losses)."""
-    s = model.splats
-    nbr = model.neighbours.search(s, noisy.x)
-    _, grad_splat = splat_energy_and_grad(noisy.x, s.mu, s.log_alpha, s.kappa, float(s.tau), nbr)
-    grad = grad_splat + context_grad(t.g, t.beta, t.u)
+    grad = splat_grad(model, t, noisy.x) + context_grad(t.g, t.beta, t.u)
     return dsm_loss(project(noisy.x, grad), noisy.score, noisy.sigma, max(model.cfg.langevin_T, 1e-6), shard)
+
+
+def splat_grad(model: EBMModel, t: Targets, x: Tensor) -> Tensor:
+    """Euclidean gradient of the splat term at points x (N, D) near each context's target."""
+    s, cfg = model.splats, model.cfg
+    if t.retrieval is not None:
+        r = t.retrieval
+        return attractor_energy_and_grad(x, s.mu, s.kappa, float(s.tau), r.log_match, r.idx, cfg.vocab_temperature)[1]
+    if t.splat_vocab is not None:
+        return splat_energy_and_grad(x, s.mu, s.log_alpha, s.kappa, float(s.tau), model.neighbours.search(s, x))[1]
+    return torch.zeros_like(x)
 
 
 def decoder_latents(noisy: Noisy, t: Targets, generator: torch.Generator | None = None, shard: Shard = SOLO) -> Tensor:
@@ -131,12 +152,25 @@ def training_loss(
 
     e_t = t.emb[t.ids].detach()
     geo_t, comp_t = context_energies(e_t, t.g, t.beta, t.u)
-    splat_t = t.splat_vocab[t.ids]
+    splat_t, points, nbr = splat_at_targets(model, t, e_t)
     total_t = (splat_t + geo_t + comp_t).detach()
     terms = {"loss": loss, "nll": nll, "dsm": dsm, "dec": dec, "balance": balance, "beta": t.beta}
     means = {"energy": total_t, "energy_splat": splat_t, "energy_geo": geo_t, "energy_comp": comp_t}
     metrics = {k: v.detach() for k, v in terms.items()} | {k: v.detach().mean() for k, v in means.items()}
-    return StepResult(loss, metrics, e_t, total_t, model.neighbours.vocab_nbr[t.ids])
+    return StepResult(loss, metrics, points, total_t, nbr)
+
+
+@torch.no_grad()
+def splat_at_targets(model: EBMModel, t: Targets, e_t: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """For the splat upkeep: the splat energy at each target (N,), the point a splat should sit
+    at to explain it (N, D), and the splats it used (N, k)."""
+    if t.retrieval is not None:
+        r = t.retrieval
+        gain = target_gain(model.attractor_entries(r, t.emb), t.ids)
+        return -model.cfg.vocab_temperature * gain, pair_points(r.q.detach(), e_t), r.idx
+    if t.splat_vocab is not None:
+        return t.splat_vocab[t.ids].detach(), e_t, model.neighbours.vocab_nbr[t.ids]
+    return torch.zeros_like(t.ids, dtype=e_t.dtype), e_t, t.ids.new_zeros(t.ids.shape[0], 0)
 
 
 def combine(parts: list[StepResult]) -> StepResult:

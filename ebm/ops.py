@@ -219,49 +219,59 @@ def _block_logits(xd: Tensor, w: Tensor, bias: Tensor | None, start: int, stop: 
     return logits if bias is None else logits.add_(bias[start:stop])
 
 
-def _targets_in(targets: Tensor, start: int, stop: int) -> tuple[Tensor, Tensor]:
-    """Rows whose target column lies in start:stop, and that column within the block."""
-    rows = ((targets >= start) & (targets < stop)).nonzero().squeeze(1)
-    return rows, targets[rows] - start
-
-
-class _LinearCrossEntropy(torch.autograd.Function):
+class _LinearLogSumExp(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, w, bias, targets, dtype, block):
-        V = w.shape[0]
+    def forward(ctx, x, w, bias, dtype, block):
         xd = x.detach().to(dtype)
-        lse_blocks, target_logit = [], x.new_zeros(x.shape[0])  # (N,)
-        for start in range(0, V, block):
-            stop = min(start + block, V)
-            logits = _block_logits(xd, w.detach(), None if bias is None else bias.detach(), start, stop, x.dtype)
-            lse_blocks.append(torch.logsumexp(logits, 1))
-            rows, cols = _targets_in(targets, start, stop)
-            target_logit[rows] = logits[rows, cols]
+        lse_blocks = [
+            torch.logsumexp(
+                _block_logits(xd, w.detach(), None if bias is None else bias.detach(), s, min(s + block, w.shape[0]), x.dtype), 1
+            )
+            for s in range(0, w.shape[0], block)
+        ]
         lse = torch.logsumexp(torch.stack(lse_blocks, 1), 1)  # (N,)
-        ctx.save_for_backward(x, w, bias, targets, lse)
+        ctx.save_for_backward(x, w, bias, lse)
         ctx.dtype, ctx.block = dtype, block
-        return (lse - target_logit).mean()
+        return lse
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad):
-        x, w, bias, targets, lse = ctx.saved_tensors
-        N, V = x.shape[0], w.shape[0]
+        x, w, bias, lse = ctx.saved_tensors
         xd = x.to(ctx.dtype)
         grad_x, grad_w = torch.zeros_like(x), torch.empty_like(w)
         grad_bias = None if bias is None else torch.empty_like(bias)
-        for start in range(0, V, ctx.block):  # recompute each block: softmax - one-hot
-            stop = min(start + ctx.block, V)
-            p = _block_logits(xd, w, bias, start, stop, x.dtype).sub_(lse[:, None]).exp_()  # (N, block)
-            rows, cols = _targets_in(targets, start, stop)
-            p[rows, cols] -= 1
-            p.mul_(grad / N)
+        for start in range(0, w.shape[0], ctx.block):  # recompute each block: d lse / d logits = softmax
+            stop = min(start + ctx.block, w.shape[0])
+            p = _block_logits(xd, w, bias, start, stop, x.dtype).sub_(lse[:, None]).exp_().mul_(grad[:, None])  # (N, block)
             pd = p.to(ctx.dtype)
             grad_x += (pd @ w[start:stop].to(ctx.dtype)).to(x.dtype)
             grad_w[start:stop] = (pd.T @ xd).to(w.dtype)
             if grad_bias is not None:
                 grad_bias[start:stop] = p.sum(0)
-        return grad_x, grad_w, grad_bias, None, None, None
+        return grad_x, grad_w, grad_bias, None, None
+
+
+def linear_logsumexp(
+    x: Tensor, w: Tensor, bias: Tensor | None = None, dtype: torch.dtype = torch.float32, block: int = HEAD_BLOCK
+) -> Tensor:
+    """log sum_v exp(row_scores(x, w, bias, dtype))[n, v]: x (N, D), w (V, D), bias (V,) -> (N,),
+    blockwise, the backward recomputing each block, so no (N, V) tensor exists."""
+    return _LinearLogSumExp.apply(x, w, bias, dtype, block)
+
+
+def rounded(x: Tensor, dtype: torch.dtype) -> Tensor:
+    """x as the heads see it: rounded to `dtype`, kept in x's dtype (products of bf16 values are
+    exact in float32, so dot products of rounded inputs match a bf16 matmul's float32 sums)."""
+    return x if dtype == x.dtype else x.to(dtype).to(x.dtype)
+
+
+def target_scores(
+    x: Tensor, w: Tensor, targets: Tensor, bias: Tensor | None = None, dtype: torch.dtype = torch.float32
+) -> Tensor:
+    """row_scores(x, w, bias, dtype)[n, targets[n]] without the other columns: -> (N,)."""
+    scores = (rounded(x, dtype) * rounded(w[targets], dtype)).sum(-1)
+    return scores if bias is None else scores + bias[targets]
 
 
 def linear_cross_entropy(
@@ -275,8 +285,8 @@ def linear_cross_entropy(
     """Mean cross-entropy of softmax(row_scores(x, w, bias, dtype)) at targets: x (N, D),
     w (V, D), targets (N,), bias (V,) -> ().
 
-    Goes through the vocabulary in blocks of columns, and the backward recomputes each block,
-    so no (N, V) tensor exists: for the training heads (N = 1,024, V = 50,257) each such
-    tensor is 206 MB of freshly mapped memory, and the step made a dozen of them.
+    The log-normaliser goes through the vocabulary in blocks of columns (linear_logsumexp), so
+    no (N, V) tensor exists: for the training heads (N = 1,024, V = 50,257) each such tensor is
+    206 MB of freshly mapped memory, and the step made a dozen of them.
     """
-    return _LinearCrossEntropy.apply(x, w, bias, targets, dtype, block)
+    return (linear_logsumexp(x, w, bias, dtype, block) - target_scores(x, w, targets, bias, dtype)).mean()

@@ -20,11 +20,9 @@ def token_logprobs(model: EBMModel, tokens: Tensor, n_targets: int | None = None
     """log p_E(target | c) for the last T tokens of each window: (B, L) -> (B, T)."""
     cfg = model.cfg
     T = n_targets or cfg.targets_per_window
-    emb = model.embeddings
-    ctx = model.contexts(tokens[:, :-1], T, emb)
-    c = (model.beta * ctx.g + ctx.u).reshape(-1, cfg.latent_dim)  # (N, D)
-    logits = backend.vocab_logits(emb, model.vocab_bias(model.vocab_splat_energy(emb, backend)), c, cfg.vocab_temperature)
-    logits = logits.view(*ctx.g.shape[:2], -1)  # (B, T, V)
+    ctx = model.contexts(tokens[:, :-1], T)
+    g, u, h = (x.reshape(-1, cfg.latent_dim) for x in ctx)
+    logits = model.energy_logits(g, u, h, backend).view(*ctx.g.shape[:2], -1)  # (B, T, V)
     return torch.log_softmax(logits, -1).gather(-1, tokens[:, -T:, None]).squeeze(-1)
 
 
@@ -36,7 +34,7 @@ def decoder_logprobs(
     cfg = model.cfg
     T = n_targets or cfg.targets_per_window
     g, u, h = (x.reshape(-1, cfg.latent_dim) for x in model.contexts(tokens[:, :-1], T))
-    run = sample(model, g, g, u, SamplerSettings.flow(cfg, steps), backend=backend)
+    run = sample(model, g, g, u, SamplerSettings.flow(cfg, steps), h=h, backend=backend)
     logits = model.decoder(run.z, h, model.embeddings, bias=model.log_prior).logits
     logp = torch.log_softmax(logits, -1).gather(-1, tokens[:, -T:].reshape(-1, 1))
     return logp.view(tokens.shape[0], T)

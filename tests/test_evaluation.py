@@ -30,8 +30,9 @@ def test_sliding_windows_score_every_token_once_with_enough_context(n, context, 
 
 def test_a_context_free_model_scores_the_text_as_its_unigram_law():
     """With the context terms off, p_E(w) is one fixed distribution, so the total is a closed
-    form: the sum of -log p(w) over every token but the first."""
-    cfg = small_config()
+    form: the sum of -log p(w) over every token but the first. The token term keeps the splats
+    context-free too."""
+    cfg = small_config(splat_term="token")
     model = EBMModel(cfg, token_freq=torch.arange(cfg.vocab_size).float())
     switch_off_context(model)
     with torch.no_grad():

@@ -19,7 +19,7 @@ def test_the_token_prior_is_the_add_one_unigram_and_enters_p_e_as_a_log_bias():
     from ebm.config import small_config
     from ebm.model import EBMModel
 
-    cfg = small_config()
+    cfg = small_config(splat_term="token")  # a context-free splat term: p_E(w) is one law once the context is off
     gen = torch.Generator().manual_seed(0)
     freq = torch.randint(0, 1000, (cfg.vocab_size,), generator=gen) * (torch.arange(cfg.vocab_size) < 40)
     model = EBMModel(cfg, token_freq=freq)

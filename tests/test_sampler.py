@@ -32,7 +32,7 @@ class EndpointChains(TorchBackend):
     def __init__(self):
         self.chains = 0
 
-    def langevin(self, z0, g, beta, u, store, knn_k, settings, knn_refresh, generator):
+    def langevin(self, model, z0, g, u, h, settings, generator):
         self.chains += 1
         flat = torch.zeros(settings.steps + 1, z0.shape[0])
         return LangevinResult(z0, torch.zeros_like(z0), {"total": flat, "splat": flat, "geo": flat, "comp": flat})

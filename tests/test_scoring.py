@@ -5,7 +5,9 @@ from ebm import token_logprobs
 
 
 def test_exact_distribution_sums_to_one_and_matches_term_by_term_reference(gen):
-    model = small_model()
+    """The token term (splats as a context-free energy of each token); tests/test_attractors.py
+    checks the context term against its own reference."""
+    model = small_model(splat_term="token")
     cfg = model.cfg
     tokens = random_windows(cfg, batch=2, gen=gen)
     T = cfg.seq_length

@@ -33,6 +33,7 @@ def export_checkpoint(checkpoint: Path, out: Path) -> Path:
     tensors = {k: v.contiguous() for k, v in model_state.items() if k not in EXTRA}
     nbr = model_state["neighbours._extra_state"]
     tensors["neighbours.vocab_nbr"] = nbr["vocab_nbr"].contiguous()
+    tensors["neighbours.splat_top"] = nbr["splat_top"].contiguous()
     if nbr["index_snapshot"] is not None:
         tensors["neighbours.index_snapshot"] = nbr["index_snapshot"].contiguous()
     meta = {
@@ -68,6 +69,7 @@ def load_export(folder: Path) -> dict:
         "nbr_step": meta["nbr_step"],
         "nbr_version": meta["nbr_version"],
         "vocab_nbr": tensors["neighbours.vocab_nbr"],
+        **({"splat_top": tensors["neighbours.splat_top"]} if "neighbours.splat_top" in tensors else {}),
         "index_snapshot": tensors.get("neighbours.index_snapshot"),
     }
     model["splats._extra_state"] = {"version": meta["store_version"]}

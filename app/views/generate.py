@@ -1,7 +1,8 @@
-"""Generate: Langevin sampling from a checkpoint in the app process, streamed token by token,
-with the energy trajectory (and its three terms) of every token's sampling run. The backend is
-chosen per request, so sessions on different devices share one cached model (and one cached
-copy per CUDA device)."""
+"""Generate: sampling from a checkpoint in the app process, streamed token by token: Langevin
++ decoder, with the energy trajectory (and its three terms) of every token's run and the basin
+it falls into (nearest splat and token at each step), or p_E directly. The backend is chosen
+per request, so sessions on different devices share one cached model (and one cached copy per
+CUDA device)."""
 
 from pathlib import Path
 from typing import NamedTuple
@@ -15,6 +16,7 @@ from app.resources import LOAD_ERRORS, all_checkpoints, choose_checkpoint, file_
 from app.settings import folders
 from app.text import text_block
 from ebm import SamplerSettings, backend_for, generate_stream
+from ebm.sampler import basin_of, chain_temperature
 from ebm.vulkan.device import VulkanError, get_device, list_devices
 
 
@@ -27,6 +29,11 @@ class Request(NamedTuple):
     n_tokens: int
     seed: int
     device: str
+    direct: bool = False
+
+
+SAMPLERS = {"Langevin + decoder": False, "p_E directly": True}
+DEFAULT_SAMPLER = "Langevin + decoder"  # bench/ablate.py, docs/benchmarks.md "Ablations"
 
 
 def page() -> None:
@@ -92,22 +99,27 @@ def request_form(cfg) -> Request | None:
         steps = a.number_input("Langevin steps", 1, 2000, cfg.langevin_steps, key="gen_steps")
         dt = b.number_input("dt", 1e-4, 1.0, cfg.langevin_dt, format="%.4f", key="gen_dt")
         gamma = c.number_input("γ (friction)", 0.0, 100.0, cfg.langevin_gamma, key="gen_gamma")
-        temperature = d.number_input("Langevin temperature", 0.0, 10.0, cfg.langevin_T, format="%.3f", key="gen_T")
+        temperature = d.number_input("Langevin temperature", 0.0, 10.0, cfg.langevin_T, format="%.3f", key="gen_T",
+                                     help="per degree of freedom: the chain runs at T / (d - 1), so T = 1 keeps "
+                                          "z near the bottom of its basin in any dimension")  # fmt: skip
         a, b, c, d = st.columns(4)
         sample_temperature = a.number_input("Sampling temperature", 0.0, 5.0, 1.0, key="gen_sample_T")
         top_k = b.number_input("top-k (0: off)", 0, cfg.vocab_size, 40, key="gen_top_k")
         top_p = c.slider("top-p", 0.05, 1.0, 1.0, key="gen_top_p")
         n_tokens = d.number_input("Tokens", 1, 200, 20, key="gen_n")
-        a, b = st.columns(2)
+        a, b, c = st.columns(3)
         seed = a.number_input("Seed", 0, 2**31 - 1, 0, key="gen_seed")
+        how = "draw each token from the decoder at the end of a Langevin run, or from p_E itself"
+        sampler = c.selectbox("Sampler", list(SAMPLERS), list(SAMPLERS).index(DEFAULT_SAMPLER), key="gen_sampler", help=how)
         cuda = [f"cuda:{i} ({torch.cuda.get_device_name(i)})" for i in range(torch.cuda.device_count())]
         devices = ["cpu", *cuda, *(f"vulkan:{i} ({name})" for i, name in enumerate(list_devices()))]
         help_ = "CUDA runs the whole model on the GPU; Vulkan runs each token's Langevin chain on the device"
         device = b.selectbox("Device", devices, key="gen_device", help=help_)
         if not st.form_submit_button("Generate"):
             return None
-    settings = SamplerSettings(int(steps), float(dt), float(gamma), float(temperature))
-    return Request(prompt, settings, float(sample_temperature), int(top_k), float(top_p), int(n_tokens), int(seed), device)
+    settings = SamplerSettings(int(steps), float(dt), float(gamma), chain_temperature(float(temperature), cfg.latent_dim))
+    return Request(prompt, settings, float(sample_temperature), int(top_k), float(top_p), int(n_tokens), int(seed), device,
+                   SAMPLERS[sampler])  # fmt: skip
 
 
 def generate_panel(request: Request, model, tokenizer, path: Path, key: str = "generation") -> None:
@@ -121,11 +133,11 @@ def generate_panel(request: Request, model, tokenizer, path: Path, key: str = "g
         model = model_on(str(path), file_key(path), request.device.split(" ")[0])
     out, n = st.empty(), request.n_tokens
     progress = st.progress(0.0, text="sampling ...")
-    tokens, rows, paths = [], [], []
+    tokens, rows, paths, basins = [], [], [], []
     stream = generate_stream(model, tokenizer.encode(request.prompt), n, request.settings, request.sample_temperature,
                              request.top_k, request.top_p, request.seed,
                              keep_path=not on_vulkan,  # the device sampler does not read back every step's point
-                             backend=backend)  # fmt: skip
+                             backend=backend, direct=request.direct)  # fmt: skip
     for i, tok in enumerate(stream):
         tokens.append(tok.token)
         out.markdown(text_block((request.prompt, ""), (tokenizer.decode(tokens), "strong")), unsafe_allow_html=True)
@@ -134,17 +146,32 @@ def generate_panel(request: Request, model, tokenizer, path: Path, key: str = "g
         for term, trace in tok.energies.items():
             rows += [{"token": i, "piece": piece, "step": s, "term": term, "energy": float(e)} for s, e in enumerate(trace)]
         if tok.path is not None:
-            paths.append(tok.path.numpy())
+            paths.append(tok.path.cpu().numpy())
+            basins += basin_rows(model, tok.path, i, tokenizer)
     progress.empty()
-    st.session_state[key] = {"text": request.prompt, "tokens": tokens, "energies": pd.DataFrame(rows), "checkpoint": str(path)}
+    st.session_state[key] = {"text": request.prompt, "tokens": tokens, "energies": pd.DataFrame(rows),
+                             "basins": pd.DataFrame(basins), "checkpoint": str(path)}  # fmt: skip
     if key == "generation":  # the first column's paths feed the Splat map
         st.session_state["langevin_paths"] = paths
         if paths:
             st.session_state["langevin_path"] = {"checkpoint": str(path), "points": paths[-1]}
 
 
+def basin_rows(model, path: torch.Tensor, token: int, tokenizer) -> list[dict]:
+    """The nearest splat and token at each step of one token's Langevin path."""
+    b = basin_of(model, path.to(model.embeddings.device))
+    return [
+        {"token": token, "step": s, "nearest splat": int(b.splat[s]), "cos to splat": float(b.splat_cos[s]),
+         "nearest token": tokenizer.token_text(int(b.token[s])), "cos to token": float(b.token_cos[s])}
+        for s in range(path.shape[0])
+    ]  # fmt: skip
+
+
 def energy_panels(result: dict, path: Path) -> None:
     energies = result["energies"]
+    if energies.empty:
+        st.caption("Sampled from p_E directly: no Langevin run to show.")
+        return
     final = energies[energies["step"] == energies["step"].max()]
     title = "Energy at the end of each token's Langevin run"
     fig = px.line(final, x="token", y="energy", color="term", markers=True, hover_data=["piece"], title=title)
@@ -155,10 +182,24 @@ def energy_panels(result: dict, path: Path) -> None:
     piece = one["piece"].iloc[0] if not one.empty else ""
     fig = px.line(one, x="step", y="energy", color="term", title=f"Langevin energy trajectory of token {which} ({piece!r})")
     st.plotly_chart(fig, key="gen-trace", width="stretch")
+    basin_panel(result.get("basins"), which)
     paths = st.session_state.get("langevin_paths") or []
     if which < len(paths):
         st.session_state["langevin_path"] = {"checkpoint": str(path), "points": paths[which]}
         st.caption("The Splat map page can draw this token's Langevin path (tick 'Draw the last Langevin path').")
+
+
+def basin_panel(basins: "pd.DataFrame | None", which: int) -> None:
+    """Does the path fall into a basin? Cosine to the nearest splat and token along it, and where it settles."""
+    if basins is None or basins.empty:
+        return
+    one = basins[basins["token"] == which]
+    long = one.melt(id_vars=["step"], value_vars=["cos to splat", "cos to token"], var_name="to", value_name="cosine")
+    fig = px.line(long, x="step", y="cosine", color="to", title=f"Token {which}: cosine to the nearest splat and token")
+    st.plotly_chart(fig, key="gen-basin", width="stretch")
+    every = max(1, len(one) // 10)
+    st.dataframe(one.iloc[::every][["step", "nearest splat", "cos to splat", "nearest token", "cos to token"]],
+                 hide_index=True, key="gen-basin-table")  # fmt: skip
 
 
 page()

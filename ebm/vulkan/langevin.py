@@ -38,19 +38,22 @@ def langevin_sample(
     seed: int = 0,
     knn_refresh: int = 10,
     generator: torch.Generator | None = None,
+    fixed_idx: torch.Tensor | None = None,
 ) -> LangevinResult:
     """Sample from exp(-E/T) with E = E_splat + E_geo + E_comp for N points with fixed contexts
     g, u (N, D); the same chain as ebm.langevin.langevin_sample with the model's energy_fn,
-    except the noise, which comes from a counter-based hash of (seed, step, point, coordinate)."""
+    except the noise, which comes from a counter-based hash of (seed, step, point, coordinate).
+    With fixed_idx (N, k) each point sums those splats throughout instead of searching its
+    knn_k nearest every knn_refresh steps."""
     # long: one command sequence is recorded and run whole; helpers would only pass its dozen device tensors around
     n, d = z0.shape
-    k = min(knn_k, mu.shape[0])
+    k = min(knn_k, mu.shape[0]) if fixed_idx is None else fixed_idx.shape[1]
     kp = dev.kp
     v0 = tangent_noise(z0, math.sqrt(temperature), generator) if temperature > 0 else torch.zeros_like(z0)
     z_t, v_t = dev.tensor(_f32(z0)), dev.tensor(_f32(v0))
     mu_t, la_t, ka_t = dev.tensor(_f32(mu)), dev.tensor(_f32(log_alpha)), dev.tensor(_f32(kappa))
     bg_t, u_t = dev.tensor(_f32(beta * g)), dev.tensor(_f32(u))
-    idx_t = dev.tensor(np.zeros((n, k), np.uint32))
+    idx_t = dev.tensor(np.zeros((n, k), np.uint32) if fixed_idx is None else fixed_idx.numpy().astype(np.uint32))
     best_t, w_t, cos_t = (dev.tensor(np.zeros((n, k), np.float32)) for _ in range(3))
     scores_t = dev.tensor(np.zeros((n, mu.shape[0]), np.float32))
     grad_t = dev.tensor(np.zeros((n, d), np.float32))
@@ -67,7 +70,7 @@ def langevin_sample(
         )
         seq = dev.mgr.sequence().record(kp.OpTensorSyncDevice(inputs + outputs))
         for step in range(steps + 1):
-            if step % knn_refresh == 0:
+            if fixed_idx is None and step % knn_refresh == 0:
                 record_topk(dev, seq, z_t, mu_t, scores_t, idx_t, best_t, n, mu.shape[0], d, k)
             record_splat(dev, seq, z_t, mu_t, la_t, ka_t, idx_t, splat_t, w_t, cos_t, grad_t, n, k, d, tau, step * n)
             move = 1.0 if step < steps else 0.0

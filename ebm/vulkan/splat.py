@@ -43,7 +43,7 @@ def splat_forward(
 
 def record_splat(dev: VulkanDevice, seq, z, mu, log_alpha, kappa, idx, energy, weight, cosine, grad, n, k, d, tau, offset):
     """Append energy (at energy[offset:offset + n]), weights, cosines and gradient to a kp sequence."""
-    if k > 64:
+    if k > 65:  # 64 neighbours, plus the flat splat of the context term (ebm.attractors.as_splat_energy)
         raise ValueError("the Vulkan splat kernel takes at most 64 neighbours (knn_k <= 64)")
     if k * d > 65535 and dev.software:
         raise ValueError(f"knn_k * latent_dim = {k * d} is over the 65,535 loop iterations {dev.name} runs per invocation")

@@ -13,7 +13,7 @@ layout(std430, binding = 5) writeonly buffer E { float energy[]; };      // (>= 
 layout(std430, binding = 6) writeonly buffer W { float weight[]; };      // (N, k)
 layout(std430, binding = 7) writeonly buffer C { float cosine[]; };      // (N, k)
 layout(push_constant) uniform Push { float n; float k; float d; float tau; float offset; } pc;
-const uint MAX_K = 64;
+const uint MAX_K = 65;  // knn_k <= 64, plus the context term's flat splat (ebm.attractors)
 
 void main() {
     uint i = gl_GlobalInvocationID.x;

@@ -1,0 +1,181 @@
+"""Ablations: does each energy-based part help? One equal budget, one invocation.
+
+Rows are ebm-train runs of the preset (cpu by default) for the same number of optimiser steps,
+with the same seed, data order and learning rate, scored like bench/ppl.py (whole texts, every
+token once, sliding window; in-domain test split and WikiText-2 valid zero-shot; token- and
+word-level perplexity):
+
+  full          as shipped: splats as context-conditioned attractors (splat_term=context)
+  splats off    splat_term=off: p_E is the base softmax with its learned token prior, which is
+                a free per-token bias, so this row is also "splats replaced by a free bias"
+  token splats  splat_term=token: splats as a context-free energy of each token (the earlier design)
+  no DSM        lambda_dsm=0: no score matching
+  decoder off   lambda_dec=0: the decoder head untrained, p_E alone
+
+Text (e): the full model generates from prompts of the in-domain test split, by Langevin +
+decoder and by direct sampling from p_E, at the same sampling temperatures and top-k. A
+Kneser-Ney 5-gram fit on the train split scores the continuations (a reference that shares no
+weights with the model): generation perplexity, distinct-1/2 and repetition.
+
+python bench/ablate.py --steps 400 --out /tmp/bench/ablate
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.ppl import WIKITEXT, ebm_train, run_tokenizer, score_ebm  # noqa: E402
+
+VARIANTS = {
+    "full": [],
+    "splats off": ["splat_term=off"],
+    "token splats": ["splat_term=token"],
+    "no DSM": ["lambda_dsm=0"],
+    "decoder off": ["lambda_dec=0"],
+}
+
+
+def train_and_score(args, name: str, sets: list[str]) -> dict:
+    run = argparse.Namespace(**{**vars(args), "ebm_set": args.ebm_set + sets})
+    run_id = "ablate-" + name.replace(" ", "-")
+    t = time.perf_counter()
+    row = ebm_train(run, Path(args.out) / "runs", args.lr, ["--max-steps", str(args.steps)], run_id)
+    row["train_wall_s"] = time.perf_counter() - t
+    row["variant"], row["sets"] = name, sets
+    return row | score_ebm(args, row["ckpt"])
+
+
+# ----------------------------------------------------------------------------- generation
+
+
+def reference_scorer(args, tok):
+    """A Kneser-Ney 5-gram on the train split, and the test split's token ids."""
+    from bench.kneser_ney import KneserNey
+    from trainer.data import default_cache_dir, load_corpus, tokenize_split
+
+    corpus = load_corpus("builtin")
+    train, test = (np.asarray(tokenize_split(corpus, s, tok, default_cache_dir(), progress=False)) for s in ("train", "test"))
+    return KneserNey(5, tok.vocab_size).fit(train.tolist()), test
+
+
+def continuation_scores(kn, prompts: list[list[int]], outputs: list[list[int]]) -> dict:
+    """Reference perplexity of the generated tokens given everything before them, and diversity."""
+    from trainer.evaluation import distinct_n, repetition_rate
+
+    nll, n = 0.0, 0
+    for prompt, out in zip(prompts, outputs):
+        text = prompt + out
+        for j in range(len(prompt), len(text)):
+            nll -= math.log(kn.prob(text[j], text[max(0, j - 4) : j]))
+            n += 1
+    return {
+        "reference_ppl": math.exp(nll / max(n, 1)),
+        "distinct_1": float(np.mean([distinct_n(o, 1) for o in outputs])),
+        "distinct_2": float(np.mean([distinct_n(o, 2) for o in outputs])),
+        "repetition": float(np.mean([repetition_rate(o) for o in outputs])),
+        "tokens": n,
+    }
+
+
+def generation(args, checkpoint: str, tok) -> list[dict]:
+    """Langevin + decoder against direct p_E sampling, at each sampling temperature."""
+    from ebm.sampler import generate
+    from trainer.checkpoint import load_checkpoint, model_from_checkpoint
+
+    model = model_from_checkpoint(load_checkpoint(Path(checkpoint))).eval()
+    kn, test = reference_scorer(args, tok)
+    starts = np.linspace(0, len(test) - args.prompt_tokens - 1, args.prompts).astype(int)
+    prompts = [test[s : s + args.prompt_tokens].tolist() for s in starts]
+    rows = []
+    for method in ("langevin", "direct"):
+        for temp in args.sample_temps:
+            t = time.perf_counter()
+            outputs = [
+                generate(model, p, args.gen_tokens, sample_temperature=temp, top_k=args.top_k, seed=i,
+                         direct=method == "direct")[0]
+                for i, p in enumerate(prompts)
+            ]  # fmt: skip
+            row = {"method": method, "sample_temperature": temp, "top_k": args.top_k}
+            row |= continuation_scores(kn, prompts, outputs) | {"gen_s": time.perf_counter() - t}
+            row["example"] = tok.decode(outputs[0])
+            rows.append(row)
+            print(f"[ablate] {method} T={temp}: {row['reference_ppl']:.1f} ref ppl, distinct-2 {row['distinct_2']:.3f}",
+                  file=sys.stderr, flush=True)  # fmt: skip
+    return rows
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def report(results: dict, args) -> str:
+    sets = ["in-domain"] + (["wikitext-2"] if args.wikitext else [])
+    lines = [
+        f"{args.steps} optimiser steps per row, {args.preset} preset, lr {args.lr:g}, seed 0; tokenizer "
+        f"{results['tokenizer']}. Whole texts, every token once, sliding window of the context, stride half of it.",
+        "",
+        "| variant | " + " | ".join(f"{s} ppl | {s} word ppl" for s in sets) + " | targets/s | vs full |",
+        "|---|" + "---|" * (2 * len(sets) + 2),
+    ]
+    full = results["rows"].get("full")
+    for name, r in results["rows"].items():
+        cells = " | ".join(f"{r[s]['ppl']:.1f} | {r[s]['word_ppl']:.0f}" for s in sets)
+        ppl, speed = r[sets[0]]["ppl"] / full[sets[0]]["ppl"], r["targets_per_s"] / full["targets_per_s"]
+        ratio = f"{ppl:.3f}x ppl, {speed:.2f}x speed"
+        lines.append(f"| {name} | {cells} | {r['targets_per_s']:.0f} | {ratio} |")
+    if results.get("generation"):
+        lines += ["", "| sampler | sampling T | top-k | reference ppl (KN5) | distinct-1 | distinct-2 | repetition | s |",
+                  "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        for g in results["generation"]:
+            lines.append(
+                f"| {g['method']} | {g['sample_temperature']:g} | {g['top_k']} | {g['reference_ppl']:.1f} | "
+                f"{g['distinct_1']:.3f} | {g['distinct_2']:.3f} | {g['repetition']:.3f} | {g['gen_s']:.0f} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--steps", type=int, default=400, help="optimiser steps per row")
+    p.add_argument("--lr", type=float, default=1e-2)
+    p.add_argument("--preset", default="cpu")
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    p.add_argument("--ebm-set", action="append", default=[], metavar="KEY=VALUE", help="EBMConfig override for every row")
+    p.add_argument("--wikitext", default=str(WIKITEXT) if WIKITEXT.exists() else None, help="wiki.valid.tokens (zero-shot)")
+    p.add_argument("--max-tokens", type=int, default=0, help="score only this many tokens of each text (0: all)")
+    p.add_argument("--prompts", type=int, default=24, help="generation prompts from the test split")
+    p.add_argument("--prompt-tokens", type=int, default=32)
+    p.add_argument("--gen-tokens", type=int, default=32)
+    p.add_argument("--sample-temps", type=float, nargs="+", default=[0.7, 1.0])
+    p.add_argument("--top-k", type=int, default=40)
+    p.add_argument("--out", default="bench/results/ablate")
+    args = p.parse_args()
+    if args.wikitext and not Path(args.wikitext).is_file():
+        sys.exit(f"bench/ablate.py: error: {args.wikitext} not found; pass --wikitext PATH/wiki.valid.tokens")
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    tok = run_tokenizer(args)
+    results = {"tokenizer": tok.name, "args": vars(args), "rows": {}}
+    for name in args.variants:
+        print(f"[ablate] {name} ...", file=sys.stderr, flush=True)
+        results["rows"][name] = train_and_score(args, name, VARIANTS[name])
+        (out / "ablate.json").write_text(json.dumps(results, indent=2))
+    if "full" in results["rows"] and args.prompts:
+        results["generation"] = generation(args, results["rows"]["full"]["ckpt"], tok)
+    (out / "ablate.json").write_text(json.dumps(results, indent=2))
+    text = report(results, args)
+    (out / "ablate.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
