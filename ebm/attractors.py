@@ -1,16 +1,23 @@
 """Context-conditioned splat attractors: the splat term of the energy (docs/design.md, "Attractors").
 
-Notation: N contexts with unit queries q (N, D); splats mu (K, D), log alpha (K,), kappa (K,),
-tau the splat temperature; idx (N, k) the splats each query retrieves, R(c); top (K, m) each
-splat's m nearest tokens; T the vocabulary temperature. With the splat kernel
-k_i(x) = alpha_i exp(kappa_i (mu_i . x - 1) / tau) (ebm.energy):
+Notation: N contexts with unit queries q (N, D); splats with means mu (K, D) among the tokens,
+keys (K, D) among the queries, log alpha (K,), kappa (K,); tau the splat temperature; idx (N, k)
+the splats whose keys are nearest each query, R(c); top (K, m) each splat's m nearest tokens;
+T the vocabulary temperature; gamma > 0 and k_0 > 0 learned. With the key kernel
+k_i(q) = alpha_i exp(kappa_i (key_i . q - 1) / tau):
 
-    b_i(z; c)    = k_i(q(c)) exp(kappa_i (mu_i . z - 1) / tau)     splat i's pull on z, in context c
+    r_i(c)       = k_i(q) / (k_0 + sum_{j in R(c)} k_j(q))         the context's responsibilities
+    b_i(z; c)    = gamma r_i(c) exp(kappa_i (mu_i . z - 1) / tau)  splat i's pull on z, in context c
     E_attr(z; c) = -T log(1 + sum_{i in R(c)} b_i(z; c))
 
-A splat attracts only in the contexts whose query it matches, and there it lowers the energy
-of the tokens near its mean. At a token w the sum runs over the retrieved splats that list w
-among their m top tokens, so with the rest of the energy as the base softmax p_base:
+A splat attracts only in the contexts whose query its key matches, and there it lowers the
+energy of the tokens near its mean: a learned, sparse memory of which contexts lead to which
+tokens, where the base softmax can only tilt the whole vocabulary along one direction. The
+match is normalised over the retrieved splats (a mixture's responsibilities): an unnormalised
+k_i(q) is ~exp(-kappa / tau) for the nearly orthogonal directions of high dimensions, which
+left the term at ~1e-3 nats and its gradients as small. At a token w the sum runs over the
+retrieved splats that list w among their m top tokens, so with the rest of the energy as the
+base softmax p_base:
 
     p_E(w | c) = p_base(w | c) (1 + B_w(c)) / Z(c),   B_w(c) = sum_{i in R(c), w in top_i} b_i(e_w; c)
     Z(c)       = 1 + sum_{entries (i, w)} p_base(w | c) b_i(e_w; c)
@@ -20,11 +27,11 @@ Z is exact over the whole vocabulary and costs k * m terms per context, not V.
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
 
-from .geometry import normalize
 from .ops import gather_combine, gather_dot
 
 Tensor = torch.Tensor
@@ -43,11 +50,19 @@ def top_cosines(mu: Tensor, embeddings: Tensor, top: Tensor) -> Tensor:
 
 
 def entries(log_match: Tensor, kappa: Tensor, tau: float, top: Tensor, top_cos: Tensor, idx: Tensor) -> Entries:
-    """log b_i(e_w; c) = log k_i(q) + kappa_i (mu_i . e_w - 1) / tau over the retrieved splats'
-    top tokens: log_match (N, k) = log k_i(q), kappa (K,), top and top_cos (K, m), idx (N, k)."""
+    """log b_i(e_w; c) = log gamma r_i(c) + kappa_i (mu_i . e_w - 1) / tau over the retrieved
+    splats' top tokens: log_match (N, k) = log gamma r_i(c), kappa (K,), top and top_cos (K, m),
+    idx (N, k)."""
     shape = (idx.shape[0], -1)
     log_gain = log_match[:, :, None] + (kappa[idx] / tau)[:, :, None] * (top_cos[idx] - 1)  # (N, k, m)
     return Entries(top[idx].reshape(shape), log_gain.reshape(shape))
+
+
+def log_matches(log_kernels: Tensor, log_strength: Tensor, log_null: Tensor) -> Tensor:
+    """log gamma r_i(c) from the retrieved splats' log k_i(q): (N, k), (), () -> (N, k), with
+    r_i = k_i(q) / (k_0 + sum_j k_j(q)); k_0 keeps a context that matches no key unboosted."""
+    null = log_null.expand(log_kernels.shape[0], 1)
+    return log_kernels - torch.logsumexp(torch.cat([null, log_kernels], -1), -1, keepdim=True) + log_strength
 
 
 def log1p_sum_exp(x: Tensor, dim: int = -1) -> Tensor:
@@ -90,9 +105,10 @@ def attractor_energy_and_grad(
 
 
 def pair_points(q: Tensor, targets: Tensor) -> Tensor:
-    """normalize(q + e_w): where one splat's pull b_i(e_w; c) is largest for a (context, token)
-    pair, since b_i = alpha_i exp(kappa_i (mu_i . (q + e_w) - 2) / tau). (N, D), (N, D) -> (N, D)."""
-    return normalize(q + targets)
+    """(q, e_w) / sqrt 2 on S^(2D - 1): a (context, token) pair where splats live under the context
+    term, so that a splat's kernel there, alpha_i exp(kappa_i ((key_i . q + mu_i . e_w) / 2 - 1) /
+    tau), is high when it matches the context and attracts the token. (N, D) x2 -> (N, 2D)."""
+    return torch.cat([q, targets], -1) / math.sqrt(2)
 
 
 def as_splat_energy(
@@ -100,7 +116,7 @@ def as_splat_energy(
 ) -> tuple[Tensor, Tensor, Tensor, float, Tensor]:
     """The context term of B chains as a plain splat energy -tau' log sum_j k'_j(z) over B * k + 1
     splats of their own (ebm.energy), for kernels that compute only that form: each chain's
-    retrieved splats with log alpha' = log k_i(q), kappa' = kappa_i T / tau and tau' = T, plus
+    retrieved splats with log alpha' = log gamma r_i(c), kappa' = kappa_i T / tau and tau' = T, plus
     one shared flat splat (mu = 0, kappa = 0) whose kernel 1 is the `1 +`.
 
     Returns mu' (B k + 1, D), log alpha' (B k + 1,), kappa' (B k + 1,), tau', idx' (B, k + 1).

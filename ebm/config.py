@@ -169,6 +169,11 @@ class EBMConfig:
     checkpoint_keep_last: int = setting(2, non_negative, "keep the last N epoch checkpoints")
     seed: int = setting(0, non_negative, "random seed of the model and the data order")
 
+    @property
+    def splat_dim(self) -> int:
+        """Dimension of the space splats live in: the context term pairs a key with a mean."""
+        return 2 * self.latent_dim if self.splat_term == "context" else self.latent_dim
+
     def __post_init__(self) -> None:
         for f in fields(self):  # JSON gives lists; tuples keep the config hashable and frozen
             value = getattr(self, f.name)

@@ -16,7 +16,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from .attractors import Entries, entries, top_cosines, vocab_gains
+from .attractors import Entries, entries, log_matches, pair_points, top_cosines, vocab_gains
 from .backend import TORCH, Backend
 from .config import EBMConfig
 from .context import ContextOut, context_encoder
@@ -34,7 +34,7 @@ class Retrieval(NamedTuple):
 
     q: Tensor  # (N, D) unit query
     idx: Tensor  # (N, k) retrieved splat ids
-    log_match: Tensor  # (N, k) log k_i(q), differentiable in the query and the splats
+    log_match: Tensor  # (N, k) log gamma r_i(c), differentiable in the query, the splats and gamma
 
 
 def initial_splat_means(embeddings: Tensor, n: int, token_freq: Tensor | None = None, seed: int = 0) -> Tensor:
@@ -93,6 +93,8 @@ class EBMModel(nn.Module):
         # correction from the context summary lets a context call splats away from it.
         self.query = nn.Linear(cfg.latent_dim, cfg.latent_dim, bias=False)
         nn.init.zeros_(self.query.weight)
+        self.log_strength = nn.Parameter(torch.zeros(()))  # log gamma of the attractors (ebm.attractors)
+        self.log_null = nn.Parameter(torch.tensor(-3.0))  # log k_0: contexts that match no key well stay unboosted
         self._register_load_state_dict_pre_hook(_split_legacy_extra_state)
 
     @property
@@ -121,8 +123,20 @@ class EBMModel(nn.Module):
         """The splats each context calls on: c = beta g + u (N, D), h (N, D) -> Retrieval."""
         s = self.splats
         q = normalize(c + self.query(h))  # (N, D)
-        idx = self.neighbours.search(s, q.detach())
-        return Retrieval(q, idx, splat_log_kernels(q, s.mu, s.log_alpha, s.kappa, float(s.tau), idx))
+        # (q, 0) against positions (key, mu) / sqrt 2 ranks the splats by key . q alone
+        idx = self.neighbours.search(s, torch.cat([q.detach(), torch.zeros_like(q)], -1))
+        log_kernels = splat_log_kernels(q, s.key, s.log_alpha, s.kappa, float(s.tau), idx)
+        return Retrieval(q, idx, log_matches(log_kernels, self.log_strength, self.log_null))
+
+    @torch.no_grad()
+    def splat_points(self, tokens: Tensor, n_targets: int) -> Tensor:
+        """The last n_targets targets of windows (B, L) where splats live: their embeddings, or
+        under the context term the (query, embedding) pairs -> (N, splat_dim)."""
+        e = self.embeddings[tokens[:, -n_targets:].reshape(-1)]
+        if not self.splats.paired:
+            return e
+        g, u, h = (x.reshape(-1, self.cfg.latent_dim) for x in self.contexts(tokens[:, :-1], n_targets))
+        return pair_points(self.retrieve(self.beta * g + u, h).q, e)
 
     def attractor_entries(self, r: Retrieval, embeddings: Tensor | None = None) -> Entries:
         """The (splat, top token) pairs of each context and their log gains (ebm.attractors)."""
@@ -150,7 +164,8 @@ class EBMModel(nn.Module):
         """Weight decay on matrices of the encoder and decoder only, never on the sphere's points,
         splat weights or concentrations (decay would drag them towards the origin or zero)."""
         no_decay_ids = {id(p) for p in (self.token_raw, self.log_beta, self.log_prior, *self.splats.parameters())}
-        no_decay_ids.add(id(self.query.weight))  # decay would pull every query back to beta g + u
+        # decay would pull every query back to beta g + u
+        no_decay_ids |= {id(self.query.weight), id(self.log_strength), id(self.log_null)}
         decay, plain = [], []
         for p in self.parameters():
             (plain if id(p) in no_decay_ids or p.dim() < 2 else decay).append(p)
@@ -166,6 +181,8 @@ def _split_legacy_extra_state(state_dict: dict, prefix: str, *args) -> None:
         state_dict.setdefault(prefix + "log_prior", torch.zeros(raw.shape[0], device=raw.device))
         d = raw.shape[1]  # before the context term: a zero query correction
         state_dict.setdefault(prefix + "query.weight", torch.zeros(d, d, device=raw.device))
+        state_dict.setdefault(prefix + "log_strength", torch.zeros((), device=raw.device))
+        state_dict.setdefault(prefix + "log_null", torch.tensor(-3.0, device=raw.device))
     legacy = state_dict.pop(prefix + "_extra_state", None)
     if legacy is None:
         return

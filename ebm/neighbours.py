@@ -52,7 +52,7 @@ class NeighbourTable(nn.Module):
         due = step is None or step - self.built_step >= self.cfg.knn_refresh_interval
         if not (force or due or self.built_version != store.version):
             return False
-        self.index.build(store.mu)
+        self.index.build(store.position)
         if self.cfg.splat_term == "token":
             self.vocab_nbr = self.index.search(embeddings, self.cfg.knn_k)
         if self.cfg.splat_term == "context":
@@ -68,8 +68,8 @@ class NeighbourTable(nn.Module):
         return self
 
     def search(self, store: SplatStore, queries: Tensor, k: int | None = None) -> Tensor:
-        """Nearest splats of arbitrary points (N, D) -> (N, k), on a fresh enough index."""
-        self.index.ensure(store.mu)
+        """Nearest splats of points in the splats' space (N, splat_dim) -> (N, k), on a fresh enough index."""
+        self.index.ensure(store.position)
         return self.index.search(queries, k or self.cfg.knn_k)
 
     def get_extra_state(self) -> dict:

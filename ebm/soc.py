@@ -80,14 +80,14 @@ def coverage(store: SplatStore, index: SplatIndex, points: Tensor, k: int, kerne
     """Boolean (N,): is each point covered by some splat's kernel at >= kernel_level?"""
     if points.shape[0] == 0 or store.n == 0:
         return torch.zeros(points.shape[0], dtype=torch.bool, device=points.device)
-    index.ensure(store.mu)
+    index.ensure(store.position)
     return store.max_kernel(points, index.search(points, k)) >= kernel_level
 
 
 class SOCController:
     def __init__(self, cfg: EBMConfig):
         self.cfg = cfg
-        self.buffer = HistoryBuffer(cfg.soc_buffer_size, cfg.latent_dim)
+        self.buffer = HistoryBuffer(cfg.soc_buffer_size, cfg.splat_dim)
         self.recent: list[bool] = []  # avalanche flag of the last checks, for the SOC rate
 
     def observe(self, points: Tensor, energies: Tensor) -> None:
@@ -133,14 +133,14 @@ class SOCController:
         covered: Tensor,
     ) -> EditCounts:
         counts = EditCounts()
-        index.build(store.mu)
+        index.build(store.position)
         counts.merged = store.merge_close(index.search, step, optimizer)
         counts.pruned = store.prune_dead(step, optimizer)
         room = min(self.cfg.soc_spawn_max, capacity - store.n)
         if room > 0:
             worst = _worst_distinct(store, index, points[~covered], room)
             counts.spawned = store.spawn(worst, step, phase, optimizer)
-        index.build(store.mu)
+        index.build(store.position)
         return counts
 
     def state_dict(self) -> dict:
@@ -156,7 +156,7 @@ def _worst_distinct(store: SplatStore, index: SplatIndex, points: Tensor, n: int
     if points.shape[0] == 0:
         return points
     points = torch.unique(points, dim=0)
-    index.ensure(store.mu)
+    index.ensure(store.position)
     kernel = store.max_kernel(points, index.search(points, 1))
     order = torch.argsort(kernel)
     return points[order[:n]]

@@ -1,7 +1,10 @@
 """SplatStore: the learned landscape of vMF attractors and their statistics (docs/design.md, "Energy").
 
-Parameters: mu (K, D) stored unnormalised and read through `mu` (unit rows); log alpha (K,);
+Parameters: mu (K, D) the means among the tokens and key (K, D) where the context term matches
+contexts, both stored unnormalised and read through `mu` and `key` (unit rows); log alpha (K,);
 kappa stored unconstrained and mapped into [min_kappa, max_kappa] by a sigmoid on log kappa.
+A splat's `position` is where SOC measures, merges and spawns: mu, or under the context term
+the pair (key, mu) / sqrt 2 on S^(2D - 1) (docs/design.md, "Attractors").
 Statistics (buffers, saved in every checkpoint): usage frequency (EMA of the share of
 training targets that have the splat among their neighbours), birth step, last step used,
 birth phase.
@@ -19,6 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .attractors import pair_points
 from .config import EBMConfig
 from .energy import splat_energy, splat_log_kernels
 from .geometry import normalize
@@ -26,7 +30,7 @@ from .geometry import normalize
 Tensor = torch.Tensor
 
 USAGE_EMA = 0.99
-SPLAT_PARAMS = ("mu_raw", "log_alpha", "kappa_raw")  # the store's Parameters, one row per splat
+SPLAT_PARAMS = ("mu_raw", "key_raw", "log_alpha", "kappa_raw")  # the store's Parameters, one row per splat
 
 
 @dataclass
@@ -49,6 +53,8 @@ class SplatStore(nn.Module):
         if mu_init.shape != (n, d):
             raise ValueError(f"mu_init has shape {tuple(mu_init.shape)}, expected {(n, d)}")
         self.mu_raw = nn.Parameter(normalize(mu_init.float()).clone())
+        self.key_raw = nn.Parameter(normalize(mu_init.float()).clone())  # a key starts at its mean
+        self.paired = cfg.splat_term == "context"
         self.log_alpha = nn.Parameter(torch.zeros(n))
         self.kappa_raw = nn.Parameter(self.kappa_to_raw(torch.full((n,), cfg.init_kappa)))
         self.register_buffer("usage", torch.zeros(n))
@@ -68,6 +74,22 @@ class SplatStore(nn.Module):
         return normalize(self.mu_raw)  # (K, D)
 
     @property
+    def key(self) -> Tensor:
+        return normalize(self.key_raw)  # (K, D)
+
+    @property
+    def position(self) -> Tensor:
+        """(K, cfg.splat_dim): mu, or (key, mu) / sqrt 2 under the context term."""
+        return pair_points(self.key, self.mu) if self.paired else self.mu
+
+    def split(self, points: Tensor) -> tuple[Tensor, Tensor]:
+        """Positions (M, splat_dim) -> (means, keys), each (M, D)."""
+        if not self.paired:
+            return points, points
+        d = self.cfg.latent_dim
+        return normalize(points[:, d:]), normalize(points[:, :d])
+
+    @property
     def kappa(self) -> Tensor:
         # Log-scale sigmoid: equal steps of kappa_raw change kappa by equal factors.
         lo, hi = math.log(self.cfg.min_kappa), math.log(self.cfg.max_kappa)
@@ -80,8 +102,8 @@ class SplatStore(nn.Module):
 
     # --- energy
     def log_kernels(self, z: Tensor, idx: Tensor) -> Tensor:
-        """(N, D), (N, k) -> (N, k) log k_i(z)."""
-        return splat_log_kernels(z, self.mu, self.log_alpha, self.kappa, float(self.tau), idx)
+        """Points in the splats' space (N, splat_dim), (N, k) -> (N, k) log k_i(z)."""
+        return splat_log_kernels(z, self.position, self.log_alpha, self.kappa, float(self.tau), idx)
 
     def energy(self, z: Tensor, idx: Tensor) -> Tensor:
         return splat_energy(self.log_kernels(z, idx), float(self.tau))  # (N,)
@@ -143,10 +165,14 @@ class SplatStore(nn.Module):
         phase: int = 0,
         optimizer: torch.optim.Optimizer | None = None,
     ) -> None:
-        """Keep rows `keep` (long ids) in that order, then append splats at `new_mu` (M, D)."""
+        """Keep rows `keep` (long ids) in that order, then append splats at positions `new_mu` (M, splat_dim)."""
         n_new = 0 if new_mu is None else new_mu.shape[0]
+        if n_new and new_mu.shape[1] != self.cfg.splat_dim:
+            raise ValueError(f"new splat positions have {new_mu.shape[1]} coordinates; splats live in {self.cfg.splat_dim}")
+        means, keys = self.split(new_mu) if n_new else (None, None)
         new_rows = {
-            "mu_raw": normalize(new_mu) if n_new else None,
+            "mu_raw": means,
+            "key_raw": keys,
             "log_alpha": torch.zeros(n_new, device=self.mu_raw.device),
             "kappa_raw": self.kappa_to_raw(torch.full((n_new,), self.cfg.init_kappa, device=self.mu_raw.device)),
         }
@@ -176,7 +202,7 @@ class SplatStore(nn.Module):
         """
         if self.n < 2:
             return 0
-        mu, alpha = self.mu, self.log_alpha.exp()
+        mu, means, key, alpha = self.position, self.mu, self.key, self.log_alpha.exp()
         nbr = index_search(mu, 2)  # (K, 2): itself and its nearest other
         other = torch.where(nbr[:, 0] == torch.arange(self.n, device=nbr.device), nbr[:, 1], nbr[:, 0])
         cos = (mu * mu[other]).sum(-1)
@@ -191,7 +217,8 @@ class SplatStore(nn.Module):
             if touched[i] or touched[j]:
                 continue
             wi, wj = alpha[i], alpha[j]
-            self.mu_raw.data[i] = normalize(wi * mu[i] + wj * mu[j])
+            self.mu_raw.data[i] = normalize(wi * means[i] + wj * means[j])
+            self.key_raw.data[i] = normalize(wi * key[i] + wj * key[j])
             self.log_alpha.data[i] = torch.log(wi + wj)
             self.kappa_raw.data[i] = self.kappa_to_raw((wi * self.kappa[i] + wj * self.kappa[j]) / (wi + wj))
             self.usage[i] += self.usage[j]
@@ -216,6 +243,7 @@ class SplatStore(nn.Module):
         return 0
 
     def spawn(self, points: Tensor, step: int, phase: int, optimizer=None) -> int:
+        """New splats at positions (M, splat_dim)."""
         if points.shape[0] == 0:
             return 0
         self.resize(torch.arange(self.n, device=points.device), new_mu=points, step=step, phase=phase, optimizer=optimizer)
@@ -230,10 +258,12 @@ class SplatStore(nn.Module):
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # The store's size is part of its state: adopt it before the values are copied.
         state_dict.setdefault(prefix + "_extra_state", {"version": self.version})  # files from before the counter was saved
+        if prefix + "mu_raw" in state_dict:  # files from before keys: each key at its mean
+            state_dict.setdefault(prefix + "key_raw", state_dict[prefix + "mu_raw"].clone())
         n = state_dict.get(prefix + "mu_raw", self.mu_raw).shape[0]
         if n != self.n:
             device = self.mu_raw.device
-            extra = torch.randn(max(0, n - self.n), self.cfg.latent_dim, device=device)  # overwritten by the load
+            extra = torch.randn(max(0, n - self.n), self.cfg.splat_dim, device=device)  # overwritten by the load
             self.resize(torch.arange(min(n, self.n), device=device), new_mu=extra)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 
+from .attractors import pair_points
 from .config import EBMConfig
 from .curriculum import Curriculum, Phase
 from .model import EBMModel
@@ -75,9 +76,10 @@ class SplatUpkeep:
             return 0
         order = torch.argsort(self.token_freq, descending=True, stable=True)
         emb = model.embeddings.detach()[order]
-        model.neighbours.index.build(model.splats.mu)
-        uncovered = ~coverage(model.splats, model.neighbours.index, emb, 1, self.cfg.coverage_kernel)
-        return model.splats.spawn(emb[uncovered][:room], step, phase.index, optimizer)
+        points = pair_points(emb, emb) if model.splats.paired else emb  # a key starts at its mean
+        model.neighbours.index.build(model.splats.position)
+        uncovered = ~coverage(model.splats, model.neighbours.index, points, 1, self.cfg.coverage_kernel)
+        return model.splats.spawn(points[uncovered][:room], step, phase.index, optimizer)
 
     def phase_event(self, model: EBMModel, spawned: int) -> Event:
         """The `phase` record of the current phase."""

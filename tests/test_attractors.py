@@ -8,6 +8,7 @@ from ebm.attractors import (
     as_splat_energy,
     attractor_energy_and_grad,
     entries,
+    log_matches,
     log_normaliser,
     target_gain,
     top_cosines,
@@ -35,6 +36,8 @@ def _trained_looking_model(seed: int = 0) -> EBMModel:
         s.kappa_raw.copy_(torch.randn(s.n, generator=gen))
         model.query.weight.copy_(0.3 * torch.randn(model.query.weight.shape, generator=gen))
         model.log_prior.copy_(torch.randn(cfg.vocab_size, generator=gen))
+        model.log_strength.fill_(1.5)
+        s.key_raw.copy_(torch.randn(s.key_raw.shape, generator=gen))  # keys away from the means
     return model
 
 
@@ -43,19 +46,23 @@ def _reference_logits(model: EBMModel, tokens: torch.Tensor, n_targets: int) -> 
     cfg, s = model.cfg, model.splats
     with torch.no_grad():
         g, u, h = (x.reshape(-1, cfg.latent_dim).double() for x in model.contexts(tokens[:, :-1], n_targets))
-        emb, mu, kappa = model.embeddings.double(), s.mu.double(), s.kappa.double()
+        emb, mu, key, kappa = model.embeddings.double(), s.mu.double(), s.key.double(), s.kappa.double()
         alpha, tau, T = s.log_alpha.exp().double(), float(s.tau), cfg.vocab_temperature
         c = model.beta.double() * g + u
         q = normalize(c + h @ model.query.weight.double().T)
-        retrieved = model.neighbours.search(s, q.float())
+        retrieved = model.neighbours.search(s, torch.cat([q, torch.zeros_like(q)], -1).float())
         top = model.neighbours.current(s, model.embeddings).splat_top
         out = torch.empty(c.shape[0], cfg.vocab_size, dtype=torch.float64)
+        gamma = model.log_strength.exp().double()
         for n in range(c.shape[0]):
+            ids = retrieved[n].tolist()
+            kernels = {i: alpha[i] * torch.exp(kappa[i] * (key[i] @ q[n] - 1) / tau) for i in ids}
+            null = model.log_null.exp().double()
             for w in range(cfg.vocab_size):
                 gain = 0.0
-                for i in retrieved[n].tolist():
+                for i in ids:
                     if w in top[i].tolist():
-                        match = alpha[i] * torch.exp(kappa[i] * (mu[i] @ q[n] - 1) / tau)
+                        match = gamma * kernels[i] / (null + sum(kernels.values()))  # the responsibility, times gamma
                         gain += float(match * torch.exp(kappa[i] * (mu[i] @ emb[w] - 1) / tau))
                 out[n, w] = model.log_prior[w].double() + c[n] @ emb[w] / T + math.log1p(gain)
     return out
@@ -85,12 +92,13 @@ def _base_logits(model, tokens, n_targets):
         return c @ model.embeddings.double().T / cfg.vocab_temperature + model.log_prior.double()
 
 
-def _context_nll(c, emb, bias, q, mu, log_alpha, kappa, tau, idx, top, targets):
+def _context_nll(c, emb, bias, q, mu, key, log_alpha, kappa, log_strength, log_null, tau, idx, top, targets):
     """The context term's exact NLL from its pure parts, for gradient checks (float64)."""
     from ebm.energy import splat_log_kernels
 
     lse = linear_logsumexp(c, emb, bias, torch.float64)
-    e = entries(splat_log_kernels(q, mu, log_alpha, kappa, tau, idx), kappa, tau, top, top_cosines(mu, emb, top), idx)
+    log_match = log_matches(splat_log_kernels(q, key, log_alpha, kappa, tau, idx), log_strength, log_null)
+    e = entries(log_match, kappa, tau, top, top_cosines(mu, emb, top), idx)
     base_logp = gather_dot(c, emb, e.ids) + bias[e.ids] - lse[:, None]
     base_t = (c * emb[targets]).sum(-1) + bias[targets]
     return lse - base_t - target_gain(e, targets) + log_normaliser(base_logp, e)
@@ -110,7 +118,8 @@ def test_gradients_match_finite_differences():
     idx = torch.stack([torch.randperm(10, generator=gen)[:k] for _ in range(n)])
     top = torch.stack([torch.randperm(v, generator=gen)[:m] for _ in range(10)])
     targets = torch.cat([top[idx[:3, 0], 0], torch.randint(0, v, (2,), generator=gen)])  # some targets with gains
-    inputs = (c, emb, bias, q, mu, log_alpha, kappa)
+    key = normalize(torch.randn(10, d, generator=gen, dtype=torch.float64)).requires_grad_()
+    inputs = (c, emb, bias, q, mu, key, log_alpha, kappa, leaf(()), leaf(()))
     assert torch.autograd.gradcheck(lambda *x: _context_nll(*x, 0.5, idx, top, targets), inputs, eps=1e-6, atol=1e-6, rtol=1e-4)
 
 

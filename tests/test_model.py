@@ -6,7 +6,7 @@ from ebm import token_logprobs
 
 def test_state_dict_roundtrip_across_store_sizes(gen):
     model = small_model()
-    model.splats.spawn(torch.randn(7, model.cfg.latent_dim), step=3, phase=1)
+    model.splats.spawn(torch.randn(7, model.cfg.splat_dim), step=3, phase=1)
     fresh = small_model()
     fresh.load_state_dict(model.state_dict())
     assert fresh.splats.n == model.splats.n

@@ -116,7 +116,7 @@ def test_store_state_carries_an_edit_to_another_replica():
         s = model.splats
         (s.mu_raw.sum() + s.log_alpha.sum() + s.kappa_raw.sum()).backward()
         opt.step()
-    a.splats.spawn(torch.randn(5, a.cfg.latent_dim), step=3, phase=1, optimizer=opt_a)  # rank 0's edit
+    a.splats.spawn(torch.randn(5, a.cfg.splat_dim), step=3, phase=1, optimizer=opt_a)  # rank 0's edit
     adopt_store_state(b.splats, store_state(a.splats, opt_a), opt_b)
     assert b.splats.n == a.splats.n == 64 + 5
     for key, value in a.splats.state_dict().items():
@@ -144,7 +144,7 @@ def _check_replicas(rank: int, port: int, results) -> None:
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
     replicas.check_same(model, opt)  # same seed: same model
     if rank == 0:
-        model.splats.spawn(torch.randn(3, model.cfg.latent_dim), step=1, phase=0, optimizer=opt)
+        model.splats.spawn(torch.randn(3, model.cfg.splat_dim), step=1, phase=0, optimizer=opt)
     replicas.sync_store(model, opt)  # rank 0's edit reaches rank 1 and the check passes
     outcome = [model.splats.n]
     if rank == 1:

@@ -18,7 +18,7 @@ def test_merge_duplicates_weighted(gen):
     store = _store(cfg, mu)
     store.log_alpha.data[:] = torch.log(torch.arange(1.0, 14.0))
     index = SplatIndex()
-    index.build(store.mu)
+    index.build(store.position)
     merged = store.merge_close(index.search, step=5)
     assert merged == 3 and store.n == 10
     # alpha of a merged pair is the sum of both.
@@ -41,14 +41,15 @@ def test_avalanche_spawns_at_uncovered_targets_and_rebuilds(gen):
     store = _store(cfg, random_points(8, cfg.latent_dim, gen))
     index = SplatIndex()
     soc = SOCController(cfg)
-    covered_targets = store.mu[:2].repeat(5, 1)  # exactly on splats
-    new_targets = random_points(3, cfg.latent_dim, gen).repeat(10, 1)  # 3 distinct uncovered points
+    covered_targets = store.position[:2].repeat(5, 1)  # exactly on splats
+    new_targets = random_points(3, cfg.splat_dim, gen).repeat(10, 1)  # 3 distinct uncovered (context, token) pairs
     soc.observe(torch.cat([covered_targets, new_targets]), torch.zeros(40))
     event = soc.check(store, index, step=100, capacity=100)
     assert event.activity == 30 / 40 and event.avalanche
     assert event.counts.spawned == 3 and store.n == 11
     assert index.size == 11
-    # The new splats sit on the targets, which are now covered: activity falls to zero.
+    # The new splats sit on the targets (key at the context, mean at the token), which are now
+    # covered: activity falls to zero.
     again = soc.check(store, index, step=200, capacity=100)
     assert again.activity == 0.0 and not again.avalanche
     assert soc.rate() == 0.5
@@ -58,7 +59,7 @@ def test_spawn_respects_capacity(gen):
     cfg = small_config(soc_threshold=0.1, soc_spawn_max=50)
     store = _store(cfg, random_points(8, cfg.latent_dim, gen))
     soc = SOCController(cfg)
-    soc.observe(random_points(40, cfg.latent_dim, gen), torch.zeros(40))
+    soc.observe(random_points(40, cfg.splat_dim, gen), torch.zeros(40))
     event = soc.check(store, SplatIndex(), step=10, capacity=12)
     assert event.counts.spawned == 4 and store.n == 12
 
@@ -70,7 +71,7 @@ def test_resize_remaps_optimizer_state(gen):
     store.log_alpha.sum().backward()
     opt.step()
     before = opt.state[store.log_alpha]["exp_avg"].clone()
-    store.resize(torch.tensor([4, 0]), new_mu=normalize(torch.randn(2, cfg.latent_dim)), optimizer=opt)
+    store.resize(torch.tensor([4, 0]), new_mu=normalize(torch.randn(2, cfg.splat_dim)), optimizer=opt)
     after = opt.state[store.log_alpha]["exp_avg"]
     assert torch.equal(after, torch.cat([before[[4, 0]], torch.zeros(2)]))
     store.log_alpha.sum().backward()
@@ -95,7 +96,7 @@ def test_an_edit_while_an_older_graph_is_alive_leaves_backward_working():
     store = SplatStore(cfg, 8, normalize(torch.randn(8, cfg.latent_dim)))
     opt = torch.optim.AdamW(store.parameters(), lr=1e-2)
     held = store.log_alpha[torch.tensor([0, 1])].sum()  # noqa: F841 - alive across the edit on purpose
-    store.resize(torch.arange(8), new_mu=normalize(torch.randn(4, cfg.latent_dim)), optimizer=opt)
+    store.resize(torch.arange(8), new_mu=normalize(torch.randn(4, cfg.splat_dim)), optimizer=opt)
     (store.log_alpha[torch.tensor([0, 11])].sum() + store.mu[11].sum() + store.kappa[3]).backward()
     opt.step()
     assert store.log_alpha.grad.shape == (12,) and store.log_alpha.grad[11] == 1

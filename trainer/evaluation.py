@@ -36,8 +36,8 @@ def batch_scores(model: EBMModel, tokens: torch.Tensor, n_targets: int, backend:
     tokens = tokens.to(model.embeddings.device)
     nll_e = -token_logprobs(model, tokens, n_targets, backend).sum().item()
     nll_d = -decoder_logprobs(model, tokens, n_targets, backend=backend).sum().item()
-    targets = model.embeddings[tokens[:, -n_targets:].reshape(-1)]
     cfg = model.cfg
+    targets = model.splat_points(tokens, n_targets)
     covered = coverage(model.splats, model.neighbours.index, targets, cfg.knn_k, cfg.coverage_kernel).sum().item()
     return np.array([nll_e, nll_d, covered, targets.shape[0]])
 
