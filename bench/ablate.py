@@ -34,7 +34,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.ppl import WIKITEXT, ebm_train, run_tokenizer, score_ebm  # noqa: E402
+from bench.ppl import WIKITEXT, ebm_train, read_run, run_tokenizer, score_ebm  # noqa: E402
 
 VARIANTS = {
     "full": [],
@@ -48,9 +48,12 @@ VARIANTS = {
 def train_and_score(args, name: str, sets: list[str]) -> dict:
     run = argparse.Namespace(**{**vars(args), "ebm_set": args.ebm_set + sets})
     run_id = "ablate-" + name.replace(" ", "-")
-    t = time.perf_counter()
-    row = ebm_train(run, Path(args.out) / "runs", args.lr, ["--max-steps", str(args.steps)], run_id)
-    row["train_wall_s"] = time.perf_counter() - t
+    runs = Path(args.out) / "runs"
+    try:  # a run this invocation's budget already finished (an interrupted invocation): score it again
+        row = read_run(run, runs, run_id, args.lr)
+        assert row["steps"] == args.steps
+    except (OSError, KeyError, ValueError, AssertionError):
+        row = ebm_train(run, runs, args.lr, ["--max-steps", str(args.steps)], run_id)
     row["variant"], row["sets"] = name, sets
     return row | score_ebm(args, row["ckpt"])
 
@@ -90,9 +93,9 @@ def continuation_scores(kn, prompts: list[list[int]], outputs: list[list[int]]) 
 def generation(args, checkpoint: str, tok) -> list[dict]:
     """Langevin + decoder against direct p_E sampling, at each sampling temperature."""
     from ebm.sampler import generate
-    from trainer.checkpoint import load_checkpoint, model_from_checkpoint
+    from trainer.evaluate import load_run
 
-    model = model_from_checkpoint(load_checkpoint(Path(checkpoint))).eval()
+    model = load_run(Path(checkpoint))[1].eval()
     kn, test = reference_scorer(args, tok)
     starts = np.linspace(0, len(test) - args.prompt_tokens - 1, args.prompts).astype(int)
     prompts = [test[s : s + args.prompt_tokens].tolist() for s in starts]

@@ -234,14 +234,20 @@ def score_ebm(args, checkpoint: str) -> dict:
 def ebm_train(args, out: Path, lr: float, budget: list[str], run_id: str | None = None) -> dict:
     """One ebm-train run of the preset with args.ebm_set and `budget` (ebm-train's flags), read
     back from its log."""
-    from trainer.logs import LogReader
-    from trainer.runfiles import RunFiles
 
     run_id = run_id or f"bench-lr{lr:g}-{'-'.join(budget).lstrip('-')}"
     cmd = [sys.executable, "-m", "trainer.train", "--out", str(out), "--run-id", run_id, "--quiet", "--preset", args.preset,
            *budget, "--set", f"learning_rate={lr}"]  # fmt: skip
     cmd += [a for kv in args.ebm_set for a in ("--set", kv)]
     subprocess.run(cmd, env=ENV, check=True)
+    return read_run(args, out, run_id, lr)
+
+
+def read_run(args, out: Path, run_id: str, lr: float) -> dict:
+    """The row of a finished ebm-train run, from its log."""
+    from trainer.logs import LogReader
+    from trainer.runfiles import RunFiles
+
     files = RunFiles.under(out, run_id)
     reader = LogReader(files.log)
     reader.read_new()
