@@ -96,6 +96,7 @@ def test_generate_page_streams_tokens_and_plots_energy(full_run, monkeypatch):
     assert not at.exception
     at.number_input(key="gen_n").set_value(3)
     at.number_input(key="gen_steps").set_value(5)
+    at.selectbox(key="gen_sampler").set_value("Langevin + decoder")
     at.button[0].click().run()
     assert not at.exception
     # energy at each token's end, the inspected token's trajectory, and its basin: nearest splat and token
