@@ -79,9 +79,7 @@ class VulkanBackend:
         cfg, s, beta = model.cfg, model.splats, float(model.beta)
         landscape = (s.mu, s.log_alpha, s.kappa, float(s.tau), None)
         if cfg.splat_term != "token":
-            r = model.retrieve(beta * g + u, h) if cfg.splat_term == "context" else None
-            idx = r.idx if r is not None else torch.zeros(g.shape[0], 0, dtype=torch.long, device=g.device)
-            log_match = r.log_match if r is not None else g.new_zeros(g.shape[0], 0)
+            idx, log_match = model.chain_splats(beta * g + u, h)
             landscape = as_splat_energy(s.mu, s.kappa, float(s.tau), log_match, idx, cfg.vocab_temperature)
         mu, log_alpha, kappa, tau, fixed = landscape
         return langevin_sample(

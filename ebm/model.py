@@ -128,6 +128,14 @@ class EBMModel(nn.Module):
         log_kernels = splat_log_kernels(q, s.key, s.log_alpha, s.kappa, float(s.tau), idx)
         return Retrieval(q, idx, log_matches(log_kernels, self.log_strength, self.log_null))
 
+    def chain_splats(self, c: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
+        """What a Langevin chain of each context sums: retrieved ids and log gamma r_i, (B, k)
+        each; none (k = 0) with the splats off."""
+        if self.cfg.splat_term == "context":
+            r = self.retrieve(c, h)
+            return r.idx, r.log_match
+        return torch.zeros(c.shape[0], 0, dtype=torch.long, device=c.device), c.new_zeros(c.shape[0], 0)
+
     @torch.no_grad()
     def splat_points(self, tokens: Tensor, n_targets: int) -> Tensor:
         """The last n_targets targets of windows (B, L) where splats live: their embeddings, or

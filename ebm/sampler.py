@@ -90,9 +90,7 @@ def _splat_term(model: EBMModel, c: Tensor, h: Tensor):
             return splat_energy_and_grad(z, mu, log_alpha, kappa, tau, cache["idx"])
 
         return token_term
-    r = model.retrieve(c, h) if cfg.splat_term == "context" else None
-    idx = r.idx if r is not None else torch.zeros(c.shape[0], 0, dtype=torch.long, device=c.device)
-    log_match = r.log_match if r is not None else c.new_zeros(c.shape[0], 0)
+    idx, log_match = model.chain_splats(c, h)
 
     def context_term(z: Tensor, step: int) -> tuple[Tensor, Tensor]:
         return attractor_energy_and_grad(z, mu, kappa, tau, log_match, idx, cfg.vocab_temperature)
