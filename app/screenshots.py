@@ -47,6 +47,14 @@ def wait_rendered(drv, min_plots: int, timeout: float = 60.0) -> dict:
         time.sleep(0.25)
 
 
+def choose(drv, label: str, option: str) -> None:
+    """Pick `option` in the Streamlit selectbox labelled `label`."""
+    from selenium.webdriver.common.by import By
+
+    drv.find_element(By.CSS_SELECTOR, f'[data-testid="stSelectbox"] input[aria-label="{label}"]').click()
+    drv.find_element(By.XPATH, f"//*[@role='option'][normalize-space()='{option}']").click()
+
+
 def capture(url: str, out: Path, pages: dict[str, int], timeout: float = 90.0) -> dict[str, dict]:
     """pages: name -> minimum number of plots expected. Returns what each page showed."""
     from selenium.webdriver.common.by import By
@@ -57,8 +65,9 @@ def capture(url: str, out: Path, pages: dict[str, int], timeout: float = 90.0) -
     try:
         for name, min_plots in pages.items():
             drv.get(f"{url.rstrip('/')}/{PAGES[name]}")
-            if name == "generate":  # the page draws its charts once text has been generated
+            if name == "generate":  # the page draws its charts once a Langevin run has generated text
                 wait_rendered(drv, 0, timeout)
+                choose(drv, "Sampler", "Langevin + decoder")
                 drv.find_element(By.XPATH, "//button[.//p[text()='Generate']]").click()
                 time.sleep(1.0)
             result = wait_rendered(drv, min_plots, timeout)
@@ -75,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="docs/img")
     p.add_argument("--pages", nargs="*", default=list(PAGES))
     args = p.parse_args(argv)
-    expected = {"runs": 0, "curves": len(PANELS), "splat_map": 1, "generate": 2, "diagnose": 4}
+    expected = {"runs": 0, "curves": len(PANELS), "splat_map": 1, "generate": 3, "diagnose": 4}
     results = capture(args.url, Path(args.out), {name: expected[name] for name in args.pages}, timeout=300)
     bad = False
     for name, r in results.items():

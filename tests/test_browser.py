@@ -77,7 +77,7 @@ def test_pages_render_in_headless_chromium(dashboard, tmp_path):
     from app.screenshots import capture
 
     results = capture(
-        dashboard, tmp_path, {"runs": 0, "curves": len(PANELS), "splat_map": 1, "generate": 2, "diagnose": 4}, timeout=120
+        dashboard, tmp_path, {"runs": 0, "curves": len(PANELS), "splat_map": 1, "generate": 3, "diagnose": 4}, timeout=120
     )
     for name, r in results.items():
         assert not r["errors"] and not r["timed_out"], (name, r)
