@@ -119,6 +119,10 @@ class EBMModel(nn.Module):
         context-free splat energy of every token under the token term, else the prior alone."""
         return self.log_prior if splat_vocab is None else self.log_prior - splat_vocab / self.cfg.vocab_temperature
 
+    def energy_direction(self, g: Tensor, u: Tensor) -> Tensor:
+        """normalize(beta g + u) (N, D): where a context's energy points, the key of its memory splat."""
+        return normalize(self.beta * g + u)
+
     def retrieve(self, c: Tensor, h: Tensor) -> Retrieval:
         """The splats each context calls on: c = beta g + u (N, D), h (N, D) -> Retrieval."""
         s = self.splats

@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 
 from .backend import TORCH, Backend
+from .memory import SplatMemory
 from .model import EBMModel
 from .sampler import SamplerSettings, sample
 
@@ -16,14 +17,26 @@ Tensor = torch.Tensor
 
 
 @torch.no_grad()
-def token_logprobs(model: EBMModel, tokens: Tensor, n_targets: int | None = None, backend: Backend = TORCH) -> Tensor:
-    """log p_E(target | c) for the last T tokens of each window: (B, L) -> (B, T)."""
+def token_logprobs(
+    model: EBMModel, tokens: Tensor, n_targets: int | None = None, backend: Backend = TORCH, memory: SplatMemory | None = None
+) -> Tensor:
+    """log p_E(target | c) for the last T tokens of each window: (B, L) -> (B, T); with `memory`,
+    of p_E mixed with its memory splats (ebm.memory)."""
     cfg = model.cfg
     T = n_targets or cfg.targets_per_window
     ctx = model.contexts(tokens[:, :-1], T)
     g, u, h = (x.reshape(-1, cfg.latent_dim) for x in ctx)
-    logits = model.energy_logits(g, u, h, backend).view(*ctx.g.shape[:2], -1)  # (B, T, V)
-    return torch.log_softmax(logits, -1).gather(-1, tokens[:, -T:, None]).squeeze(-1)
+    targets = tokens[:, -T:].reshape(-1)
+    logp = target_logprobs(model, g, u, h, targets, backend)
+    if memory is not None:
+        logp = memory.log_prob(model.energy_direction(g, u), targets, logp)
+    return logp.view(tokens.shape[0], T)
+
+
+def target_logprobs(model: EBMModel, g: Tensor, u: Tensor, h: Tensor, targets: Tensor, backend: Backend = TORCH) -> Tensor:
+    """log p_E(target | c) from contexts (N, D) x3 and targets (N,) -> (N,)."""
+    logits = model.energy_logits(g, u, h, backend)  # (N, V)
+    return torch.log_softmax(logits, -1).gather(-1, targets[:, None]).squeeze(-1)
 
 
 @torch.no_grad()

@@ -87,3 +87,10 @@ def test_evaluate_and_diagnose_on_missing_and_non_checkpoint_files(workspace, ba
     one_line(run(workspace, "trainer.evaluate", "--checkpoint", "nowhere.pt"), "no checkpoint at")
     one_line(run(workspace, "trainer.diagnose", "--checkpoint", "nowhere.pt"), "no checkpoint at")
     one_line(run(workspace, "trainer.diagnose", "--checkpoint", str(bad_files / "binary.bin")), "corrupt or truncated")
+
+
+def test_a_memory_fitted_on_the_scored_split(full_run):
+    ws, _ = full_run
+    latest = str(ws / "checkpoints" / "full" / "latest.pt")
+    proc = run(ws, "trainer.evaluate", "--checkpoint", latest, "--data", "corpus.txt", "--memory", "corpus.txt")
+    one_line(proc, "fitted on the valid split: score --split test")

@@ -16,8 +16,11 @@ from .checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
 from .data import DataError, default_cache_dir, load_corpus, read_text_file, tokenize_split
 from .device import DeviceError, resolve_device
 from .evaluation import generate_samples, per_unit, score_text, text_units
+from .memory import build_memory
 from .tokenizer import TokenizerError, load_tokenizer
 from .wikitext import detokenize as detokenize_text
+
+HELD_OUT_TOKENS = 20_000  # enough to fit the memory's two numbers
 
 
 def load_run(path: str | Path):
@@ -44,8 +47,10 @@ def run(args) -> dict:
     tokens, units = text_to_score(args.data, args.split, args.detokenize, tokenizer, args.max_tokens)
     eot = tokenizer.tokenizer.token_to_id("<|endoftext|>")
     stride = args.stride or max(1, cfg.context_global // 2)
-    with tqdm(total=len(tokens) - 1, desc="scoring", unit="tok", disable=args.json or not sys.stderr.isatty()) as bar:
-        result = score_text(model, tokens, stride, cfg.batch_size, lambda n: bar.update(n - bar.n), backend)
+    show = not args.json and sys.stderr.isatty()
+    memory, fit = memory_for(args, model, tokenizer, stride, show) if args.memory else (None, None)
+    with tqdm(total=len(tokens) - 1, desc="scoring", unit="tok", disable=not show) as bar:
+        result = score_text(model, tokens, stride, cfg.batch_size, lambda n: bar.update(n - bar.n), backend, memory)
     ends = np.linspace(9, len(tokens) - 1, max(args.samples, 1)).astype(int)[: args.samples]
     prompts = [tokens[e - 8 : e].tolist() for e in ends]
     samples, quality = generate_samples(model, prompts, args.sample_tokens, tokenizer.decode, seed=args.seed, backend=backend)
@@ -66,7 +71,20 @@ def run(args) -> dict:
         "first_token": "scored after an end-of-text token" if eot is not None else "not scored (no end-of-text token)",
         "generation": quality,
         "samples": samples,
+        "memory": fit,
     }
+
+
+def memory_for(args, model, tokenizer, stride: int, show: bool):
+    """Memory splats from the train split of args.memory, fitted on its valid split (ebm.memory)."""
+    if args.memory == args.data and args.split == "valid":
+        raise DataError("the memory's mixture is fitted on the valid split: score --split test (or another text)")
+    corpus = load_corpus(args.memory)
+    train, valid = (np.asarray(tokenize_split(corpus, s, tokenizer, default_cache_dir(), progress=False), dtype=np.int64)
+                    for s in ("train", "valid"))  # fmt: skip
+    if args.memory_tokens:
+        train = train[: args.memory_tokens + 1]
+    return build_memory(model, train, valid[:HELD_OUT_TOKENS], stride, model.cfg.batch_size, show)
 
 
 def text_to_score(data: str, split: str, detokenize: bool, tokenizer, max_tokens: int = 0) -> tuple[np.ndarray, dict]:
@@ -131,6 +149,10 @@ def cli_main(args) -> int:
     for head in ("energy", "decoder"):
         print(f"p_{head:8s}  {result[f'ppl_{head}']:9.2f}  {result[f'word_ppl_{head}']:9.2f}  "
               f"{result[f'bits_per_byte_{head}']:9.4f}")  # fmt: skip
+    if result["memory"]:
+        m = result["memory"]
+        print(f"memory      p_energy mixes in {m['splats']:,} memory splats (kappa {m['kappa']:g}, lambda {m['weight']:g}, "
+              f"fitted on {m['held_out_tokens']:,} held-out tokens)")  # fmt: skip
     print(f"coverage    {result['coverage']:.3f}")
     for key, value in result["generation"].items():
         print(f"{key:22s} {value:.4g}" if isinstance(value, float) else f"{key:22s} {value}")

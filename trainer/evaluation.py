@@ -9,6 +9,7 @@ import torch
 
 from ebm import TORCH, EBMModel, SamplerSettings, decoder_logprobs, generate, token_logprobs
 from ebm.backend import Backend
+from ebm.memory import SplatMemory
 from ebm.soc import coverage
 
 from .data import Windows
@@ -31,10 +32,13 @@ def score(
     return _summary(*totals)
 
 
-def batch_scores(model: EBMModel, tokens: torch.Tensor, n_targets: int, backend: Backend = TORCH) -> np.ndarray:
-    """Summed -log p_E, -log p_D, covered targets and targets of the last n_targets of each window (B, L)."""
+def batch_scores(
+    model: EBMModel, tokens: torch.Tensor, n_targets: int, backend: Backend = TORCH, memory: SplatMemory | None = None
+) -> np.ndarray:
+    """Summed -log p_E (mixed with `memory`'s splats if given), -log p_D, covered targets and
+    targets of the last n_targets of each window (B, L)."""
     tokens = tokens.to(model.embeddings.device)
-    nll_e = -token_logprobs(model, tokens, n_targets, backend).sum().item()
+    nll_e = -token_logprobs(model, tokens, n_targets, backend, memory).sum().item()
     nll_d = -decoder_logprobs(model, tokens, n_targets, backend=backend).sum().item()
     cfg = model.cfg
     targets = model.splat_points(tokens, n_targets)
@@ -64,33 +68,40 @@ def sliding_windows(n_tokens: int, context: int, stride: int) -> list[tuple[int,
 
 @torch.no_grad()
 def score_text(model: EBMModel, tokens: np.ndarray, stride: int, batch_size: int, progress=None,
-               backend: Backend = TORCH) -> dict:  # fmt: skip
+               backend: Backend = TORCH, memory: SplatMemory | None = None) -> dict:  # fmt: skip
     """Every token of a whole text scored once with a sliding window of context_global tokens
     (the literature's protocol for perplexity): sums and token-level perplexities."""
     model.eval()
     targets_done = None if progress is None else (lambda sums: progress(int(sums[-1])))  # sums[-1]: targets so far
-    totals = sliding_sums(lambda rows, new: batch_scores(model, rows, new, backend), tokens, model.cfg.context_global,
-                          stride, batch_size, targets_done)  # fmt: skip
+    totals = sliding_sums(lambda rows, new: batch_scores(model, rows, new, backend, memory), tokens,
+                          model.cfg.context_global, stride, batch_size, targets_done)  # fmt: skip
     model.train()
     return _summary(*totals)
 
 
 def sliding_sums(batch_fn, tokens: np.ndarray, context: int, stride: int, batch_size: int, progress=None) -> np.ndarray:
     """The sum of batch_fn(rows (B, L) int64 tensor, new) -> np.ndarray over the sliding windows
-    of a whole text (`sliding_windows`), batched by window shape; any model that scores the
-    last `new` tokens of each row can be scored by the same protocol."""
+    of a whole text (`sliding_windows`); any model that scores the last `new` tokens of each row
+    can be scored by the same protocol."""
+    totals = None
+    for rows, new in sliding_batches(tokens, context, stride, batch_size):
+        sums = batch_fn(rows, new)
+        totals = sums if totals is None else totals + sums
+        if progress is not None:
+            progress(totals)
+    return totals
+
+
+def sliding_batches(tokens: np.ndarray, context: int, stride: int, batch_size: int):
+    """The windows of `sliding_windows` as batches (rows (B, L) int64 tensor, new), grouped by
+    window shape."""
     groups: dict[tuple[int, int], list[int]] = {}  # (window length, new tokens) -> window ends
     for end, new in sliding_windows(len(tokens), context, stride):
         groups.setdefault((min(end, context + 1), new), []).append(end)
-    totals = None
     for (length, new), ends in groups.items():
         for start in range(0, len(ends), batch_size):
             rows = np.stack([tokens[end - length : end] for end in ends[start : start + batch_size]])
-            sums = batch_fn(torch.from_numpy(rows.astype(np.int64)), new)
-            totals = sums if totals is None else totals + sums
-            if progress is not None:
-                progress(totals)
-    return totals
+            yield torch.from_numpy(rows.astype(np.int64)), new
 
 
 def text_units(text: str) -> dict:

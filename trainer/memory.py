@@ -1,0 +1,53 @@
+"""Writing a model's memory splats (ebm.memory) from training text and fitting its mixture on
+held-out text, by the same sliding windows that score perplexity."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ebm import EBMModel
+from ebm.memory import Recall, SplatMemory, fit_mixture
+from ebm.scoring import target_logprobs
+
+from .evaluation import sliding_batches
+
+
+@torch.no_grad()
+def contexts_of(
+    model: EBMModel, tokens: np.ndarray, stride: int, batch_size: int, desc: str, show: bool = True, scored: bool = True
+):
+    """Every scored context of a text: its energy direction (N, D), the token that follows (N,)
+    and, if `scored`, log p_E of that token (N,)."""
+    model.eval()
+    keys, targets, logps = [], [], []
+    cfg, device = model.cfg, model.embeddings.device
+    with tqdm(total=len(tokens) - 1, desc=desc, unit="tok", disable=not show) as bar:
+        for rows, new in sliding_batches(tokens, cfg.context_global, stride, batch_size):
+            rows = rows.to(device)
+            g, u, h = (x.reshape(-1, cfg.latent_dim) for x in model.contexts(rows[:, :-1], new))
+            keys.append(model.energy_direction(g, u).float().cpu())
+            targets.append(rows[:, -new:].reshape(-1))
+            if scored:
+                logps.append(target_logprobs(model, g, u, h, targets[-1]).cpu())
+            targets[-1] = targets[-1].cpu()
+            bar.update(targets[-1].shape[0])
+    model.train()
+    return torch.cat(keys), torch.cat(targets), torch.cat(logps) if scored else None
+
+
+def build_memory(
+    model: EBMModel, train: np.ndarray, held_out: np.ndarray, stride: int, batch_size: int, show: bool = True
+) -> tuple[SplatMemory, dict]:
+    """One memory splat per context of `train`, with kappa and lambda fitted on `held_out`;
+    returns the memory and what the fit found."""
+    keys, tokens, _ = contexts_of(model, train, stride, batch_size, "memory splats", show, scored=False)
+    memory = SplatMemory(keys, tokens)
+    q, targets, log_p = contexts_of(model, held_out, stride, batch_size, "fitting the mixture", show)
+    recall: Recall = memory.recall(q)
+    memory.kappa, memory.weight, nll = fit_mixture(recall, targets, log_p)
+    fit = {"splats": len(memory), "kappa": memory.kappa, "weight": memory.weight, "neighbours": memory.neighbours,
+           "held_out_tokens": int(targets.shape[0]), "held_out_nll_before": -log_p.mean().item(),
+           "held_out_nll_after": nll}  # fmt: skip
+    return memory, fit
