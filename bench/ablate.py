@@ -12,12 +12,15 @@ word-level perplexity):
   no DSM        lambda_dsm=0: no score matching
   decoder off   lambda_dec=0: the decoder head untrained, p_E alone
 
+With --memory, each variant is also scored with memory splats (ebm.memory) written from the
+whole train split and fitted on the first 20,000 tokens of the valid split: a row "+ memory".
+
 Text (e): the full model generates from prompts of the in-domain test split, by Langevin +
 decoder and by direct sampling from p_E, at the same sampling temperatures and top-k. A
 Kneser-Ney 5-gram fit on the train split scores the continuations (a reference that shares no
 weights with the model): generation perplexity, distinct-1/2 and repetition.
 
-python bench/ablate.py --steps 400 --out /tmp/bench/ablate
+python bench/ablate.py --steps 400 --memory --out /tmp/bench/ablate
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.ppl import WIKITEXT, ebm_train, read_run, run_tokenizer, score_ebm  # noqa: E402
+from bench.ppl import WIKITEXT, ebm_train, read_run, run_tokenizer, score_ebm, scores  # noqa: E402
 
 VARIANTS = {
     "full": [],
@@ -56,6 +59,26 @@ def train_and_score(args, name: str, sets: list[str]) -> dict:
         row = ebm_train(run, runs, args.lr, ["--max-steps", str(args.steps)], run_id)
     row["variant"], row["sets"] = name, sets
     return row | score_ebm(args, row["ckpt"])
+
+
+def score_with_memory(args, checkpoint: str) -> dict:
+    """The texts of score_ebm scored with memory splats from the train split, written once."""
+    from trainer.evaluate import load_run, memory_for, text_to_score
+    from trainer.evaluation import score_text
+
+    _, model, tok = load_run(Path(checkpoint))
+    stride = model.cfg.context_global // 2
+    t = time.perf_counter()
+    source = argparse.Namespace(memory="builtin", memory_tokens=0, data=None, split=None)
+    memory, fit = memory_for(source, model, tok, stride, show=True)
+    row = {"memory": fit | {"build_s": time.perf_counter() - t}}
+    texts = (("in-domain", "builtin", "test", False), ("wikitext-2", args.wikitext, "all", True))
+    for name, data, split, detok in texts[: 1 + bool(args.wikitext)]:
+        tokens, units = text_to_score(data, split, detok, tok, args.max_tokens)
+        result = score_text(model, tokens, stride, model.cfg.batch_size, memory=memory)
+        row[name] = scores(result["nll_energy"] * result["tokens"], result["tokens"], units)
+    print(f"[ablate] + memory: {row['in-domain']['ppl']:.1f} in-domain ppl ({fit})", file=sys.stderr, flush=True)
+    return row
 
 
 # ----------------------------------------------------------------------------- generation
@@ -135,6 +158,11 @@ def report(results: dict, args) -> str:
         ppl, speed = r[sets[0]]["ppl"] / full[sets[0]]["ppl"], r["targets_per_s"] / full["targets_per_s"]
         ratio = f"{ppl:.3f}x ppl, {speed:.2f}x speed"
         lines.append(f"| {name} | {cells} | {r['targets_per_s']:.0f} | {ratio} |")
+    for name, r in results["rows"].items():
+        if "memory" in r:
+            m = r["memory"]
+            lines.append(f"\n{name}: {m['splats']:,} memory splats, kappa {m['kappa']:g}, lambda {m['weight']:g}, "
+                         f"written and fitted in {m['build_s']:.0f} s")  # fmt: skip
     if results.get("generation"):
         lines += ["", "| sampler | sampling T | top-k | reference ppl (KN5) | distinct-1 | distinct-2 | repetition | s |",
                   "|---|---|---|---|---|---|---|---|"]  # fmt: skip
@@ -155,6 +183,7 @@ def main() -> None:
     p.add_argument("--ebm-set", action="append", default=[], metavar="KEY=VALUE", help="EBMConfig override for every row")
     p.add_argument("--wikitext", default=str(WIKITEXT) if WIKITEXT.exists() else None, help="wiki.valid.tokens (zero-shot)")
     p.add_argument("--max-tokens", type=int, default=0, help="score only this many tokens of each text (0: all)")
+    p.add_argument("--memory", action="store_true", help="also score each variant with memory splats (ebm.memory)")
     p.add_argument("--prompts", type=int, default=24, help="generation prompts from the test split")
     p.add_argument("--prompt-tokens", type=int, default=32)
     p.add_argument("--gen-tokens", type=int, default=32)
@@ -170,7 +199,9 @@ def main() -> None:
     results = {"tokenizer": tok.name, "args": vars(args), "rows": {}}
     for name in args.variants:
         print(f"[ablate] {name} ...", file=sys.stderr, flush=True)
-        results["rows"][name] = train_and_score(args, name, VARIANTS[name])
+        results["rows"][name] = row = train_and_score(args, name, VARIANTS[name])
+        if args.memory:
+            results["rows"][f"{name} + memory"] = row | score_with_memory(args, row["ckpt"])
         (out / "ablate.json").write_text(json.dumps(results, indent=2))
     if "full" in results["rows"] and args.prompts:
         results["generation"] = generation(args, results["rows"]["full"]["ckpt"], tok)

@@ -37,8 +37,12 @@ def evaluate_parser() -> argparse.ArgumentParser:
     p.add_argument("--sample-tokens", type=int, default=24, help="tokens generated per sample")
     p.add_argument("--device", default="cpu", help="cpu, cuda[:N] or vulkan[:N]")
     p.add_argument("--seed", type=int, default=0, help="seed of the sampled prompts' generations")
-    p.add_argument("--memory", metavar="CORPUS", help="mix in memory splats written from CORPUS's train split "
-                   "(builtin, a folder, ...), fitted on its valid split; p_E's figures are then the mixture's")
+    p.add_argument(
+        "--memory",
+        metavar="CORPUS",
+        help="mix in memory splats written from CORPUS's train split "
+        "(builtin, a folder, ...), fitted on its valid split; p_E's figures are then the mixture's",
+    )
     p.add_argument("--memory-tokens", type=int, default=0, help="write memory splats from the first N train tokens only")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     return p
