@@ -69,8 +69,11 @@ class MoEDecoder(nn.Module):
         gates, chosen = probs.topk(self.active, dim=-1)  # (N, A)
         gates = gates / gates.sum(-1, keepdim=True)
         out = x.new_zeros(x.shape[0], z.shape[1])  # (N, D)
-        for e, expert in enumerate(self.experts):
-            rows, slot = torch.nonzero(chosen == e, as_tuple=True)
+        # Rows grouped by expert with one host sync for all experts (the group sizes), where a
+        # `nonzero` per expert would stall a GPU stream once per expert.
+        order = chosen.reshape(-1).argsort(stable=True)  # (N A)
+        sizes = torch.bincount(chosen.reshape(-1), minlength=self.n_experts).tolist()
+        for expert, rows, slot in zip(self.experts, (order // self.active).split(sizes), (order % self.active).split(sizes)):
             if rows.numel():
                 out.index_add_(0, rows, gates[rows, slot, None] * expert(x[rows]))
         loss, _ = balance_loss(probs, chosen, self.n_experts, shard)
