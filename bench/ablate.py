@@ -162,7 +162,8 @@ def report(results: dict, args) -> str:
         if "memory" in r:
             m = r["memory"]
             lines.append(f"\n{name}: {m['splats']:,} memory splats, kappa {m['kappa']:g}, lambda {m['weight']:g}, "
-                         f"written and fitted in {m['build_s']:.0f} s")  # fmt: skip
+                         f"written and fitted in {m['build_s']:.0f} s; the search finds the nearest key for "
+                         f"{m['search_recall']:.0%} of held-out contexts")  # fmt: skip
     if results.get("generation"):
         lines += ["", "| sampler | sampling T | top-k | reference ppl (KN5) | distinct-1 | distinct-2 | repetition | s |",
                   "|---|---|---|---|---|---|---|---|"]  # fmt: skip

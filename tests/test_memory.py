@@ -82,6 +82,7 @@ def test_scoring_with_the_memory_matches_a_term_by_term_reference():
     train, held_out, text = (rng.integers(0, cfg.vocab_size, n) for n in (300, 200, 150))
     memory, fit = build_memory(model, train, held_out, stride=4, batch_size=8, show=False)
     assert len(memory) == len(train) - 1 and fit["held_out_nll_after"] <= fit["held_out_nll_before"]
+    assert fit["search_recall"] == 1.0  # an exact search below IVF_FROM
     memory.weight, memory.kappa = 0.25, 9.0  # a weight the fit may not choose on random text
     result = score_text(model, text, stride=4, batch_size=8, memory=memory)
 

@@ -49,5 +49,11 @@ def build_memory(
     memory.kappa, memory.weight, nll = fit_mixture(recall, targets, log_p)
     fit = {"splats": len(memory), "kappa": memory.kappa, "weight": memory.weight, "neighbours": memory.neighbours,
            "held_out_tokens": int(targets.shape[0]), "held_out_nll_before": -log_p.mean().item(),
-           "held_out_nll_after": nll}  # fmt: skip
+           "held_out_nll_after": nll, "search_recall": search_recall(keys, q[:500], recall.sims[:500])}  # fmt: skip
     return memory, fit
+
+
+def search_recall(keys: torch.Tensor, q: torch.Tensor, found: torch.Tensor) -> float:
+    """Share of queries (M, D) whose exact nearest key is among the retrieved, found (M, n) sims."""
+    exact = torch.cat([(part @ keys.T).max(-1).values for part in q.split(100)])
+    return (found.max(-1).values >= exact - 1e-5).float().mean().item()
