@@ -84,6 +84,8 @@ def memory_for(args, model, tokenizer, stride: int, show: bool):
                     for s in ("train", "valid"))  # fmt: skip
     if args.memory_tokens:
         train = train[: args.memory_tokens + 1]
+    if len(train) < 2 or len(valid) < 2:
+        raise DataError(f"--memory {args.memory}: its train and valid splits need text; give a larger corpus")
     return build_memory(model, train, valid[:HELD_OUT_TOKENS], stride, model.cfg.batch_size, show)
 
 

@@ -28,11 +28,11 @@ def contexts_of(
             rows = rows.to(device)
             g, u, h = (x.reshape(-1, cfg.latent_dim) for x in model.contexts(rows[:, :-1], new))
             keys.append(model.energy_direction(g, u).float().cpu())
-            targets.append(rows[:, -new:].reshape(-1))
+            y = rows[:, -new:].reshape(-1)
+            targets.append(y.cpu())
             if scored:
-                logps.append(target_logprobs(model, g, u, h, targets[-1]).cpu())
-            targets[-1] = targets[-1].cpu()
-            bar.update(targets[-1].shape[0])
+                logps.append(target_logprobs(model, g, u, h, y).cpu())
+            bar.update(y.shape[0])
     model.train()
     return torch.cat(keys), torch.cat(targets), torch.cat(logps) if scored else None
 
