@@ -23,8 +23,8 @@ def evaluate_parser() -> argparse.ArgumentParser:
         prog="ebm-evaluate",
         description="Score a checkpoint on whole texts, every token once with a sliding window: token-level and "
         "word-level perplexity and bits per byte of both heads, coverage and generation quality.",
-        epilog="example:\n  ebm-evaluate --checkpoint checkpoints/<run_id> --data ../shared/data/wikitext-2/wiki.valid.tokens "
-        "--split all --detokenize",
+        epilog="examples:\n  ebm-evaluate --checkpoint checkpoints/<run_id> --data ../shared/data/wikitext-2/wiki.valid.tokens "
+        "--split all --detokenize\n  ebm-evaluate --checkpoint checkpoints/<run_id> --data builtin --split test --memory builtin",
         formatter_class=HelpFormatter,
     )
     p.add_argument("--checkpoint", required=True, help="a .pt file, a run folder (its latest.pt) or an ebm-export folder")
@@ -43,7 +43,9 @@ def evaluate_parser() -> argparse.ArgumentParser:
         help="mix in memory splats written from CORPUS's train split "
         "(builtin, a folder, ...), fitted on its valid split; p_E's figures are then the mixture's",
     )
-    p.add_argument("--memory-tokens", type=int, default=0, help="write memory splats from the first N train tokens only")
+    p.add_argument(
+        "--memory-tokens", type=int, default=0, metavar="N", help="write memory splats from the first N train tokens only"
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     return p
 
