@@ -13,6 +13,8 @@ from app.curves import PANELS
 
 PAGES = {"runs": "", "curves": "curves", "splat_map": "splat_map", "generate": "generate", "diagnose": "diagnose"}
 DRAWN_PLOTS = "return [...document.querySelectorAll('.js-plotly-plot')].filter(p => p.querySelector('.main-svg'))"
+# the fewest Plotly charts each page draws (Generate: after a Langevin run)
+EXPECTED_PLOTS = {"runs": 0, "curves": len(PANELS), "splat_map": 1, "generate": 3, "diagnose": 4}
 CHROME_ARGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--window-size=1500,1100")
 
 
@@ -84,8 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="docs/img")
     p.add_argument("--pages", nargs="*", default=list(PAGES))
     args = p.parse_args(argv)
-    expected = {"runs": 0, "curves": len(PANELS), "splat_map": 1, "generate": 3, "diagnose": 4}
-    results = capture(args.url, Path(args.out), {name: expected[name] for name in args.pages}, timeout=300)
+    results = capture(args.url, Path(args.out), {name: EXPECTED_PLOTS[name] for name in args.pages}, timeout=300)
     bad = False
     for name, r in results.items():
         print(f"{name:10s} plots {r['plots']:3d}  errors {r['errors'] or '-'}{'  TIMED OUT' if r['timed_out'] else ''}")

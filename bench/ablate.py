@@ -37,7 +37,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.ppl import WIKITEXT, ebm_train, read_run, run_tokenizer, score_ebm, scores  # noqa: E402
+from bench.ppl import WIKITEXT, ebm_train, read_run, run_tokenizer, score_ebm, scored_texts, scores  # noqa: E402
 
 VARIANTS = {
     "full": [],
@@ -69,11 +69,9 @@ def score_with_memory(args, checkpoint: str) -> dict:
     _, model, tok = load_run(Path(checkpoint))
     stride = model.cfg.context_global // 2
     t = time.perf_counter()
-    source = argparse.Namespace(memory="builtin", memory_tokens=0, data=None, split=None)
-    memory, fit = memory_for(source, model, tok, stride, show=True)
+    memory, fit = memory_for("builtin", model, tok, stride, show=True)
     row = {"memory": fit | {"build_s": time.perf_counter() - t}}
-    texts = (("in-domain", "builtin", "test", False), ("wikitext-2", args.wikitext, "all", True))
-    for name, data, split, detok in texts[: 1 + bool(args.wikitext)]:
+    for name, data, split, detok in scored_texts(args):
         tokens, units = text_to_score(data, split, detok, tok, args.max_tokens)
         result = score_text(model, tokens, stride, model.cfg.batch_size, memory=memory)
         row[name] = scores(result["nll_energy"] * result["tokens"], result["tokens"], units)

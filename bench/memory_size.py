@@ -17,17 +17,14 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
 def main() -> None:
     from ebm.memory import SplatMemory, fit_mixture
-    from trainer.data import default_cache_dir, load_corpus, tokenize_split
-    from trainer.evaluate import HELD_OUT_TOKENS, load_run, text_to_score
-    from trainer.memory import contexts_of
+    from trainer.evaluate import load_run, text_to_score
+    from trainer.memory import contexts_of, memory_texts
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", required=True)
@@ -37,14 +34,12 @@ def main() -> None:
     args = p.parse_args()
     _, model, tok = load_run(Path(args.checkpoint))
     stride, batch = model.cfg.context_global // 2, model.cfg.batch_size
-    corpus = load_corpus("builtin")
-    train, valid = (np.asarray(tokenize_split(corpus, s, tok, default_cache_dir(), progress=False), dtype=np.int64)
-                    for s in ("train", "valid"))  # fmt: skip
+    train, held_out = memory_texts("builtin", tok)
     test, units = text_to_score("builtin", "test", False, tok, args.max_tokens)
     t = time.perf_counter()
     keys, values, _ = contexts_of(model, train, stride, batch, "train contexts", scored=False)
     written_s = time.perf_counter() - t
-    q_valid, y_valid, lp_valid = contexts_of(model, valid[:HELD_OUT_TOKENS], stride, batch, "valid contexts")
+    q_valid, y_valid, lp_valid = contexts_of(model, held_out, stride, batch, "valid contexts")
     q_test, y_test, lp_test = contexts_of(model, test, stride, batch, "test contexts")
     rows = [{"splats": 0, "kappa": None, "weight": 0.0, "nll": -lp_test.sum().item()}]
     for n in sorted(args.sizes, key=lambda s: s or len(keys)):

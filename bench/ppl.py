@@ -214,12 +214,17 @@ def minutes(m: float) -> list[str]:
     return ["--max-minutes", f"{m:g}"]
 
 
+def scored_texts(args) -> list[tuple[str, str, str, bool]]:
+    """(name, data, split, detokenize) of each text the EBM rows are scored on: the in-domain
+    test split, and WikiText-2 valid zero-shot where args.wikitext is given."""
+    texts = [("in-domain", "builtin", "test", False), ("wikitext-2", args.wikitext, "all", True)]
+    return [t for t in texts if t[1]]
+
+
 def score_ebm(args, checkpoint: str) -> dict:
     """ebm-evaluate's p_E and decoder scores of a checkpoint on each scored text."""
     row = {}
-    for name, path, split, detok in (("in-domain", "builtin", "test", False), ("wikitext-2", args.wikitext, "all", True)):
-        if not path:
-            continue
+    for name, path, split, detok in scored_texts(args):
         cmd = [sys.executable, "-m", "trainer.evaluate", "--checkpoint", checkpoint, "--data", str(path),
                "--split", split, "--samples", "0", "--json", "--max-tokens", str(args.max_tokens)]  # fmt: skip
         ev = json.loads(

@@ -74,11 +74,10 @@ def dashboard(full_run, run_copy):
 
 
 def test_pages_render_in_headless_chromium(dashboard, tmp_path):
-    from app.screenshots import capture
+    from app.screenshots import EXPECTED_PLOTS, capture
 
-    results = capture(
-        dashboard, tmp_path, {"runs": 0, "curves": len(PANELS), "splat_map": 1, "generate": 3, "diagnose": 4}, timeout=120
-    )
+    assert {"runs": 0, "curves": len(PANELS), "splat_map": 1, "generate": 3, "diagnose": 4} == EXPECTED_PLOTS
+    results = capture(dashboard, tmp_path, EXPECTED_PLOTS, timeout=120)
     for name, r in results.items():
         assert not r["errors"] and not r["timed_out"], (name, r)
         assert (tmp_path / f"{name}.png").stat().st_size > 20_000  # a real picture, not a blank page

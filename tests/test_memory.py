@@ -2,12 +2,16 @@
 whole vocabulary, retrieval and weights match a brute-force reference, the fit finds a known
 optimum, and scoring a text with the memory agrees with a term-by-term reference."""
 
+import json
 import math
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
-from conftest import small_model
+from conftest import ROOT, small_model
 
 from ebm.geometry import normalize
 from ebm.memory import Recall, SplatMemory, fit_mixture, memory_log_prob, mix
@@ -101,13 +105,6 @@ def test_scoring_with_the_memory_matches_a_term_by_term_reference():
 
 
 def test_ebm_evaluate_mixes_in_memory_splats_from_a_corpus(full_run):
-    import json
-    import os
-    import subprocess
-    import sys
-
-    from conftest import ROOT
-
     ws, _ = full_run
     cmd = [sys.executable, "-m", "trainer.evaluate", "--checkpoint", str(ws / "checkpoints" / "full" / "latest.pt")]
     cmd += ["--data", "corpus.txt", "--split", "test", "--max-tokens", "256", "--samples", "0", "--json"]

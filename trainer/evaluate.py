@@ -16,11 +16,9 @@ from .checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
 from .data import DataError, default_cache_dir, load_corpus, read_text_file, tokenize_split
 from .device import DeviceError, resolve_device
 from .evaluation import generate_samples, per_unit, score_text, text_units
-from .memory import build_memory
+from .memory import build_memory, memory_texts
 from .tokenizer import TokenizerError, load_tokenizer
 from .wikitext import detokenize as detokenize_text
-
-HELD_OUT_TOKENS = 20_000  # enough to fit the memory's two numbers
 
 
 def load_run(path: str | Path):
@@ -48,7 +46,11 @@ def run(args) -> dict:
     eot = tokenizer.tokenizer.token_to_id("<|endoftext|>")
     stride = args.stride or max(1, cfg.context_global // 2)
     show = not args.json and sys.stderr.isatty()
-    memory, fit = memory_for(args, model, tokenizer, stride, show) if args.memory else (None, None)
+    memory, fit = None, None
+    if args.memory:
+        if args.memory == args.data and args.split == "valid":
+            raise DataError("the memory's mixture is fitted on the valid split: score --split test (or another text)")
+        memory, fit = memory_for(args.memory, model, tokenizer, stride, show, args.memory_tokens)
     with tqdm(total=len(tokens) - 1, desc="scoring", unit="tok", disable=not show) as bar:
         result = score_text(model, tokens, stride, cfg.batch_size, lambda n: bar.update(n - bar.n), backend, memory)
     ends = np.linspace(9, len(tokens) - 1, max(args.samples, 1)).astype(int)[: args.samples]
@@ -75,18 +77,10 @@ def run(args) -> dict:
     }
 
 
-def memory_for(args, model, tokenizer, stride: int, show: bool):
-    """Memory splats from the train split of args.memory, fitted on its valid split (ebm.memory)."""
-    if args.memory == args.data and args.split == "valid":
-        raise DataError("the memory's mixture is fitted on the valid split: score --split test (or another text)")
-    corpus = load_corpus(args.memory)
-    train, valid = (np.asarray(tokenize_split(corpus, s, tokenizer, default_cache_dir(), progress=False), dtype=np.int64)
-                    for s in ("train", "valid"))  # fmt: skip
-    if args.memory_tokens:
-        train = train[: args.memory_tokens + 1]
-    if len(train) < 2 or len(valid) < 2:
-        raise DataError(f"--memory {args.memory}: its train and valid splits need text; give a larger corpus")
-    return build_memory(model, train, valid[:HELD_OUT_TOKENS], stride, model.cfg.batch_size, show)
+def memory_for(corpus: str, model, tokenizer, stride: int, show: bool, train_tokens: int = 0):
+    """Memory splats from the train split of `corpus`, fitted on its valid split (ebm.memory)."""
+    train, held_out = memory_texts(corpus, tokenizer, train_tokens)
+    return build_memory(model, train, held_out, stride, model.cfg.batch_size, show)
 
 
 def text_to_score(data: str, split: str, detokenize: bool, tokenizer, max_tokens: int = 0) -> tuple[np.ndarray, dict]:

@@ -11,7 +11,24 @@ from ebm import EBMModel
 from ebm.memory import Recall, SplatMemory, fit_mixture
 from ebm.scoring import target_logprobs
 
+from .data import DataError, default_cache_dir, load_corpus, tokenize_split
 from .evaluation import sliding_batches
+
+HELD_OUT_TOKENS = 20_000  # enough to fit the memory's two numbers
+
+
+def memory_texts(corpus: str, tokenizer, train_tokens: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The token ids memory splats are written from (the corpus's train split, its first
+    train_tokens if given) and those their mixture is fitted on (the valid split's first
+    HELD_OUT_TOKENS)."""
+    splits = load_corpus(corpus)
+    train, valid = (np.asarray(tokenize_split(splits, s, tokenizer, default_cache_dir(), progress=False), dtype=np.int64)
+                    for s in ("train", "valid"))  # fmt: skip
+    if train_tokens:
+        train = train[: train_tokens + 1]
+    if len(train) < 2 or len(valid) < 2:
+        raise DataError(f"--memory {corpus}: its train and valid splits need text; give a larger corpus")
+    return train, valid[:HELD_OUT_TOKENS]
 
 
 @torch.no_grad()
