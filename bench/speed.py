@@ -245,12 +245,21 @@ def bench_vulkan(cfg: EBMConfig, dev) -> str:
             lambda: sv - ctx @ emb.detach().T,
             lambda: vocab_energies(dev, emb.detach(), sv, ctx),
         ),
+        (
+            f"energies of {V} tokens for 1 context (generation)",
+            lambda: sv - ctx[:1] @ emb.detach().T,
+            lambda: vocab_energies(dev, emb.detach(), sv, ctx[:1]),
+        ),
     ]
-    rows = []
-    for name, ref, vk in cases:
+    rows, chosen = [], dev.tiled
+    for i, (name, ref, vk) in enumerate(cases):
         t_ref, _ = timed(ref, 3)
-        t_vk, runs = timed(vk, 3)
-        rows.append([name, t_ref, t_vk, t_ref / t_vk])
+        for tiled in (chosen, not chosen) if i > 0 else (chosen,):  # row products: both kernels (ebm.vulkan.dots)
+            dev.tiled = tiled
+            t_vk, runs = timed(vk, 3)
+            label = "" if i == 0 else (" [tiled, shared memory]" if tiled else " [one invocation per output]")
+            rows.append([name + label + (" (chosen)" if i > 0 and tiled == chosen else ""), t_ref, t_vk, t_ref / t_vk])
+        dev.tiled = chosen
     return table(f"Vulkan kernels on {dev.name} vs torch on the CPU", ["kernel", "torch CPU s", "Vulkan s", "speed-up"], rows) + (
         "\nThe fused Langevin kernel is timed in the Langevin table. lavapipe runs shaders on the CPU cores: "
         "it checks correctness in CI; speed needs a GPU driver.\n"

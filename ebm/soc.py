@@ -23,7 +23,8 @@ Tensor = torch.Tensor
 
 
 class HistoryBuffer:
-    """Ring buffer of recent target points (N, D) and their energies (N,)."""
+    """Ring buffer of recent target points (N, D) and their energies (N,), kept on the device of
+    the points it is fed."""
 
     def __init__(self, capacity: int, dim: int):
         self.capacity = capacity
@@ -38,6 +39,8 @@ class HistoryBuffer:
     @torch.no_grad()
     def add(self, points: Tensor, energies: Tensor) -> None:
         points, energies = points.detach()[-self.capacity :], energies.detach()[-self.capacity :]
+        if self.points.device != points.device:  # follow the model once: no host copy per step on a GPU
+            self.points, self.energies = self.points.to(points.device), self.energies.to(points.device)
         n = points.shape[0]
         slots = (self.cursor + torch.arange(n, device=self.points.device)) % self.capacity
         self.points[slots] = points.to(self.points)

@@ -89,6 +89,14 @@ def test_history_buffer_ring(gen):
     assert torch.equal(clone.contents()[1], en)
 
 
+def test_history_buffer_lives_on_the_device_of_its_points():
+    """On a GPU run the buffer must not copy each step's (N, D) targets to the host; the "meta"
+    device stands in for a GPU: any device the buffer does not start on."""
+    buf = HistoryBuffer(5, 3)
+    buf.add(torch.zeros(2, 3, device="meta"), torch.zeros(2, device="meta"))
+    assert buf.points.device.type == "meta" and buf.energies.device.type == "meta" and len(buf) == 2
+
+
 def test_an_edit_while_an_older_graph_is_alive_leaves_backward_working():
     """A graph from before the edit kept alive (a held loss) used to make the next backward fail
     with "invalid gradient ... expected shape [K_old]": resized .data kept the old accumulator."""

@@ -46,8 +46,9 @@ def splat_case(n, k_splats, d, k, seed=0):
 
 
 @pytest.mark.parametrize(
-    "n,k_splats,d,k", [(1, 1, 3, 1), (37, 101, 640, 7), (130, 65, 17, 64), (200, 1000, 640, 32), (40, 1000, 640, 64)]
-)
+    "n,k_splats,d,k",
+    [(1, 1, 3, 1), (37, 101, 640, 7), (130, 65, 17, 64), (200, 1000, 640, 32), (40, 1000, 640, 64), (3, 80, 1100, 64)],
+)  # the last: k * d over the 65,535 loop iterations llvmpipe runs per invocation, as one invocation per point had
 def test_splat_energy_and_all_gradients_match_torch(dev, n, k_splats, d, k):
     from ebm.vulkan.splat import splat_energy
 
@@ -62,27 +63,37 @@ def test_splat_energy_and_all_gradients_match_torch(dev, n, k_splats, d, k):
         torch.testing.assert_close(a, b, rtol=RTOL, atol=ATOL, msg=lambda m, name=name: f"d/d{name}: {m}")
 
 
+@pytest.fixture(params=["tiled", "plain"])
+def row_kernel(dev, request):
+    """Both row-product kernels (ebm.vulkan.dots) on this device, whichever it would choose."""
+    chosen, dev.tiled = dev.tiled, request.param == "tiled"
+    yield dev
+    dev.tiled = chosen
+
+
 @pytest.mark.parametrize("n,k_splats,d,k", [(1, 1, 5, 1), (65, 1001, 640, 10), (129, 300, 33, 64), (64, 10000, 640, 64)])
-def test_topk_matches_exact_search(dev, n, k_splats, d, k):
+def test_topk_matches_exact_search(row_kernel, n, k_splats, d, k):
     from ebm.vulkan.knn import topk_inner_product
 
     gen = torch.Generator().manual_seed(1)
     q, mu = random_points(n, d, gen), random_points(k_splats, d, gen)
-    ids, scores = topk_inner_product(dev, q, mu, k)
+    ids, scores = topk_inner_product(row_kernel, q, mu, k)
     ref = (q @ mu.T).topk(min(k, k_splats))
     assert torch.equal(ids, ref.indices)
     torch.testing.assert_close(scores, ref.values, rtol=RTOL, atol=ATOL)
 
 
-def test_vocab_energies_match_and_chunk_over_contexts(dev, monkeypatch):
+@pytest.mark.parametrize("contexts", [5, 37])  # under one tile, and over two with a ragged edge
+def test_vocab_energies_match_and_chunk_over_contexts(row_kernel, monkeypatch, contexts):
     import ebm.vulkan.vocab as vocab
 
     gen = torch.Generator().manual_seed(2)
-    emb, splat_vocab, ctx = random_points(1001, 640, gen), torch.randn(1001, generator=gen), torch.randn(5, 640, generator=gen)
+    emb, splat_vocab = random_points(1001, 640, gen), torch.randn(1001, generator=gen)
+    ctx = torch.randn(contexts, 640, generator=gen)
     expected = splat_vocab - ctx @ emb.T
-    torch.testing.assert_close(vocab.vocab_energies(dev, emb, splat_vocab, ctx), expected, rtol=RTOL, atol=1e-4)
-    monkeypatch.setattr(vocab, "MAX_BUFFER_BYTES", 2 * 4 * 1001)  # two contexts per dispatch: 3 dispatches
-    torch.testing.assert_close(vocab.vocab_energies(dev, emb, splat_vocab, ctx), expected, rtol=RTOL, atol=1e-4)
+    torch.testing.assert_close(vocab.vocab_energies(row_kernel, emb, splat_vocab, ctx), expected, rtol=RTOL, atol=1e-4)
+    monkeypatch.setattr(vocab, "MAX_BUFFER_BYTES", 2 * 4 * 1001)  # two contexts per dispatch
+    torch.testing.assert_close(vocab.vocab_energies(row_kernel, emb, splat_vocab, ctx), expected, rtol=RTOL, atol=1e-4)
 
 
 @pytest.mark.parametrize("n,d", [(1, 3), (67, 640)])
@@ -146,11 +157,28 @@ def test_a_chain_builds_its_pipelines_once_and_samples_as_before(dev):
         result = langevin_sample(dev, **case, generator=torch.Generator().manual_seed(9))  # the start velocity
         runs[reuse] = (result, dev.pipelines_built - before)
     dev.reuse = True
-    # langevin_step, ip_scores, topk_select, splat_energy, splat_grad: once each, not per step
+    # langevin_step, row_dots, topk_select, splat_energy, splat_grad: once each, not per step
     assert runs[True][1] == 5 and runs[False][1] == 1 + 7 * 2 + 61 * 2
     for key in ("z", "v"):
         assert torch.equal(getattr(runs[True][0], key), getattr(runs[False][0], key))
     assert torch.equal(runs[True][0].energies["total"], runs[False][0].energies["total"])
+
+
+def test_langevin_chain_moves_only_its_inputs_and_traces(dev):
+    from ebm.vulkan.langevin import langevin_sample
+
+    n, d, splats, steps = 3, 64, 300, 20
+    gen = torch.Generator().manual_seed(5)
+    g = random_points(n, d, gen)
+    case = dict(z0=g.clone(), g=g, beta=1.0, u=0.1 * torch.randn(n, d, generator=gen), mu=random_points(splats, d, gen),
+                log_alpha=torch.zeros(splats), kappa=torch.full((splats,), 20.0), tau=1.0, knn_k=8, steps=steps,
+                dt=0.05, gamma=0.5, temperature=0.01, seed=4)  # fmt: skip
+    up, down = dev.bytes_up, dev.bytes_down
+    langevin_sample(dev, **case)
+    # Up: z, v, beta g, u (n, d) and the store (splats x (d + 2)); down: z, v and three energy
+    # traces. The search scores, weights and gradients never leave the device.
+    assert dev.bytes_up - up == 4 * (4 * n * d + splats * (d + 2))
+    assert dev.bytes_down - down == 4 * (2 * n * d + 3 * (steps + 1) * n)
 
 
 def test_model_sampling_and_scoring_on_vulkan_match_cpu(dev):

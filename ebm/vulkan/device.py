@@ -1,6 +1,6 @@
 """The Vulkan device: discovery in a child process (kp aborts the process when no driver
-exists), one kp.Manager per device, GLSL compiled to SPIR-V once and cached, and a small
-`run` helper that uploads arrays, dispatches a shader and reads results back."""
+exists), one kp.Manager per device, GLSL compiled to SPIR-V once and cached, and
+the helpers that make buffers and count the bytes moved between host and device."""
 
 from __future__ import annotations
 
@@ -19,7 +19,9 @@ import numpy as np
 
 SHADERS = Path(__file__).parent / "shaders"
 SOFTWARE = ("llvmpipe", "lavapipe", "swiftshader")
-LOCAL_SIZE = 64  # every shader's local_size_x
+LOCAL_SIZE = 64  # local_size_x of every shader but row_dots
+TILE = 16  # row_dots' workgroup: a TILE x TILE tile of outputs
+MAX_DIM = 4096  # splat_energy stages a point of up to this many coordinates in shared memory
 MAX_BUFFER_BYTES = 128 << 20  # lavapipe's maxStorageBufferRange; GPUs allow at least this
 INSTALL_HINT = (
     "install a Vulkan driver (for a CPU device: apt-get install mesa-vulkan-drivers libvulkan1) "
@@ -80,8 +82,8 @@ def spirv(name: str) -> bytes:
     return target.read_bytes()
 
 
-def groups(n: int) -> int:
-    return max(1, math.ceil(n / LOCAL_SIZE))
+def groups(n: int, size: int = LOCAL_SIZE) -> int:
+    return max(1, math.ceil(n / size))
 
 
 class VulkanDevice:
@@ -97,10 +99,12 @@ class VulkanDevice:
         self.mgr = kp.Manager(self.index)
         # Mesa's CPU drivers end any shader loop after 65,535 iterations; kernels size their passes for it.
         self.software = any(s in self.name.lower() for s in SOFTWARE)
+        self.tiled = not self.software  # row products as shared-memory tiles (ebm.vulkan.dots)
         self.reuse = True  # False: build every dispatch's pipeline anew (the baseline of bench/vulkan_host.py)
         self._pipelines: dict | None = None  # open while `reusing()`
         self._spirv: dict[str, bytes] = {}
         self.pipelines_built = 0
+        self.bytes_up = self.bytes_down = 0  # host <-> device traffic, for bench/vulkan_host.py
 
     def __repr__(self) -> str:
         return f"vulkan:{self.index} ({self.name})"
@@ -116,6 +120,22 @@ class VulkanDevice:
         if array.dtype in (np.uint32, np.int64, np.int32):
             return self.mgr.tensor_t(array.astype(np.uint32))
         return self.mgr.tensor(array.astype(np.float32))
+
+    def scratch(self, shape: tuple[int, ...], dtype=np.float32):
+        """A device-only buffer that shaders write before they read it: never uploaded or read back."""
+        zeros = np.zeros(shape, dtype=np.uint32 if dtype != np.float32 else np.float32)
+        make = self.mgr.tensor if zeros.dtype == np.float32 else self.mgr.tensor_t
+        return make(zeros, tensor_type=self.kp.TensorTypes.storage)
+
+    def upload(self, tensors: list):
+        """The op that copies these host arrays to the device (counted in bytes_up)."""
+        self.bytes_up += sum(4 * t.size() for t in tensors)
+        return self.kp.OpTensorSyncDevice(tensors)
+
+    def download(self, tensors: list):
+        """The op that copies these device buffers back to the host (counted in bytes_down)."""
+        self.bytes_down += sum(4 * t.size() for t in tensors)
+        return self.kp.OpTensorSyncLocal(tensors)
 
     def algorithm(self, shader: str, tensors: list, workgroup: tuple[int, int, int], push: list[float]):
         """A compute pipeline binding `tensors`. Inside `reusing()`, one per (shader, tensors,
@@ -145,18 +165,6 @@ class VulkanDevice:
             yield
         finally:
             self._pipelines = None
-
-    def run(self, shader: str, inputs: list[np.ndarray], outputs: list[tuple[tuple[int, ...], type]], workgroup, push):
-        """Upload inputs, allocate zeroed outputs, dispatch once, return the outputs as arrays.
-        Bindings are inputs then outputs, in order."""
-        ins = [self.tensor(a) for a in inputs]
-        outs = [self.tensor(np.zeros(shape, dtype=dtype)) for shape, dtype in outputs]
-        algo = self.algorithm(shader, ins + outs, workgroup, push)
-        kp = self.kp
-        self.mgr.sequence().record(kp.OpTensorSyncDevice(ins + outs)).record(kp.OpAlgoDispatch(algo)).record(
-            kp.OpTensorSyncLocal(outs)
-        ).eval()
-        return [t.data().reshape(shape).copy() for t, (shape, _) in zip(outs, outputs)]
 
 
 @functools.cache

@@ -53,14 +53,16 @@ def langevin_sample(
     z_t, v_t = dev.tensor(_f32(z0)), dev.tensor(_f32(v0))
     mu_t, la_t, ka_t = dev.tensor(_f32(mu)), dev.tensor(_f32(log_alpha)), dev.tensor(_f32(kappa))
     bg_t, u_t = dev.tensor(_f32(beta * g)), dev.tensor(_f32(u))
-    idx_t = dev.tensor(np.zeros((n, k), np.uint32) if fixed_idx is None else fixed_idx.numpy().astype(np.uint32))
-    best_t, w_t, cos_t = (dev.tensor(np.zeros((n, k), np.float32)) for _ in range(3))
-    scores_t = dev.tensor(np.zeros((n, mu.shape[0]), np.float32))
-    grad_t = dev.tensor(np.zeros((n, d), np.float32))
-    splat_t, geo_t, comp_t = (dev.tensor(np.zeros((steps + 1, n), np.float32)) for _ in range(3))
     inputs = [z_t, v_t, mu_t, la_t, ka_t, bg_t, u_t]
-
-    outputs = [idx_t, best_t, scores_t, w_t, cos_t, grad_t, splat_t, geo_t, comp_t]
+    if fixed_idx is None:
+        idx_t = dev.scratch((n, k), np.uint32)
+    else:
+        idx_t = dev.tensor(fixed_idx.numpy().astype(np.uint32))
+        inputs.append(idx_t)
+    # Scratch lives on the device only; the traces are written at every step, read back, never uploaded.
+    best_t, w_t, cos_t = (dev.scratch((n, k)) for _ in range(3))
+    scores_t, grad_t = dev.scratch((n, mu.shape[0])), dev.scratch((n, d))
+    splat_t, geo_t, comp_t = (dev.tensor(np.zeros((steps + 1, n), np.float32)) for _ in range(3))
     with dev.reusing():  # five pipelines for the whole chain
         step_algo = dev.algorithm(
             "langevin_step",
@@ -68,14 +70,14 @@ def langevin_sample(
             (groups(n), 1, 1),
             [n, d, dt, gamma, temperature, seed, 0, 1],
         )
-        seq = dev.mgr.sequence().record(kp.OpTensorSyncDevice(inputs + outputs))
+        seq = dev.mgr.sequence().record(dev.upload(inputs))
         for step in range(steps + 1):
             if fixed_idx is None and step % knn_refresh == 0:
                 record_topk(dev, seq, z_t, mu_t, scores_t, idx_t, best_t, n, mu.shape[0], d, k)
             record_splat(dev, seq, z_t, mu_t, la_t, ka_t, idx_t, splat_t, w_t, cos_t, grad_t, n, k, d, tau, step * n)
             move = 1.0 if step < steps else 0.0
             seq.record(kp.OpAlgoDispatch(step_algo, np.array([n, d, dt, gamma, temperature, seed, step, move], np.float32)))
-        seq.record(kp.OpTensorSyncLocal([z_t, v_t, splat_t, geo_t, comp_t])).eval()
+        seq.record(dev.download([z_t, v_t, splat_t, geo_t, comp_t])).eval()
 
     def read(t, shape):
         return torch.from_numpy(t.data().reshape(shape).copy())
@@ -96,8 +98,6 @@ def langevin_step(
     ts = [z_t, v_t, dev.tensor(_f32(grad)), dev.tensor(zero), dev.tensor(zero)]
     ts += [dev.tensor(np.zeros((1, n), np.float32)), dev.tensor(np.zeros((1, n), np.float32))]
     algo = dev.algorithm("langevin_step", ts, (groups(n), 1, 1), [n, d, dt, gamma, 0.0, 0, 0, 1])
-    kp = dev.kp
-    dev.mgr.sequence().record(kp.OpTensorSyncDevice(ts)).record(kp.OpAlgoDispatch(algo)).record(
-        kp.OpTensorSyncLocal([z_t, v_t])
-    ).eval()
+    seq = dev.mgr.sequence().record(dev.upload(ts[:5])).record(dev.kp.OpAlgoDispatch(algo))
+    seq.record(dev.download([z_t, v_t])).eval()
     return torch.from_numpy(z_t.data().reshape(n, d).copy()), torch.from_numpy(v_t.data().reshape(n, d).copy())

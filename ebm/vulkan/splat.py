@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .device import VulkanDevice, groups
+from .device import MAX_DIM, VulkanDevice, groups
 
 SCATTER_PASS = 60_000  # entries of one splat summed per pass: under lavapipe's 65,535-iteration loop limit
 
@@ -29,14 +29,13 @@ def splat_forward(
     """(N, D), (K, D), (K,), (K,), (N, k) -> energy (N,), weights (N, k), cosines (N, k), grad (N, D)."""
     n, d = z.shape
     k = idx.shape[1]
-    kp = dev.kp
     ins = [dev.tensor(_np(z)), dev.tensor(_np(mu)), dev.tensor(_np(log_alpha)), dev.tensor(_np(kappa))]
     ins.append(dev.tensor(idx.numpy().astype(np.uint32)))
     outs = [dev.tensor(np.zeros(shape, np.float32)) for shape in ((n,), (n, k), (n, k), (n, d))]
     with dev.reusing():
-        seq = dev.mgr.sequence().record(kp.OpTensorSyncDevice(ins + outs))
+        seq = dev.mgr.sequence().record(dev.upload(ins))
         record_splat(dev, seq, *ins, *outs, n, k, d, tau, 0)
-        seq.record(kp.OpTensorSyncLocal(outs)).eval()
+        seq.record(dev.download(outs)).eval()
     shapes = ((n,), (n, k), (n, k), (n, d))
     return tuple(torch.from_numpy(t.data().reshape(shape).copy()) for t, shape in zip(outs, shapes))
 
@@ -45,14 +44,15 @@ def record_splat(dev: VulkanDevice, seq, z, mu, log_alpha, kappa, idx, energy, w
     """Append energy (at energy[offset:offset + n]), weights, cosines and gradient to a kp sequence."""
     if k > 65:  # 64 neighbours, plus the flat splat of the context term (ebm.attractors.as_splat_energy)
         raise ValueError("the Vulkan splat kernel takes at most 64 neighbours (knn_k <= 64)")
-    if k * d > 65535 and dev.software:
-        raise ValueError(f"knn_k * latent_dim = {k * d} is over the 65,535 loop iterations {dev.name} runs per invocation")
+    if d > MAX_DIM:
+        raise ValueError(f"the Vulkan splat kernel takes latent_dim <= {MAX_DIM}, not {d}")
     kp = dev.kp
-    algo = dev.algorithm(
-        "splat_energy", [z, mu, log_alpha, kappa, idx, energy, weight, cosine], (groups(n), 1, 1), [n, k, d, tau, offset]
-    )
-    seq.record(kp.OpAlgoDispatch(algo, np.array([n, k, d, tau, offset], np.float32)))
-    for first in range(0, n, 65535):  # the y dispatch dimension's limit
+    for first in range(0, n, 65535):  # a dispatch dimension's limit
+        count = min(65535, n - first)
+        push = [k, d, tau, offset, first]
+        algo = dev.algorithm("splat_energy", [z, mu, log_alpha, kappa, idx, energy, weight, cosine], (count, 1, 1), push)
+        seq.record(kp.OpAlgoDispatch(algo, np.array(push, np.float32)))
+    for first in range(0, n, 65535):
         count = min(65535, n - first)
         grad_algo = dev.algorithm("splat_grad", [mu, kappa, idx, weight, grad], (groups(d), count, 1), [k, d, first])
         seq.record(kp.OpAlgoDispatch(grad_algo, np.array([k, d, first], np.float32)))
@@ -71,14 +71,14 @@ def scatter_rows(dev: VulkanDevice, x: Tensor, idx: Tensor, coef: Tensor, n_rows
     ts = [dev.tensor(_np(x)), dev.tensor(offsets.numpy().astype(np.uint32)), dev.tensor(rows.numpy().astype(np.uint32))]
     ts += [dev.tensor(_np(coef.reshape(-1)[order])), dev.tensor(np.zeros((n_rows, d), np.float32))]
     longest = int(counts.max()) if n_rows else 0
-    with dev.reusing():
-        seq = dev.mgr.sequence().record(kp.OpTensorSyncDevice(ts))
+    with dev.reusing():  # the result is written by the first pass, not uploaded
+        seq = dev.mgr.sequence().record(dev.upload(ts[:-1]))
         for first in range(0, n_rows, 65535):  # the y dispatch dimension's limit
             count = min(65535, n_rows - first)
             algo = dev.algorithm("scatter_rows", ts, (groups(d), count, 1), [first, d, 0, SCATTER_PASS])
             for p_first in range(0, max(longest, 1), SCATTER_PASS):
                 seq.record(kp.OpAlgoDispatch(algo, np.array([first, d, p_first, SCATTER_PASS], np.float32)))
-        seq.record(kp.OpTensorSyncLocal([ts[-1]])).eval()
+        seq.record(dev.download(ts[-1:])).eval()
     return torch.from_numpy(ts[-1].data().reshape(n_rows, d).copy())
 
 
