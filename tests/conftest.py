@@ -94,18 +94,23 @@ def workspace(tmp_path_factory, request):
 def train(ws: Path, *extra: str, timeout: int = 300, procs: int = 1) -> subprocess.CompletedProcess:
     """The real CLI on the tiny corpus and config; a resumed run brings its own data, tokenizer and
     config. procs > 1: as the README runs it, under torchrun on this machine."""
+    launcher = None
+    if procs > 1:
+        launcher = [str(Path(sys.executable).with_name("torchrun")), "--standalone", "--nproc-per-node", str(procs)]
+    cmd, env = train_command(ws, *extra, launcher=launcher)
+    return subprocess.run(cmd, cwd=ws, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def train_command(ws: Path, *extra: str, launcher: list[str] | None = None) -> tuple[list[str], dict]:
+    """train()'s command line and environment; `launcher` (a torchrun command) runs -m trainer.train."""
     setup = (
         []
         if "--resume" in extra
         else ["--data", str(ws / "corpus.txt"), "--tokenizer", "bpe:300", "--config", str(ws / "tiny.json")]
     )
-    launcher = [sys.executable, "-m", "trainer.train"]
-    if procs > 1:
-        torchrun = Path(sys.executable).with_name("torchrun")
-        launcher = [str(torchrun), "--standalone", "--nproc-per-node", str(procs), "-m", "trainer.train"]
-    cmd = [*launcher, *setup, "--out", str(ws), "--quiet", *extra]
+    module = [*(launcher or [sys.executable]), "-m", "trainer.train"]
     env = {**os.environ, "EBM_CACHE": str(ws / "cache"), "PYTHONPATH": str(ROOT)}
-    return subprocess.run(cmd, cwd=ws, env=env, capture_output=True, text=True, timeout=timeout)
+    return [*module, *setup, "--out", str(ws), "--quiet", *extra], env
 
 
 def records(ws: Path, run_id: str) -> list[dict]:

@@ -8,11 +8,14 @@ bf16 a sum over 8 rows rounds differently from one over 16 and the runs drift ap
 import json
 import os
 import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 import torch.multiprocessing as mp
-from conftest import records, small_model, train
+from conftest import records, small_model, train, train_command
 
 from ebm.splats import adopt_store_state, store_state
 from trainer.checkpoint import load_checkpoint
@@ -73,6 +76,22 @@ def test_resume_with_the_same_or_another_number_of_processes(runs):
     assert_same_run(runs, "dp2", "dp2x2")
     assert_same_run(runs, "dp2", "dp2x1")
     assert edits(runs, "dp2x1") == edits(runs, "dp1")
+
+
+def test_two_machines_train_the_model_one_process_trains(runs):
+    """The README's multi-machine command, both "machines" on this one: two torchrun agents meet
+    through the c10d rendezvous (not --standalone) and share --out, as machines share a folder."""
+    torchrun = str(Path(sys.executable).with_name("torchrun"))
+    rendezvous = ["--rdzv-backend", "c10d", "--rdzv-id", "two-nodes", "--rdzv-endpoint", f"127.0.0.1:{_free_port()}"]
+    launcher = [torchrun, "--nnodes", "2", "--nproc-per-node", "1", *rendezvous]
+    cmd, env = train_command(runs, "--run-id", "nodes2", "--max-steps", "30", *EDITS, launcher=launcher)
+    logs = [runs / f"node{i}.out" for i in range(2)]  # files, not pipes: a full pipe would stall its agent
+    agents = [subprocess.Popen(cmd, cwd=runs, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT) for log in logs]
+    codes = [agent.wait(timeout=300) for agent in agents]
+    assert codes == [0, 0], [log.read_text()[-3000:] for log in logs]
+    assert records(runs, "nodes2")[0]["replicas"] == 2
+    assert edits(runs, "nodes2") == edits(runs, "dp1")
+    assert_same_run(runs, "dp1", "nodes2")
 
 
 def test_only_rank_zero_writes(runs):
