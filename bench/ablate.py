@@ -12,6 +12,11 @@ word-level perplexity):
   no DSM        lambda_dsm=0: no score matching
   decoder off   lambda_dec=0: the decoder head untrained, p_E alone
 
+Beside them, scored the same way in the same invocation: the add-one unigram of the train split
+(the trivial baseline) and a nanoGPT-style transformer of the EBM's width, depth, heads, window
+and batch, trained for the same number of optimiser steps (the strong baseline; --no-baselines
+leaves both out).
+
 With --memory, each variant is also scored with memory splats (ebm.memory) written from the
 whole train split and fitted on the first 20,000 tokens of the valid split: a row "+ memory".
 
@@ -37,7 +42,21 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.ppl import WIKITEXT, ebm_train, read_run, run_tokenizer, score_ebm, scored_texts, scores  # noqa: E402
+from bench.ppl import (  # noqa: E402
+    WIKITEXT,
+    ebm_train,
+    gpt_setup,
+    read_run,
+    run_tokenizer,
+    score_ebm,
+    score_transformer,
+    scored_sets,
+    scored_texts,
+    scores,
+    train_gpt,
+    transformer_row,
+    unigram_row,
+)
 
 VARIANTS = {
     "full": [],
@@ -77,6 +96,21 @@ def score_with_memory(args, checkpoint: str) -> dict:
         row[name] = scores(result["nll_energy"] * result["tokens"], result["tokens"], units)
     print(f"[ablate] + memory: {row['in-domain']['ppl']:.1f} in-domain ppl ({fit})", file=sys.stderr, flush=True)
     return row
+
+
+def baselines(args, tok) -> dict[str, dict]:
+    """The add-one unigram and the same-size transformer at the rows' step budget, scored alike."""
+    from trainer.data import default_cache_dir, load_corpus, tokenize_split
+
+    sets = scored_sets(args, tok)
+    train = np.asarray(tokenize_split(load_corpus("builtin"), "train", tok, default_cache_dir(), progress=False))
+    rows = {"add-one unigram": unigram_row(train, tok.vocab_size, sets)}
+    print(f"[ablate] transformer, {args.steps} steps ...", file=sys.stderr, flush=True)
+    gcfg, train_w, _, batch, prior = gpt_setup(args.preset, tok, gpt_prior=True)
+    model, steps, spent, _ = train_gpt(gcfg, train_w, args.gpt_lr, math.inf, batch, None, prior, max_steps=args.steps)
+    row = transformer_row(gcfg, model, steps, spent, batch, args.gpt_lr, gpt_prior=True)
+    rows["transformer"] = row | score_transformer(model, sets, gcfg.block_size)
+    return rows
 
 
 # ----------------------------------------------------------------------------- generation
@@ -153,9 +187,12 @@ def report(results: dict, args) -> str:
     full = results["rows"].get("full")
     for name, r in results["rows"].items():
         cells = " | ".join(f"{r[s]['ppl']:.1f} | {r[s]['word_ppl']:.0f}" for s in sets)
-        ppl, speed = r[sets[0]]["ppl"] / full[sets[0]]["ppl"], r["targets_per_s"] / full["targets_per_s"]
-        ratio = f"{ppl:.3f}x ppl, {speed:.2f}x speed"
-        lines.append(f"| {name} | {cells} | {r['targets_per_s']:.0f} | {ratio} |")
+        ratio = f"{r[sets[0]]['ppl'] / full[sets[0]]['ppl']:.3f}x ppl"
+        speed = "-"
+        if "targets_per_s" in r:  # not a count model
+            speed = f"{r['targets_per_s']:.0f}"
+            ratio += f", {r['targets_per_s'] / full['targets_per_s']:.2f}x speed"
+        lines.append(f"| {name} | {cells} | {speed} | {ratio} |")
     for name, r in results["rows"].items():
         if "memory" in r:
             m = r["memory"]
@@ -183,6 +220,8 @@ def main() -> None:
     p.add_argument("--wikitext", default=str(WIKITEXT) if WIKITEXT.exists() else None, help="wiki.valid.tokens (zero-shot)")
     p.add_argument("--max-tokens", type=int, default=0, help="score only this many tokens of each text (0: all)")
     p.add_argument("--memory", action="store_true", help="also score each variant with memory splats (ebm.memory)")
+    p.add_argument("--no-baselines", dest="baselines", action="store_false", help="leave out the unigram and transformer rows")
+    p.add_argument("--gpt-lr", type=float, default=3e-3, help="the transformer's learning rate (bench/ppl.py's sweep chose 3e-3)")
     p.add_argument("--prompts", type=int, default=24, help="generation prompts from the test split")
     p.add_argument("--prompt-tokens", type=int, default=32)
     p.add_argument("--gen-tokens", type=int, default=32)
@@ -201,6 +240,9 @@ def main() -> None:
         results["rows"][name] = row = train_and_score(args, name, VARIANTS[name])
         if args.memory:
             results["rows"][f"{name} + memory"] = row | score_with_memory(args, row["ckpt"])
+        (out / "ablate.json").write_text(json.dumps(results, indent=2))
+    if args.baselines:
+        results["rows"] |= baselines(args, tok)
         (out / "ablate.json").write_text(json.dumps(results, indent=2))
     if "full" in results["rows"] and args.prompts:
         results["generation"] = generation(args, results["rows"]["full"]["ckpt"], tok)

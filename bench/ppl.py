@@ -73,17 +73,13 @@ def scores(nll: float, tokens: int, units: dict) -> dict:
 
 def run_ngrams(args) -> dict:
     from bench.kneser_ney import KneserNey
-    from trainer.data import default_cache_dir, load_corpus, token_frequencies, tokenize_split
+    from trainer.data import default_cache_dir, load_corpus, tokenize_split
 
     tok = run_tokenizer(args)
     train = np.asarray(tokenize_split(load_corpus("builtin"), "train", tok, default_cache_dir(), progress=False))
     V = tok.vocab_size
-    counts = token_frequencies(train, V) + 1.0
-    unigram = np.log(counts / counts.sum())
     sets = scored_sets(args, tok)
-    out = {"unigram": {"model": "add-one unigram", "params": V, "fit_s": 0.0, "targets_seen": len(train)}}
-    for name, (tokens, units) in sets.items():
-        out["unigram"][name] = scores(-unigram[tokens[1:]].sum(), len(tokens) - 1, units)
+    out = {"unigram": unigram_row(train, V, sets)}
     for order in args.kn_orders:
         t = time.perf_counter()
         model = KneserNey(order, V).fit(train.tolist())
@@ -99,25 +95,28 @@ def run_ngrams(args) -> dict:
     return out
 
 
+def unigram_row(train: np.ndarray, vocab_size: int, sets: dict) -> dict:
+    """The add-one unigram of the train split, scored on each of scored_sets' texts."""
+    from trainer.data import token_frequencies
+
+    counts = token_frequencies(train, vocab_size) + 1.0
+    unigram = np.log(counts / counts.sum())
+    row = {"model": "add-one unigram", "params": vocab_size, "fit_s": 0.0, "targets_seen": len(train)}
+    for name, (tokens, units) in sets.items():
+        row[name] = scores(-unigram[tokens[1:]].sum(), len(tokens) - 1, units)
+    return row
+
+
 # ----------------------------------------------------------------------------- transformer
 
 
 def run_transformer(args) -> dict:
+    """The transformer at the time budget, at the best learning rate of a short sweep."""
     import torch
 
-    from bench.transformer import GPTConfig
-    from ebm.presets import PRESETS
-    from trainer.data import Windows, default_cache_dir, load_corpus, token_frequencies, tokenize_split
-    from trainer.evaluation import sliding_sums
-
     tok = run_tokenizer(args)
-    cfg = PRESETS[args.preset].model_config(tok.vocab_size)
-    corpus = load_corpus("builtin")
-    train, valid = (np.asarray(tokenize_split(corpus, s, tok, default_cache_dir(), progress=False)) for s in ("train", "valid"))
-    C = cfg.context_global
-    gcfg = GPTConfig(vocab_size=tok.vocab_size, block_size=C, n_layer=cfg.context_layers, n_embd=cfg.latent_dim,
-                     n_head=cfg.context_heads)  # fmt: skip
-    train_w, valid_w = Windows(train, 0, C), Windows(valid, 0, C)
+    gcfg, train_w, valid_w, batch, prior = gpt_setup(args.preset, tok, args.gpt_prior)
+    C = gcfg.block_size
     curve_ids = valid_w.evenly_spaced(64)
 
     def valid_ppl(model) -> float:
@@ -127,38 +126,70 @@ def run_transformer(args) -> dict:
         model.train()
         return math.exp(nll / (len(curve_ids) * C))
 
-    prior = None
-    if args.gpt_prior:  # the EBM's head start: an output bias at the add-one unigram of the training split
-        from ebm.model import unigram_log_prior
-
-        prior = unigram_log_prior(torch.from_numpy(token_frequencies(train, tok.vocab_size)), tok.vocab_size)
-    sweep = {lr: valid_ppl(train_gpt(gcfg, train_w, lr, 60 * args.sweep_min, cfg.batch_size, None, prior)[0])
+    sweep = {lr: valid_ppl(train_gpt(gcfg, train_w, lr, 60 * args.sweep_min, batch, None, prior)[0])
              for lr in args.gpt_lrs} if len(args.gpt_lrs) > 1 else {}  # fmt: skip
     best = min(sweep, key=sweep.get) if sweep else args.gpt_lrs[0]
     budget = 60 * args.budget_min
-    model, steps, spent, curve = train_gpt(gcfg, train_w, best, budget, cfg.batch_size, (budget / 8, valid_ppl), prior)
-    kind = ", unigram-initialised output bias" if args.gpt_prior else ""
-    row = {"model": f"transformer ({gcfg.n_layer} layers, d {gcfg.n_embd}, lr {best:g}{kind})", "lr": best,
-           "lr_sweep": {f"{k:g}": v for k, v in sweep.items()}, "steps": steps, "train_s": spent,
-           "targets_seen": steps * cfg.batch_size * C, "params": sum(p.numel() for p in model.parameters()),
-           "curve": curve}  # fmt: skip
-    row["targets_per_s"] = row["targets_seen"] / spent
+    model, steps, spent, curve = train_gpt(gcfg, train_w, best, budget, batch, (budget / 8, valid_ppl), prior)
+    row = transformer_row(gcfg, model, steps, spent, batch, best, args.gpt_prior)
+    row |= {"lr_sweep": {f"{k:g}": v for k, v in sweep.items()}, "curve": curve}
+    return row | score_transformer(model, scored_sets(args, tok), C)
+
+
+def gpt_setup(preset: str, tok, gpt_prior: bool):
+    """The transformer the same size as the preset's EBM: (GPTConfig, train and valid windows,
+    batch size, output bias at the add-one unigram or None)."""
+    import torch
+
+    from bench.transformer import GPTConfig
+    from ebm.presets import PRESETS
+    from trainer.data import Windows, default_cache_dir, load_corpus, token_frequencies, tokenize_split
+
+    cfg = PRESETS[preset].model_config(tok.vocab_size)
+    corpus = load_corpus("builtin")
+    train, valid = (np.asarray(tokenize_split(corpus, s, tok, default_cache_dir(), progress=False)) for s in ("train", "valid"))
+    C = cfg.context_global
+    gcfg = GPTConfig(vocab_size=tok.vocab_size, block_size=C, n_layer=cfg.context_layers, n_embd=cfg.latent_dim,
+                     n_head=cfg.context_heads)  # fmt: skip
+    prior = None
+    if gpt_prior:  # the EBM's head start: an output bias at the add-one unigram of the training split
+        from ebm.model import unigram_log_prior
+
+        prior = unigram_log_prior(torch.from_numpy(token_frequencies(train, tok.vocab_size)), tok.vocab_size)
+    return gcfg, Windows(train, 0, C), Windows(valid, 0, C), cfg.batch_size, prior
+
+
+def transformer_row(gcfg, model, steps: int, spent: float, batch: int, lr: float, gpt_prior: bool) -> dict:
+    kind = ", unigram-initialised output bias" if gpt_prior else ""
+    row = {"model": f"transformer ({gcfg.n_layer} layers, d {gcfg.n_embd}, lr {lr:g}{kind})", "lr": lr, "steps": steps,
+           "train_s": spent, "targets_seen": steps * batch * gcfg.block_size,
+           "params": sum(p.numel() for p in model.parameters())}  # fmt: skip
+    return row | {"targets_per_s": row["targets_seen"] / spent}
+
+
+def score_transformer(model, sets: dict, C: int) -> dict:
+    """Each text of scored_sets by the EBM's protocol: sliding window of C, stride C / 2."""
+    import torch
+
+    from trainer.evaluation import sliding_sums
+
     model.eval()
+    row = {}
     with torch.no_grad():
-        for name, (tokens, units) in scored_sets(args, tok).items():
+        for name, (tokens, units) in sets.items():
 
             def batch_fn(rows, new):
                 return np.array([-model.target_logprobs(rows, new).double().sum().item(), new * rows.shape[0]])
 
             nll, n = sliding_sums(batch_fn, tokens, C, max(1, C // 2), 16)
             row[name] = scores(nll, int(n), units)
-    row["peak_rss_mb"] = peak_rss_mb()
-    return row
+    return row | {"peak_rss_mb": peak_rss_mb()}
 
 
-def train_gpt(gcfg, windows, lr: float, seconds: float, batch: int, curve_every, log_prior=None):
-    """AdamW, warm-up then a cosine to a tenth over the time budget, bf16 autocast where the CPU has
-    it (as the EBM's heads); every position of each window is a target. -> (model, steps, s, curve)"""
+def train_gpt(gcfg, windows, lr: float, seconds: float, batch: int, curve_every, log_prior=None, max_steps: int = 0):
+    """AdamW, warm-up then a cosine to a tenth over the time budget (or over max_steps steps),
+    bf16 autocast where the CPU has it (as the EBM's heads); every position of each window is a
+    target. -> (model, steps, s, curve)"""
     import torch
 
     from bench.transformer import GPT, lr_at
@@ -175,10 +206,11 @@ def train_gpt(gcfg, windows, lr: float, seconds: float, batch: int, curve_every,
     rng = np.random.default_rng(0)
     spent, steps, curve = 0.0, 0, []
     next_point = curve_every[0] if curve_every else math.inf
-    while spent < seconds:
+    while (steps < max_steps) if max_steps else (spent < seconds):
         t = time.perf_counter()
+        done = steps / max_steps if max_steps else spent / seconds
         for group in opt.param_groups:
-            group["lr"] = lr_at(int(1000 * spent / seconds), 1000, lr, warmup=20)
+            group["lr"] = lr_at(int(1000 * done), 1000, lr, warmup=20)
         rows = torch.from_numpy(windows.batch(rng.integers(len(windows), size=batch)))
         with torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
             loss = model.loss(rows)
