@@ -104,7 +104,7 @@ class VulkanDevice:
         self._pipelines: dict | None = None  # open while `reusing()`
         self._spirv: dict[str, bytes] = {}
         self.pipelines_built = 0
-        self.bytes_up = self.bytes_down = 0  # host <-> device traffic, for bench/vulkan_host.py
+        self.bytes_up = self.bytes_down = 0  # host <-> device traffic (tests/test_vulkan.py checks a chain's)
 
     def __repr__(self) -> str:
         return f"vulkan:{self.index} ({self.name})"
