@@ -126,10 +126,13 @@ def decoder_latents(noisy: Noisy, t: Targets, generator: torch.Generator | None 
 
 
 def decoder_nll(model: EBMModel, t: Targets, latents: Tensor, shard: Shard = SOLO) -> tuple[Tensor, Tensor]:
-    """-log p_D(w | z, c) and the router's load-balancing loss."""
-    mixed = model.decoder.mix(latents, t.h, shard)
+    """-log p_D(w | z, c) and the router's load-balancing loss. The decoder reads the energy
+    model without training it: no gradient reaches the embeddings, the token prior or the
+    context encoder, which its loss cost p_E 9% at 300 steps (docs/design-notes.md section 4)."""
+    mixed = model.decoder.mix(latents.detach(), t.h.detach(), shard)
     heads = head_dtype(model.cfg.head_dtype, t.emb.device)
-    return linear_cross_entropy(mixed.output, t.emb, t.ids, model.log_prior, dtype=heads), mixed.balance
+    nll = linear_cross_entropy(mixed.output, t.emb.detach(), t.ids, model.log_prior.detach(), dtype=heads)
+    return nll, mixed.balance
 
 
 def training_loss(

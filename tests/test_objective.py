@@ -9,6 +9,9 @@ from ebm.objective import host_metrics
 @pytest.mark.parametrize("encoder", ["transformer", "multiscale"])
 def test_forward_backward_reaches_every_part(gen, encoder):
     model = small_model(context_encoder=encoder)
+    # The context summary reaches p_E through the splat query, which starts at zero; the
+    # decoder, which reads it too, does not train it (ebm.objective.decoder_nll).
+    torch.nn.init.normal_(model.query.weight, std=0.01, generator=gen)
     tokens = random_windows(model.cfg, batch=4, gen=gen)
     out = training_loss(model, tokens, gen)
     out.loss.backward()
@@ -27,3 +30,21 @@ def test_training_nll_is_the_exact_scoring_nll(gen):
     out = training_loss(model, tokens, gen)
     exact = -token_logprobs(model, tokens).mean().item()
     assert abs(out.metrics["nll"].item() - exact) < 1e-5 * exact
+
+
+def test_the_decoder_reads_the_energy_model_without_training_it(gen):
+    """The decoder's loss trains the decoder alone: the embeddings, the token prior, the context
+    encoder and the splats get exactly the gradient of the run without it (lambda_dec = 0)."""
+    grads = {}
+    for lambda_dec in (1.0, 0.0):
+        model = small_model(lambda_dec=lambda_dec, head_dtype="float32")
+        model.load_state_dict(small_model(head_dtype="float32").state_dict())  # the same start for both
+        tokens = random_windows(model.cfg, batch=4, gen=torch.Generator().manual_seed(3))
+        training_loss(model, tokens, torch.Generator().manual_seed(4)).loss.backward()
+        grads[lambda_dec] = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    with_dec, without = grads[1.0], grads[0.0]
+    decoder = [n for n in with_dec if n.startswith("decoder.")]
+    assert decoder and all(with_dec[n].abs().sum() > 0 for n in decoder if "router" not in n)
+    for name in with_dec:
+        if not name.startswith("decoder."):
+            torch.testing.assert_close(with_dec[name], without[name], rtol=0, atol=0, msg=name)
