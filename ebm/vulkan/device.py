@@ -123,7 +123,7 @@ class VulkanDevice:
 
     def scratch(self, shape: tuple[int, ...], dtype=np.float32):
         """A device-only buffer that shaders write before they read it: never uploaded or read back."""
-        zeros = np.zeros(shape, dtype=np.uint32 if dtype != np.float32 else np.float32)
+        zeros = np.zeros(shape, dtype)
         make = self.mgr.tensor if zeros.dtype == np.float32 else self.mgr.tensor_t
         return make(zeros, tensor_type=self.kp.TensorTypes.storage)
 

@@ -52,8 +52,6 @@ def record_splat(dev: VulkanDevice, seq, z, mu, log_alpha, kappa, idx, energy, w
         push = [k, d, tau, offset, first]
         algo = dev.algorithm("splat_energy", [z, mu, log_alpha, kappa, idx, energy, weight, cosine], (count, 1, 1), push)
         seq.record(kp.OpAlgoDispatch(algo, np.array(push, np.float32)))
-    for first in range(0, n, 65535):
-        count = min(65535, n - first)
         grad_algo = dev.algorithm("splat_grad", [mu, kappa, idx, weight, grad], (groups(d), count, 1), [k, d, first])
         seq.record(kp.OpAlgoDispatch(grad_algo, np.array([k, d, first], np.float32)))
 
