@@ -69,7 +69,7 @@ def capture(url: str, out: Path, pages: dict[str, int], timeout: float = 90.0) -
             drv.get(f"{url.rstrip('/')}/{PAGES[name]}")
             if name == "generate":  # the page draws its charts once a Langevin run has generated text
                 wait_rendered(drv, 0, timeout)
-                choose(drv, "Sampler", "Langevin + decoder")
+                choose(drv, "Sampler", "Langevin")
                 drv.find_element(By.XPATH, "//button[.//p[text()='Generate']]").click()
                 time.sleep(1.0)
             result = wait_rendered(drv, min_plots, timeout)

@@ -65,6 +65,17 @@ def setting(default, rule: Rule | None = None, help: str = ""):
 # Fields whose default changed the architecture when they were added, with the value that
 # checkpoints written before them mean.
 SAVED_BEFORE = {"context_encoder": "multiscale", "splat_term": "token"}
+CHAIN_KEYS = ("langevin_steps", "langevin_dt", "langevin_gamma")
+
+
+def _sampler_settings_of(data: dict) -> dict:
+    """Before langevin_kappa, the chain ran on the model's latent energy and its flow for
+    ppl_decoder shared langevin_dt: keep that flow, and let today's landscape chain take today's
+    defaults instead of settings tuned for another energy."""
+    if "langevin_kappa" in data:
+        return data
+    kept = {k: v for k, v in data.items() if k not in CHAIN_KEYS}
+    return kept | {"eval_flow_dt": data.get("langevin_dt", 0.001)}
 
 
 @dataclass(frozen=True)
@@ -117,12 +128,14 @@ class EBMConfig:
     lambda_bal: float = setting(0.01, non_negative, "weight of the experts' load-balancing loss")
 
     # --- Langevin sampling
-    langevin_steps: int = setting(200, positive, "sampler steps per generated token")
-    langevin_dt: float = setting(0.001, positive, "sampler step size")
-    langevin_gamma: float = setting(0.1, non_negative, "friction of underdamped Langevin")
-    langevin_T: float = setting(1.0, non_negative, "sampling temperature (0: damped gradient flow)")
+    langevin_steps: int = setting(150, positive, "sampler steps per generated token")
+    langevin_dt: float = setting(0.2, positive, "sampler step size")
+    langevin_gamma: float = setting(0.2, non_negative, "friction of underdamped Langevin")
+    langevin_T: float = setting(1.0, non_negative, "chain temperature per degree of freedom (1: exact; below: sharper basins)")
+    langevin_kappa: float = setting(2.0, positive, "basin of each token in the sampler's landscape: kappa / sqrt(d - 1)")
     langevin_knn_refresh: int = setting(10, positive, "sampler steps between neighbour searches")
     eval_flow_steps: int = setting(20, non_negative, "noise-free steps from g(c) that ppl_decoder decodes")
+    eval_flow_dt: float = setting(0.001, positive, "step size of that flow")
 
     # --- self-organised criticality
     soc_check_interval: int = setting(100, positive, "steps between SOC checks")
@@ -245,7 +258,7 @@ class EBMConfig:
     def from_saved(cls, data: dict) -> EBMConfig:
         """The config of a checkpoint: fields added since it was written take the value that
         rebuilds its model, not today's default."""
-        return cls.from_dict({**SAVED_BEFORE, **data})
+        return cls.from_dict({**SAVED_BEFORE, **_sampler_settings_of(data)})
 
     @classmethod
     def from_json(cls, text: str) -> EBMConfig:
@@ -340,7 +353,7 @@ def small_config(**changes: typing.Any) -> EBMConfig:
         seq_length=16,
         learning_rate=3e-3,
         langevin_steps=20,
-        langevin_dt=0.01,
+        eval_flow_dt=0.01,
         eval_interval=50,
         eval_tokens=1024,
         soc_check_interval=20,

@@ -96,14 +96,14 @@ def test_generate_page_streams_tokens_and_plots_energy(full_run, monkeypatch):
     assert not at.exception
     at.number_input(key="gen_n").set_value(3)
     at.number_input(key="gen_steps").set_value(5)
-    at.selectbox(key="gen_sampler").set_value("Langevin + decoder")
+    at.selectbox(key="gen_sampler").set_value("Langevin")
     at.button[0].click().run()
     assert not at.exception
     # energy at each token's end, the inspected token's trajectory, and its basin: nearest splat and token
     assert charts(at) == 3 and "The history of the city<strong>" in texts(at)  # prompt, then the generated text in bold
     assert len(at.session_state["generation"]["tokens"]) == 3
     energies = at.session_state["generation"]["energies"]
-    assert set(energies["term"]) == {"total", "splat", "geo", "comp"} and energies["step"].max() == 5
+    assert set(energies["term"]) == {"total", "token", "distance"} and energies["step"].max() == 5
     assert at.session_state["langevin_path"]["points"].shape[0] == 6  # start + 5 steps
     basins = at.session_state["generation"]["basins"]
     assert len(basins) == 3 * 6 and basins["cos to splat"].between(-1.0001, 1.0001).all()

@@ -7,7 +7,8 @@ def test_defaults_follow_design():
     cfg = EBMConfig()
     assert (cfg.latent_dim, cfg.knn_k, cfg.max_splats, cfg.n_splats_init) == (640, 64, 150000, 10000)
     assert cfg.noise_levels == (0.01, 0.05, 0.1, 0.2, 0.5)
-    assert (cfg.langevin_steps, cfg.langevin_dt, cfg.langevin_gamma, cfg.langevin_T) == (200, 0.001, 0.1, 1.0)
+    assert (cfg.langevin_steps, cfg.langevin_dt, cfg.langevin_gamma, cfg.langevin_T) == (150, 0.2, 0.2, 1.0)
+    assert (cfg.langevin_kappa, cfg.eval_flow_steps, cfg.eval_flow_dt) == (2.0, 20, 0.001)
     assert (cfg.context_local, cfg.context_medium, cfg.context_global) == (12, 64, 512)
     assert cfg.curriculum_capacities == (5000, 30000, 50000)
 
@@ -71,3 +72,13 @@ def test_every_field_has_a_meaning():
     described = EBMConfig.describe()
     assert len(described) == len(EBMConfig.__dataclass_fields__)
     assert all(meaning for _, _, _, meaning in described), [name for name, _, _, m in described if not m]
+
+
+def test_a_checkpoint_from_before_the_landscape_keeps_its_flow_and_takes_todays_chain():
+    """Its langevin_dt drove ppl_decoder's flow too: the flow keeps it, the sampler's chain does not."""
+    old = {k: v for k, v in EBMConfig().to_dict().items() if k not in ("langevin_kappa", "eval_flow_dt")}
+    old |= {"langevin_steps": 20, "langevin_dt": 0.01, "langevin_gamma": 0.1}
+    cfg = EBMConfig.from_saved(old)
+    assert cfg.eval_flow_dt == 0.01
+    assert (cfg.langevin_steps, cfg.langevin_dt, cfg.langevin_gamma) == (150, 0.2, 0.2)
+    assert EBMConfig.from_saved(EBMConfig(langevin_dt=0.3).to_dict()).langevin_dt == 0.3  # today's: as saved

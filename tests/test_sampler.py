@@ -1,3 +1,4 @@
+import pytest
 import torch
 from conftest import small_model
 
@@ -6,14 +7,31 @@ from ebm.langevin import LangevinResult
 from ebm.sampler import sample_token
 
 
-def test_generate_returns_tokens_and_energy_traces():
+@pytest.mark.parametrize(
+    "sampler, terms",
+    [("langevin", {"total", "token", "distance"}), ("langevin+decoder", {"total", "splat", "geo", "comp"}), ("direct", set())],
+)
+def test_generate_returns_tokens_and_energy_traces(sampler, terms):
     model = small_model()
-    ids, steps = generate(model, [1, 2, 3], 4, settings=SamplerSettings(7, 0.01, 0.5, 0.5), top_k=5, seed=3)
+    settings = SamplerSettings(7, 0.01, 0.5, 0.5)
+    ids, steps = generate(model, [1, 2, 3], 4, settings=settings, top_k=5, seed=3, sampler=sampler)
     assert len(ids) == 4 and all(0 <= i < model.cfg.vocab_size for i in ids)
-    assert steps[0].energies["total"].shape == (8,)
-    assert set(steps[0].energies) == {"total", "splat", "geo", "comp"}
-    again, _ = generate(model, [1, 2, 3], 4, settings=SamplerSettings(7, 0.01, 0.5, 0.5), top_k=5, seed=3)
+    assert set(steps[0].energies) == terms and all(e.shape == (8,) for e in steps[0].energies.values())
+    again, _ = generate(model, [1, 2, 3], 4, settings=settings, top_k=5, seed=3, sampler=sampler)
     assert again == ids  # deterministic under a seed
+
+
+def test_langevin_draws_only_the_filtered_candidates():
+    model = small_model()
+    g, u, h = (x.reshape(1, -1) for x in model.contexts(torch.tensor([[1, 2, 3]]), 1))
+    top3 = set(model.energy_logits(g, u, h)[0].topk(3).indices.tolist())
+    drawn = {generate(model, [1, 2, 3], 1, sample_temperature=20.0, top_k=3, seed=s)[0][0] for s in range(40)}
+    assert drawn <= top3 and len(drawn) > 1
+
+
+def test_an_unknown_sampler_is_named():
+    with pytest.raises(ValueError, match="unknown sampler 'gibbs'; choose one of langevin, langevin"):
+        generate(small_model(), [1], 1, sampler="gibbs")
 
 
 def test_sample_token_filters():
@@ -44,12 +62,13 @@ def test_two_callers_sample_on_two_backends_at_once():
 
     model = small_model()
     settings = SamplerSettings(7, 0.01, 0.5, 0.5)
-    alone, _ = generate(model, [1, 2, 3], 6, settings=settings, top_k=5, seed=3)
+    alone, _ = generate(model, [1, 2, 3], 6, settings=settings, top_k=5, seed=3, sampler="langevin+decoder")
     other = EndpointChains()
     results = {}
 
     def run(name, backend):
-        results[name] = generate(model, [1, 2, 3], 6, settings=settings, top_k=5, seed=3, backend=backend)[0]
+        results[name] = generate(model, [1, 2, 3], 6, settings=settings, top_k=5, seed=3, backend=backend,
+                                 sampler="langevin+decoder")[0]  # fmt: skip
 
     threads = [threading.Thread(target=run, args=a) for a in (("torch", TorchBackend()), ("other", other))]
     for t in threads:

@@ -1,6 +1,6 @@
-"""Generate: sampling from a checkpoint in the app process, streamed token by token: Langevin
-+ decoder, with the energy trajectory (and its three terms) of every token's run and the basin
-it falls into (nearest splat and token at each step), or p_E directly. The backend is chosen
+"""Generate: sampling from a checkpoint in the app process, streamed token by token: Langevin on
+the sampler's landscape, with the energy trajectory (and its terms) of every token's run and the
+basin it falls into (nearest splat and token at each step), or p_E directly. The backend is chosen
 per request, so sessions on different devices share one cached model (and one cached copy per
 CUDA device)."""
 
@@ -16,7 +16,7 @@ from app.resources import LOAD_ERRORS, all_checkpoints, choose_checkpoint, file_
 from app.settings import folders
 from app.text import text_block
 from ebm import SamplerSettings, backend_for, generate_stream
-from ebm.sampler import basin_of, chain_temperature
+from ebm.sampler import basin_kappa, basin_of, chain_temperature
 from ebm.vulkan.device import VulkanError, get_device, list_devices
 
 
@@ -29,13 +29,13 @@ class Request(NamedTuple):
     n_tokens: int
     seed: int
     device: str
-    direct: bool = False
+    sampler: str = "langevin"
 
 
-SAMPLERS = {"Langevin + decoder": False, "p_E directly": True}
-# Direct sampling scored better under the reference scorer at every temperature measured
-# (bench/ablate.py, docs/benchmarks.md "Ablations"); Langevin stays one click away.
-DEFAULT_SAMPLER = "p_E directly"
+SAMPLERS = {"Langevin": "langevin", "p_E directly": "direct"}
+# The two draw from the same law once the chain has mixed, and tie under the reference scorer
+# (bench/ablate.py, docs/benchmarks.md "Ablations"); Langevin shows how the token is found.
+DEFAULT_SAMPLER = "Langevin"
 
 
 def page() -> None:
@@ -97,13 +97,16 @@ def show_or_generate(request: "Request | None", path: Path, model, tokenizer, ke
 def request_form(cfg) -> Request | None:
     with st.form("generate"):
         prompt = st.text_area("Prompt", "The history of the city", key="gen_prompt")
-        a, b, c, d = st.columns(4)
+        a, b, c, d, e = st.columns(5)
         steps = a.number_input("Langevin steps", 1, 2000, cfg.langevin_steps, key="gen_steps")
         dt = b.number_input("dt", 1e-4, 1.0, cfg.langevin_dt, format="%.4f", key="gen_dt")
         gamma = c.number_input("γ (friction)", 0.0, 100.0, cfg.langevin_gamma, key="gen_gamma")
         temperature = d.number_input("Langevin temperature", 0.0, 10.0, cfg.langevin_T, format="%.3f", key="gen_T",
-                                     help="per degree of freedom: the chain runs at T / (d - 1), so T = 1 keeps "
-                                          "z near the bottom of its basin in any dimension")  # fmt: skip
+                                     help="per degree of freedom: 1 samples p_E exactly once the chain has mixed; "
+                                          "below 1 the chain favours the deepest basins")  # fmt: skip
+        strength = e.number_input("Basin κ/√(d-1)", 0.1, 20.0, cfg.langevin_kappa, key="gen_kappa",
+                                  help="how sharply each candidate token's basin holds z: higher, and z* decides the "
+                                       "token more; too high, and the chain stays in the first basin it finds")  # fmt: skip
         a, b, c, d = st.columns(4)
         sample_temperature = a.number_input("Sampling temperature", 0.0, 5.0, 1.0, key="gen_sample_T")
         top_k = b.number_input("top-k (0: off)", 0, cfg.vocab_size, 40, key="gen_top_k")
@@ -111,22 +114,23 @@ def request_form(cfg) -> Request | None:
         n_tokens = d.number_input("Tokens", 1, 200, 20, key="gen_n")
         a, b, c = st.columns(3)
         seed = a.number_input("Seed", 0, 2**31 - 1, 0, key="gen_seed")
-        how = "draw each token from the decoder at the end of a Langevin run, or from p_E itself"
+        how = "draw each token from the energy at the end of a Langevin run, or from p_E itself"
         sampler = c.selectbox("Sampler", list(SAMPLERS), list(SAMPLERS).index(DEFAULT_SAMPLER), key="gen_sampler", help=how)
         cuda = [f"cuda:{i} ({torch.cuda.get_device_name(i)})" for i in range(torch.cuda.device_count())]
         devices = ["cpu", *cuda, *(f"vulkan:{i} ({name})" for i, name in enumerate(list_devices()))]
-        help_ = "CUDA runs the whole model on the GPU; Vulkan runs each token's Langevin chain on the device"
+        help_ = "CUDA runs the whole model on the GPU; Vulkan scores the vocabulary's energies on the device"
         device = b.selectbox("Device", devices, key="gen_device", help=help_)
         if not st.form_submit_button("Generate"):
             return None
-    settings = SamplerSettings(int(steps), float(dt), float(gamma), chain_temperature(float(temperature), cfg.latent_dim))
+    chain_T, kappa = chain_temperature(float(temperature), cfg.latent_dim), basin_kappa(float(strength), cfg.latent_dim)
+    settings = SamplerSettings(int(steps), float(dt), float(gamma), chain_T, kappa)
     return Request(prompt, settings, float(sample_temperature), int(top_k), float(top_p), int(n_tokens), int(seed), device,
                    SAMPLERS[sampler])  # fmt: skip
 
 
 def generate_panel(request: Request, model, tokenizer, path: Path, key: str = "generation") -> None:
     on_vulkan = request.device.startswith("vulkan")
-    try:
+    try:  # Vulkan scores the vocabulary's energies; the chain over the candidates runs in torch
         backend = backend_for(get_device(request.device.split(" ")[0]) if on_vulkan else None)
     except VulkanError as err:
         st.error(f"{err}")
@@ -138,8 +142,7 @@ def generate_panel(request: Request, model, tokenizer, path: Path, key: str = "g
     tokens, rows, paths, basins = [], [], [], []
     stream = generate_stream(model, tokenizer.encode(request.prompt), n, request.settings, request.sample_temperature,
                              request.top_k, request.top_p, request.seed,
-                             keep_path=not on_vulkan,  # the device sampler does not read back every step's point
-                             backend=backend, direct=request.direct)  # fmt: skip
+                             keep_path=True, backend=backend, sampler=request.sampler)  # fmt: skip
     for i, tok in enumerate(stream):
         tokens.append(tok.token)
         out.markdown(text_block((request.prompt, ""), (tokenizer.decode(tokens), "strong")), unsafe_allow_html=True)
