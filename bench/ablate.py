@@ -20,10 +20,13 @@ leaves both out).
 With --memory, each variant is also scored with memory splats (ebm.memory) written from the
 whole train split and fitted on the first 20,000 tokens of the valid split: a row "+ memory".
 
-Text (e): the full model generates from prompts of the in-domain test split, by Langevin +
-decoder and by direct sampling from p_E, at the same sampling temperatures and top-k. A
-Kneser-Ney 5-gram fit on the train split scores the continuations (a reference that shares no
-weights with the model): generation perplexity, distinct-1/2 and repetition.
+Text (e): the full model generates from prompts of the in-domain test split by Langevin on the
+sampler's landscape (the token drawn from the energy at z*), by Langevin + decoder (the earlier
+design, with its chain settings) and by direct sampling from p_E, at the same sampling
+temperatures and top-k. A Kneser-Ney 5-gram fit on the train split scores the continuations (a
+reference that shares no weights with the model): generation perplexity with a 90% bootstrap
+interval over prompts, direct sampling's perplexity at the same distinct-2 (interpolated between
+its temperatures), distinct-1/2 and repetition. --generate-from CHECKPOINT runs this part alone.
 
 python bench/ablate.py --steps 400 --memory --out /tmp/bench/ablate
 """
@@ -127,17 +130,21 @@ def reference_scorer(args, tok):
 
 
 def continuation_scores(kn, prompts: list[list[int]], outputs: list[list[int]]) -> dict:
-    """Reference perplexity of the generated tokens given everything before them, and diversity."""
+    """Reference perplexity of the generated tokens given everything before them, with a 90%
+    bootstrap interval over prompts, and diversity."""
     from trainer.evaluation import distinct_n, repetition_rate
 
-    nll, n = 0.0, 0
+    nlls = []  # per prompt: summed reference NLL of its continuation
     for prompt, out in zip(prompts, outputs):
         text = prompt + out
-        for j in range(len(prompt), len(text)):
-            nll -= math.log(kn.prob(text[j], text[max(0, j - 4) : j]))
-            n += 1
+        nlls.append(-sum(math.log(kn.prob(text[j], text[max(0, j - 4) : j])) for j in range(len(prompt), len(text))))
+    nll, n = np.asarray(nlls), sum(len(o) for o in outputs)
+    picks = np.random.default_rng(0).integers(0, len(nll), (1000, len(nll)))
+    lengths = np.asarray([len(o) for o in outputs])
+    boot = np.exp(nll[picks].sum(1) / np.maximum(lengths[picks].sum(1), 1))
     return {
-        "reference_ppl": math.exp(nll / max(n, 1)),
+        "reference_ppl": math.exp(nll.sum() / max(n, 1)),
+        "reference_ppl_90": [float(np.percentile(boot, 5)), float(np.percentile(boot, 95))],
         "distinct_1": float(np.mean([distinct_n(o, 1) for o in outputs])),
         "distinct_2": float(np.mean([distinct_n(o, 2) for o in outputs])),
         "repetition": float(np.mean([repetition_rate(o) for o in outputs])),
@@ -145,22 +152,30 @@ def continuation_scores(kn, prompts: list[list[int]], outputs: list[list[int]]) 
     }
 
 
+# The chain of the earlier design (langevin+decoder): the shipped settings of its time, tuned
+# for the model's latent energy rather than the landscape.
+EARLIER_CHAIN = {"steps": 200, "dt": 0.001, "gamma": 0.1}
+
+
 def generation(args, checkpoint: str, tok) -> list[dict]:
-    """Langevin + decoder against direct p_E sampling, at each sampling temperature."""
-    from ebm.sampler import generate
+    """Langevin (landscape, token from the energy at z*), Langevin + decoder (the earlier
+    design) and direct p_E sampling, at each sampling temperature."""
+    from ebm.sampler import SamplerSettings, chain_temperature, generate
     from trainer.evaluate import load_run
 
     model = load_run(Path(checkpoint))[1].eval()
     kn, test = reference_scorer(args, tok)
     starts = np.linspace(0, len(test) - args.prompt_tokens - 1, args.prompts).astype(int)
     prompts = [test[s : s + args.prompt_tokens].tolist() for s in starts]
+    earlier = SamplerSettings(**EARLIER_CHAIN, temperature=chain_temperature(1.0, model.cfg.latent_dim))
     rows = []
-    for method in ("langevin", "direct"):
+    for method in args.samplers:
+        settings = earlier if method == "langevin+decoder" else None
         for temp in args.sample_temps:
             t = time.perf_counter()
             outputs = [
-                generate(model, p, args.gen_tokens, sample_temperature=temp, top_k=args.top_k, seed=i,
-                         direct=method == "direct")[0]
+                generate(model, p, args.gen_tokens, settings=settings, sample_temperature=temp, top_k=args.top_k, seed=i,
+                         sampler=method)[0]
                 for i, p in enumerate(prompts)
             ]  # fmt: skip
             row = {"method": method, "sample_temperature": temp, "top_k": args.top_k}
@@ -170,6 +185,15 @@ def generation(args, checkpoint: str, tok) -> list[dict]:
             print(f"[ablate] {method} T={temp}: {row['reference_ppl']:.1f} ref ppl, distinct-2 {row['distinct_2']:.3f}",
                   file=sys.stderr, flush=True)  # fmt: skip
     return rows
+
+
+def direct_at_equal_diversity(rows: list[dict], distinct_2: float) -> float | None:
+    """Direct sampling's reference perplexity at this distinct-2, interpolated between its rows
+    (None outside their range)."""
+    direct = sorted((r["distinct_2"], r["reference_ppl"]) for r in rows if r["method"] == "direct")
+    if len(direct) < 2 or not direct[0][0] <= distinct_2 <= direct[-1][0]:
+        return None
+    return float(np.interp(distinct_2, *zip(*direct)))
 
 
 # ----------------------------------------------------------------------------- report
@@ -200,14 +224,22 @@ def report(results: dict, args) -> str:
                          f"written and fitted in {m['build_s']:.0f} s; the search finds the nearest key for "
                          f"{m['search_recall']:.0%} of held-out contexts")  # fmt: skip
     if results.get("generation"):
-        lines += ["", "| sampler | sampling T | top-k | reference ppl (KN5) | distinct-1 | distinct-2 | repetition | s |",
-                  "|---|---|---|---|---|---|---|---|"]  # fmt: skip
-        for g in results["generation"]:
-            lines.append(
-                f"| {g['method']} | {g['sample_temperature']:g} | {g['top_k']} | {g['reference_ppl']:.1f} | "
-                f"{g['distinct_1']:.3f} | {g['distinct_2']:.3f} | {g['repetition']:.3f} | {g['gen_s']:.0f} |"
-            )
+        lines += generation_table(results["generation"])
     return "\n".join(lines) + "\n"
+
+
+def generation_table(rows: list[dict]) -> list[str]:
+    lines = ["", "| sampler | sampling T | top-k | reference ppl (KN5) [90%] | direct at equal distinct-2 | distinct-1 | "
+             "distinct-2 | repetition | s |", "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for g in rows:
+        lo, hi = g["reference_ppl_90"]
+        matched = direct_at_equal_diversity(rows, g["distinct_2"]) if g["method"] != "direct" else None
+        lines.append(
+            f"| {g['method']} | {g['sample_temperature']:g} | {g['top_k']} | {g['reference_ppl']:.1f} [{lo:.1f}, {hi:.1f}] | "
+            f"{'-' if matched is None else f'{matched:.1f}'} | {g['distinct_1']:.3f} | {g['distinct_2']:.3f} | "
+            f"{g['repetition']:.3f} | {g['gen_s']:.0f} |"
+        )
+    return lines
 
 
 def main() -> None:
@@ -226,6 +258,13 @@ def main() -> None:
     p.add_argument("--prompt-tokens", type=int, default=32)
     p.add_argument("--gen-tokens", type=int, default=32)
     p.add_argument("--sample-temps", type=float, nargs="+", default=[0.7, 1.0])
+    p.add_argument(
+        "--samplers",
+        nargs="+",
+        default=["langevin", "langevin+decoder", "direct"],
+        choices=["langevin", "langevin+decoder", "direct"],
+    )
+    p.add_argument("--generate-from", metavar="CHECKPOINT", help="only the text comparison, from this checkpoint")
     p.add_argument("--top-k", type=int, default=40)
     p.add_argument("--out", default="bench/results/ablate")
     args = p.parse_args()
@@ -234,6 +273,11 @@ def main() -> None:
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     tok = run_tokenizer(args)
+    if args.generate_from:
+        rows = generation(args, args.generate_from, tok)
+        (out / "generation.json").write_text(json.dumps(rows, indent=2))
+        print("\n".join(generation_table(rows)))
+        return
     results = {"tokenizer": tok.name, "args": vars(args), "rows": {}}
     for name in args.variants:
         print(f"[ablate] {name} ...", file=sys.stderr, flush=True)
