@@ -19,7 +19,7 @@ gradient of U is -kappa times the posterior mean of the candidates' embeddings.
 
 Why this and not the model's own latent energy: the end point of a chain on that energy
 carries no information p_E lacks, so a decoder reading it draws from a weaker estimate of the
-same conditional (docs/design-notes.md, section 13).
+same conditional (docs/design-notes.md, sections 4 and 14).
 """
 
 from __future__ import annotations

@@ -42,7 +42,7 @@ class SamplerSettings(NamedTuple):
     dt: float
     gamma: float
     temperature: float
-    kappa: float = 50.0  # concentration of each token's basin in the landscape
+    kappa: float = 50.0  # concentration of each token's basin in the landscape (from_config: basin_kappa)
 
     @classmethod
     def from_config(cls, cfg: EBMConfig, temperature: float | None = None) -> SamplerSettings:
