@@ -152,29 +152,22 @@ def continuation_scores(kn, prompts: list[list[int]], outputs: list[list[int]]) 
     }
 
 
-# The chain of the earlier design (langevin+decoder): the shipped settings of its time, tuned
-# for the model's latent energy rather than the landscape.
-EARLIER_CHAIN = {"steps": 200, "dt": 0.001, "gamma": 0.1}
-
-
 def generation(args, checkpoint: str, tok) -> list[dict]:
     """Langevin (landscape, token from the energy at z*), Langevin + decoder (the earlier
     design) and direct p_E sampling, at each sampling temperature."""
-    from ebm.sampler import SamplerSettings, chain_temperature, generate
+    from ebm.sampler import generate
     from trainer.evaluate import load_run
 
     model = load_run(Path(checkpoint))[1].eval()
     kn, test = reference_scorer(args, tok)
     starts = np.linspace(0, len(test) - args.prompt_tokens - 1, args.prompts).astype(int)
     prompts = [test[s : s + args.prompt_tokens].tolist() for s in starts]
-    earlier = SamplerSettings(**EARLIER_CHAIN, temperature=chain_temperature(1.0, model.cfg.latent_dim))
     rows = []
     for method in args.samplers:
-        settings = earlier if method == "langevin+decoder" else None
         for temp in args.sample_temps:
             t = time.perf_counter()
             outputs = [
-                generate(model, p, args.gen_tokens, settings=settings, sample_temperature=temp, top_k=args.top_k, seed=i,
+                generate(model, p, args.gen_tokens, sample_temperature=temp, top_k=args.top_k, seed=i,
                          sampler=method)[0]
                 for i, p in enumerate(prompts)
             ]  # fmt: skip

@@ -63,9 +63,9 @@ def main() -> None:
     valid = np.asarray(tokenize_split(load_corpus("builtin"), "valid", tokenizer, default_cache_dir(), progress=False))
     w = Windows(valid, 0, cfg.context_global)
     windows = torch.from_numpy(w.batch(w.evenly_spaced(args.windows)))
-    base = SamplerSettings.from_config(cfg)._replace(steps=args.steps)
+    base = SamplerSettings.latent(cfg)._replace(steps=args.steps)
     rows = {"no chain (z* = g(c))": base._replace(steps=0), "T = 0 (flow)": base._replace(temperature=0.0)}
-    rows |= {f"T = {t:g} per dimension": SamplerSettings.from_config(cfg, t)._replace(steps=args.steps) for t in (0.3, 1.0, 3.0)}
+    rows |= {f"T = {t:g} per dimension": SamplerSettings.latent(cfg, t)._replace(steps=args.steps) for t in (0.3, 1.0, 3.0)}
     rows["T = 1 unscaled"] = base._replace(temperature=1.0)
     print(f"{args.checkpoint}: d = {cfg.latent_dim}, {args.steps} steps, {args.windows} x 32 validation targets\n")
     print("| chain | decoder ppl from z* | p_E ppl | best lambda | mixture ppl | cos(z*, g) | cos to nearest splat mean "

@@ -35,6 +35,7 @@ Tensor = torch.Tensor
 
 
 SAMPLERS = ("langevin", "langevin+decoder", "direct")
+LATENT_CHAIN = (200, 0.001, 0.1)  # steps, dt, gamma: the earlier design's chain, tuned for the latent energy
 
 
 class SamplerSettings(NamedTuple):
@@ -51,6 +52,14 @@ class SamplerSettings(NamedTuple):
         T = cfg.langevin_T if temperature is None else temperature
         chain_T, kappa = chain_temperature(T, cfg.latent_dim), basin_kappa(cfg.langevin_kappa, cfg.latent_dim)
         return cls(cfg.langevin_steps, cfg.langevin_dt, cfg.langevin_gamma, chain_T, kappa)
+
+    @classmethod
+    def latent(cls, cfg: EBMConfig, temperature: float | None = None) -> SamplerSettings:
+        """A chain on the model's own latent energy (the langevin+decoder sampler): LATENT_CHAIN,
+        at langevin_T (or `temperature`) per degree of freedom. The landscape's settings would
+        overshoot there: its gradient is ~|beta g + u| per unit, not per degree of freedom."""
+        T = cfg.langevin_T if temperature is None else temperature
+        return cls(*LATENT_CHAIN, chain_temperature(T, cfg.latent_dim))
 
     @classmethod
     def flow(cls, cfg: EBMConfig, steps: int | None = None) -> SamplerSettings:
@@ -167,7 +176,8 @@ def generate_stream(
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
     cfg = model.cfg
-    settings = settings or SamplerSettings.from_config(cfg)
+    default = SamplerSettings.latent if sampler == "langevin+decoder" else SamplerSettings.from_config
+    settings = settings or default(cfg)
     emb = model.embeddings
     gen = torch.Generator(device=emb.device).manual_seed(seed)
     ids = list(prompt_ids) or [0]

@@ -4,7 +4,7 @@ from conftest import small_model
 
 from ebm import SamplerSettings, TorchBackend, generate
 from ebm.langevin import LangevinResult
-from ebm.sampler import sample_token
+from ebm.sampler import LATENT_CHAIN, sample_token
 
 
 @pytest.mark.parametrize(
@@ -19,6 +19,17 @@ def test_generate_returns_tokens_and_energy_traces(sampler, terms):
     assert set(steps[0].energies) == terms and all(e.shape == (8,) for e in steps[0].energies.values())
     again, _ = generate(model, [1, 2, 3], 4, settings=settings, top_k=5, seed=3, sampler=sampler)
     assert again == ids  # deterministic under a seed
+
+
+def test_each_chain_takes_the_settings_of_its_energy():
+    """The landscape's chain takes the config's langevin_*; a chain on the latent energy takes
+    LATENT_CHAIN, whose small steps suit a gradient of ~|beta g + u|."""
+    model = small_model()
+    cfg = model.cfg
+    for sampler, steps in (("langevin", cfg.langevin_steps), ("langevin+decoder", LATENT_CHAIN[0])):
+        _, tokens = generate(model, [1, 2, 3], 1, top_k=5, sampler=sampler)
+        assert tokens[0].energies["total"].shape == (steps + 1,)
+    assert SamplerSettings.latent(cfg, 0.5)[1:] == (LATENT_CHAIN[1], LATENT_CHAIN[2], 0.5 / (cfg.latent_dim - 1), 50.0)
 
 
 def test_langevin_draws_only_the_filtered_candidates():
