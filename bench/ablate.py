@@ -60,6 +60,7 @@ from bench.ppl import (  # noqa: E402
     transformer_row,
     unigram_row,
 )
+from ebm.sampler import SAMPLERS  # noqa: E402
 
 VARIANTS = {
     "full": [],
@@ -251,12 +252,7 @@ def main() -> None:
     p.add_argument("--prompt-tokens", type=int, default=32)
     p.add_argument("--gen-tokens", type=int, default=32)
     p.add_argument("--sample-temps", type=float, nargs="+", default=[0.7, 1.0])
-    p.add_argument(
-        "--samplers",
-        nargs="+",
-        default=["langevin", "langevin+decoder", "direct"],
-        choices=["langevin", "langevin+decoder", "direct"],
-    )
+    p.add_argument("--samplers", nargs="+", default=list(SAMPLERS), choices=SAMPLERS)
     p.add_argument("--generate-from", metavar="CHECKPOINT", help="only the text comparison, from this checkpoint")
     p.add_argument("--top-k", type=int, default=40)
     p.add_argument("--out", default="bench/results/ablate")
