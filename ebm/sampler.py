@@ -17,7 +17,7 @@ from its minimum; at T itself the chain wanders a nearly uniform sphere (A_640(1
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
 import torch
@@ -34,7 +34,6 @@ from .model import EBMModel
 Tensor = torch.Tensor
 
 
-SAMPLERS = ("langevin", "langevin+decoder", "direct")
 LATENT_CHAIN = (200, 0.001, 0.1)  # steps, dt, gamma: the earlier design's chain, tuned for the latent energy
 
 
@@ -157,6 +156,64 @@ def landscape_fn(land: Landscape) -> EnergyFn:
     return fn
 
 
+class TokenStep(NamedTuple):
+    """What a per-token sampler reads: the model, one context (g, u, h each (1, D)), the chain's
+    settings, the filter (temperature, top-k, top-p) and the run's generator and backend."""
+
+    model: EBMModel
+    g: Tensor
+    u: Tensor
+    h: Tensor
+    settings: SamplerSettings
+    filtering: tuple[float, int, float]
+    generator: torch.Generator
+    backend: Backend
+    keep_path: bool
+
+
+def direct_token(s: TokenStep) -> GeneratedToken:
+    """A token drawn from p_E itself: no chain (z is g(c), no energy trace)."""
+    token = sample_token(s.model.energy_logits(s.g, s.u, s.h, s.backend)[0], *s.filtering, s.generator)
+    return GeneratedToken(token, s.g[0], {}, float((s.g[0] * s.model.embeddings[token]).sum()))
+
+
+def landscape_token(s: TokenStep) -> GeneratedToken:
+    """Langevin on the landscape of p_E's filtered candidates, the token drawn from the energy at z*."""
+    land = landscape(filter_logits(s.model.energy_logits(s.g, s.u, s.h, s.backend), *s.filtering), s.model.embeddings,
+                     s.settings.kappa)  # fmt: skip
+    c = s.settings
+    run = langevin_sample(
+        _start(s), landscape_fn(land), c.steps, c.dt, c.gamma, c.temperature, s.generator, keep_path=s.keep_path
+    )
+    return _chain_token(s, run, int(draw(run.z, land, s.generator)[0]))
+
+
+def decoder_token(s: TokenStep) -> GeneratedToken:
+    """Langevin on the model's latent energy, z* read by the mixture-of-experts decoder."""
+    run = sample(s.model, _start(s), s.g, s.u, s.settings, s.generator, keep_path=s.keep_path, backend=s.backend, h=s.h)
+    logits = s.model.decoder(run.z, s.h, s.model.embeddings, bias=s.model.log_prior).logits[0]
+    return _chain_token(s, run, sample_token(logits, *s.filtering, s.generator))
+
+
+def _start(s: TokenStep) -> Tensor:
+    return normalize(s.g + 0.01 * torch.randn(s.g.shape, generator=s.generator, device=s.g.device))
+
+
+def _chain_token(s: TokenStep, run: LangevinResult, token: int) -> GeneratedToken:
+    cos = float((run.z[0] * s.model.embeddings[token]).sum())
+    path = run.path[:, 0] if run.path is not None else None
+    return GeneratedToken(token, run.z[0], {k: v[:, 0] for k, v in run.energies.items()}, cos, path)
+
+
+# name -> (one token from a context, the chain settings it defaults to)
+TOKEN_SAMPLERS: dict[str, tuple[Callable[[TokenStep], GeneratedToken], Callable[..., SamplerSettings]]] = {
+    "langevin": (landscape_token, SamplerSettings.from_config),
+    "langevin+decoder": (decoder_token, SamplerSettings.latent),
+    "direct": (direct_token, SamplerSettings.from_config),
+}
+SAMPLERS = tuple(TOKEN_SAMPLERS)
+
+
 @torch.no_grad()
 def generate_stream(
     model: EBMModel,
@@ -171,39 +228,21 @@ def generate_stream(
     backend: Backend = TORCH,
     sampler: str = "langevin",
 ) -> Iterator[GeneratedToken]:
-    """Yield n tokens one by one, each from the named sampler (module docstring): "direct" has no
-    chain (z is g(c) and there is no energy trace)."""
-    if sampler not in SAMPLERS:
+    """Yield n tokens one by one, each from the named per-token sampler (TOKEN_SAMPLERS; module
+    docstring). Constrained spans are ebm.composition's."""
+    if sampler not in TOKEN_SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
     cfg = model.cfg
-    default = SamplerSettings.latent if sampler == "langevin+decoder" else SamplerSettings.from_config
+    step_fn, default = TOKEN_SAMPLERS[sampler]
     settings = settings or default(cfg)
-    emb = model.embeddings
-    gen = torch.Generator(device=emb.device).manual_seed(seed)
+    gen = torch.Generator(device=model.embeddings.device).manual_seed(seed)
     ids = list(prompt_ids) or [0]
     for _ in range(n):
-        window = torch.tensor([ids[-(cfg.context_global + 1) :] + [0]], device=emb.device)  # dummy last token: target slot
+        window = torch.tensor([ids[-(cfg.context_global + 1) :] + [0]], device=gen.device)  # dummy last token: target slot
         g, u, h = (x.reshape(1, -1) for x in model.contexts(window[:, :-1], 1))
-        filtering = (sample_temperature, top_k, top_p)
-        if sampler == "direct":
-            token = sample_token(model.energy_logits(g, u, h, backend)[0], *filtering, gen)
-            ids.append(token)
-            yield GeneratedToken(token, g[0], {}, float((g[0] * emb[token]).sum()))
-            continue
-        z0 = normalize(g + 0.01 * torch.randn(g.shape, generator=gen, device=g.device))
-        if sampler == "langevin":
-            land = landscape(filter_logits(model.energy_logits(g, u, h, backend), *filtering), emb, settings.kappa)
-            s = settings
-            run = langevin_sample(z0, landscape_fn(land), s.steps, s.dt, s.gamma, s.temperature, gen, keep_path=keep_path)
-            token = int(draw(run.z, land, gen)[0])
-        else:
-            run = sample(model, z0, g, u, settings, gen, keep_path=keep_path, backend=backend, h=h)
-            logits = model.decoder(run.z, h, emb, bias=model.log_prior).logits[0]
-            token = sample_token(logits, *filtering, gen)
-        ids.append(token)
-        cos = float((run.z[0] * emb[token]).sum())
-        path = run.path[:, 0] if run.path is not None else None
-        yield GeneratedToken(token, run.z[0], {k: v[:, 0] for k, v in run.energies.items()}, cos, path)
+        out = step_fn(TokenStep(model, g, u, h, settings, (sample_temperature, top_k, top_p), gen, backend, keep_path))
+        ids.append(out.token)
+        yield out
 
 
 class Basin(NamedTuple):

@@ -1,4 +1,4 @@
-"""The command lines of ebm-evaluate, ebm-diagnose and ebm-export, parsed before anything heavy
+"""The command lines of ebm-evaluate, ebm-generate, ebm-diagnose and ebm-export, parsed before anything heavy
 is imported: `--help` is instant, and each command loads torch only once it has work to do.
 (ebm-train's own parser lives in trainer/train.py, which follows the same rule.)"""
 
@@ -77,6 +77,39 @@ def export_parser() -> argparse.ArgumentParser:
     return p
 
 
+def generate_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="ebm-generate",
+        description="Generate text from a checkpoint, optionally under constraints added at generation time: "
+        "keywords that must appear anywhere, words to avoid, a right context to join (infilling), a topic.",
+        epilog="examples:\n  ebm-generate --checkpoint checkpoints/<run_id> --prompt 'The river' --keywords bridge,city\n"
+        "  ebm-generate --checkpoint checkpoints/<run_id> --prompt 'He was born in' --tokens 12 "
+        "--right-context 'where he studied law.' --json",
+        formatter_class=HelpFormatter,
+    )
+    p.add_argument("--checkpoint", required=True, help="a .pt file, a run folder (its latest.pt) or an ebm-export folder")
+    p.add_argument("--prompt", default="", help="the text to continue (empty: an unconditioned start)")
+    p.add_argument("--tokens", type=int, default=32, help="tokens to generate per sample")
+    p.add_argument("--samples", type=int, default=1, help="samples to generate")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--sampler", default="langevin", help="langevin, direct, rejection, importance or smc")
+    p.add_argument("--keywords", default="", metavar="W[,W...]", help="words or phrases that must appear somewhere")
+    p.add_argument("--avoid", default="", metavar="W[,W...]", help="words that must not appear")
+    p.add_argument("--right-context", default="", metavar="TEXT", help="text that must follow the generated span")
+    p.add_argument("--topic", default="", metavar="W[,W...]", help="words whose neighbourhood the text should stay near")
+    p.add_argument("--weight", action="append", default=[], metavar="NAME=VALUE",
+                   help="a constraint kind's weight: keyword, avoid, right_context or topic (repeatable)")  # fmt: skip
+    p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature of p_E")
+    p.add_argument("--top-k", type=int, default=40, help="top-k filter of p_E (0: none); constraint tokens are always kept")
+    p.add_argument("--budget-seconds", type=float, default=None, help="baselines: seconds per sample")
+    p.add_argument("--budget-drafts", type=int, default=64, help="baselines: drafts of the span per sample")
+    p.add_argument("--chains", type=int, default=16, help="langevin: chains per sample")
+    p.add_argument("--steps", type=int, default=60, help="langevin: steps per chain")
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    p.add_argument("--json", action="store_true", help="one JSON object per sample per line")
+    return p
+
+
 def _parse_then_run(parser: argparse.ArgumentParser, module: str, argv: list[str] | None) -> int:
     args = parser.parse_args(argv)
     return importlib.import_module(module, __package__).cli_main(args)  # the heavy module, only now
@@ -88,6 +121,10 @@ def evaluate(argv: list[str] | None = None) -> int:
 
 def diagnose(argv: list[str] | None = None) -> int:
     return _parse_then_run(diagnose_parser(), ".diagnose", argv)
+
+
+def generate(argv: list[str] | None = None) -> int:
+    return _parse_then_run(generate_parser(), ".generate_command", argv)
 
 
 def export(argv: list[str] | None = None) -> int:

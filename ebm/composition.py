@@ -1,0 +1,441 @@
+"""Sampling a span under energies added at generation time (docs/design.md, "Composition").
+
+Every method here targets the same law over spans x of n tokens after a prompt:
+
+    pi(x) ~ q0(x) * [hard constraints met] * exp(-sum_soft lambda_i C_i(x))
+
+where q0 is p_E's sampling law: left to right, each token from softmax(logits / T) over the
+top-k tokens plus the constraints' own tokens (so a keyword the model finds unlikely is not
+excluded by the filter). Methods differ in how they propose and correct:
+
+- "direct": q0 itself, constraints ignored (the unconstrained reference).
+- "rejection": draws from q0 until one is accepted with probability [hard met] exp(-sum lambda C),
+  exact because every soft energy is >= 0.
+- "importance": N draws from q0, one resampled with weights [hard met] exp(-sum lambda C).
+- "smc": sequential Monte Carlo, particles extended token by token; a token that would break an
+  avoid constraint is never proposed (its mass enters the weight), a potential exp(-lambda
+  missing keywords) lets particles that already hold a keyword multiply, resampling at ESS < N/2.
+- "langevin": all n positions are points on the sphere, moved jointly by underdamped Riemannian
+  Langevin (ebm.langevin) on the relaxed energy E(z) = sum_t U_t(z_t | z_<t) + sum_i lambda_i C_i(z),
+  U_t the landscape energy of ebm.landscape with contexts read from the relaxed points themselves;
+  then each chain's tokens are drawn left to right from q0's law tilted towards its points,
+  r_t(w) ~ q0_t(w) exp(kappa e_w . z_t), and one chain is resampled with importance weights
+  pi(x) / r(x | z), so its output has pi as its stated target whatever the relaxation's bias.
+
+Notation: K rows (chains or draws), n span tokens, P prompt tokens, R right-context tokens,
+V vocabulary, D latent_dim.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import torch
+
+from .constraints import Constraint, SpanView
+from .geometry import normalize
+from .langevin import LangevinResult, langevin_sample
+from .model import EBMModel
+
+Tensor = torch.Tensor
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One constrained generation: the model, a prompt, the span length, the constraints and
+    p_E's sampling law (temperature, top-k)."""
+
+    model: EBMModel
+    prompt: tuple[int, ...]
+    n: int
+    constraints: tuple[Constraint, ...] = ()
+    temperature: float = 1.0
+    top_k: int = 40
+
+    def __post_init__(self) -> None:
+        if self.n < 1:
+            raise ValueError("the span needs at least one token (--tokens 1 or more)")
+        if self.temperature <= 0:
+            raise ValueError("the sampling temperature must be above 0")
+        room = self.model.cfg.context_global + 1 - self.n - len(self.right)
+        if room < 1:
+            raise ValueError(
+                f"span of {self.n} tokens plus a right context of {len(self.right)} does not fit the model's "
+                f"window of {self.model.cfg.context_global + 1} tokens: shorten one of them"
+            )
+        object.__setattr__(self, "prompt", (tuple(self.prompt) or (0,))[-room:])  # 0: as generate_stream does
+
+    @property
+    def right(self) -> tuple[int, ...]:
+        return next((c.tokens for c in self.constraints if c.kind == "right_context"), ())
+
+    @property
+    def extras(self) -> list[int]:
+        return sorted({t for c in self.constraints for t in c.candidates()})
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Compute each sample may spend: wall-clock seconds and/or complete drafts of the span (a
+    draft costs n model calls over one row). The first limit reached stops; at least one batch
+    always runs."""
+
+    seconds: float | None = None
+    drafts: int | None = None
+    batch: int = 16
+
+    def spent(self, started: float, drafts: int) -> bool:
+        late = self.seconds is not None and time.perf_counter() - started >= self.seconds
+        return late or (self.drafts is not None and drafts >= self.drafts)
+
+
+@dataclass(frozen=True)
+class ChainSettings:
+    """The sequence chain: chains per sample, steps, step size, friction, temperature per degree
+    of freedom, and the basin strength of the final draw (kappa = strength sqrt(d - 1))."""
+
+    chains: int = 16
+    steps: int = 60
+    dt: float = 0.2
+    gamma: float = 0.2
+    temperature: float = 1.0
+    strength: float = 2.0
+
+
+@dataclass
+class ComposedSample:
+    tokens: list[int]
+    energies: dict[str, float]  # constraint label -> its energy at the output
+    met: dict[str, bool]  # constraint label -> met
+    log_weight: float  # the output's importance log weight (relative; 0 for direct and rejection)
+    drafts: int  # complete spans drawn for this sample
+    seconds: float
+    trace: dict[str, list[float]] = field(default_factory=dict)  # Langevin: term -> energy per chain step
+
+
+class Scores(NamedTuple):
+    energies: Tensor  # (K, C) each constraint's weighted energy
+    met: Tensor  # (K, C) bool
+    log_potential: Tensor  # (K,) log([hard met] exp(-sum_soft energies)); -inf where a hard one fails
+
+
+# ----------------------------------------------------------------------------- p_E's law, left to right
+
+
+def next_logits(model: EBMModel, seqs: Tensor) -> Tensor:
+    """Unnormalised log p_E of the next token after each row of ids (K, L) -> (K, V)."""
+    window = seqs[:, -(model.cfg.context_global + 1) :]
+    g, u, h = (x[:, -1] for x in model.contexts(window, 1))
+    return model.energy_logits(g, u, h)
+
+
+def base_logprobs(problem: Problem, logits: Tensor) -> Tensor:
+    """log q0_t over the vocabulary: softmax(logits / T) over the top-k plus the constraints'
+    tokens, -inf elsewhere: (K, V) -> (K, V)."""
+    scaled = logits.float() / problem.temperature
+    keep = torch.zeros_like(scaled, dtype=torch.bool)
+    if 0 < problem.top_k < scaled.shape[-1]:
+        keep.scatter_(-1, scaled.topk(problem.top_k, -1).indices, True)
+        keep[:, problem.extras] = True
+    else:
+        keep[:] = True
+    return torch.log_softmax(scaled.masked_fill(~keep, float("-inf")), -1)
+
+
+def banned_mask(problem: Problem, prefixes: Tensor, vocab: int) -> Tensor:
+    """Tokens that would break a hard constraint if drawn next: (K, L) ids -> (K, V) bool."""
+    mask = torch.zeros(prefixes.shape[0], vocab, dtype=torch.bool, device=prefixes.device)
+    if any(c.kind == "avoid" for c in problem.constraints):
+        for row, prefix in enumerate(prefixes.tolist()):
+            for c in problem.constraints:
+                mask[row, c.banned_next(prefix)] = True
+    return mask
+
+
+def prompt_rows(problem: Problem, rows: int, device: torch.device) -> Tensor:
+    return torch.tensor(problem.prompt, device=device).expand(rows, -1)
+
+
+def draw_spans(problem: Problem, rows: int, gen: torch.Generator, tilt: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """Spans drawn left to right from q0 with banned tokens removed, each token's law tilted by
+    (K, n, V) log factors when given: -> ids (K, n), log q0(x) (K,), log r(x) (K,) of the law drawn from."""
+    model = problem.model
+    seqs = prompt_rows(problem, rows, model.embeddings.device)
+    log_q0 = log_r = seqs.new_zeros(rows, dtype=torch.float)
+    for t in range(problem.n):
+        base = base_logprobs(problem, next_logits(model, seqs))
+        proposal = base if tilt is None else base + tilt[:, t]
+        proposal = proposal.masked_fill(banned_mask(problem, seqs, base.shape[-1]), float("-inf"))
+        dead = torch.isinf(proposal).all(-1, keepdim=True)  # every allowed token banned: the draw fails later
+        proposal = torch.log_softmax(torch.where(dead, base, proposal), -1)
+        x = torch.multinomial(proposal.exp(), 1, generator=gen)  # (K, 1)
+        log_q0, log_r = log_q0 + base.gather(-1, x)[:, 0], log_r + proposal.gather(-1, x)[:, 0]
+        seqs = torch.cat([seqs, x], 1)
+    return seqs[:, -problem.n :], log_q0, log_r
+
+
+def right_logits(problem: Problem, inputs: Tensor) -> Tensor | None:
+    """The model's logits at the right context's positions given prompt and span, from the span's
+    input embeddings (K, n, D), exact or relaxed: -> (K, R, V), None without a right context."""
+    model, right = problem.model, problem.right
+    if not right:
+        return None
+    emb = model.embeddings
+    K = inputs.shape[0]
+    x = torch.cat([emb[list(problem.prompt)].expand(K, -1, -1), inputs, emb[list(right)].expand(K, -1, -1)], 1)
+    return _logits(model, x[:, :-1], len(right))
+
+
+def _logits(model: EBMModel, inputs: Tensor, last: int) -> Tensor:
+    """Logits after each of the last `last` positions of input embeddings (K, L, D) -> (K, last, V)."""
+    ctx = model.context(inputs, last)
+    g, u, h = (x.reshape(-1, x.shape[-1]) for x in ctx)
+    return model.energy_logits(g, u, h).view(inputs.shape[0], last, -1)
+
+
+@torch.no_grad()
+def score(problem: Problem, tokens: Tensor) -> Scores:
+    """Every constraint's energy and verdict on finished spans (K, n)."""
+    emb = problem.model.embeddings
+    view = SpanView(emb[tokens], right_logits(problem, emb[tokens]))
+    if not problem.constraints:
+        zeros = tokens.new_zeros(tokens.shape[0], dtype=torch.float)
+        return Scores(zeros[:, None][:, :0], zeros[:, None][:, :0].bool(), zeros)
+    energies = torch.stack([c.energy(view).float() for c in problem.constraints], -1)  # (K, C)
+    met = torch.stack([c.met(tokens, energies[:, i]) for i, c in enumerate(problem.constraints)], -1)
+    hard = torch.tensor([c.hard for c in problem.constraints], device=tokens.device)
+    ok = (met | ~hard).all(-1)
+    soft = (energies * ~hard).sum(-1)
+    return Scores(energies, met, torch.where(ok, -soft, torch.full_like(soft, float("-inf"))))
+
+
+def resample_one(log_w: Tensor, gen: torch.Generator) -> int:
+    """An index drawn with probability ~ exp(log_w); all -inf: uniform."""
+    if torch.isinf(log_w).all():
+        log_w = torch.zeros_like(log_w)
+    return int(torch.multinomial(torch.softmax(log_w, -1), 1, generator=gen))
+
+
+def _sample(
+    problem: Problem, tokens: Tensor, scores: Scores, row: int, log_w: float, drafts: int, started: float
+) -> ComposedSample:
+    labels = [c.label or c.kind for c in problem.constraints]
+    return ComposedSample(
+        tokens=tokens[row].tolist(),
+        energies={k: float(v) for k, v in zip(labels, scores.energies[row])},
+        met={k: bool(v) for k, v in zip(labels, scores.met[row])},
+        log_weight=log_w,
+        drafts=drafts,
+        seconds=time.perf_counter() - started,
+    )
+
+
+# ----------------------------------------------------------------------------- the methods
+
+Composer = Callable[[Problem, Budget, ChainSettings, torch.Generator], ComposedSample]
+
+
+def direct(problem: Problem, budget: Budget, chain: ChainSettings, gen: torch.Generator) -> ComposedSample:
+    """One draw from q0 with top-k alone: the constraints are scored, not used."""
+    started = time.perf_counter()
+    plain = Problem(problem.model, problem.prompt, problem.n, (), problem.temperature, problem.top_k)
+    tokens, _, _ = draw_spans(plain, 1, gen)
+    return _sample(problem, tokens, score(problem, tokens), 0, 0.0, 1, started)
+
+
+def rejection(problem: Problem, budget: Budget, chain: ChainSettings, gen: torch.Generator) -> ComposedSample:
+    """Batches from q0 until a draw is accepted with probability exp(log potential); out of budget,
+    the draw of highest potential (reported unmet)."""
+    started, drafts, best = time.perf_counter(), 0, None
+    while True:
+        tokens, _, _ = draw_spans(problem, budget.batch, gen)
+        scores = score(problem, tokens)
+        drafts += budget.batch
+        u = torch.rand(budget.batch, generator=gen, device=tokens.device)
+        accepted = (u.log() < scores.log_potential).nonzero()
+        if len(accepted):
+            return _sample(problem, tokens, scores, int(accepted[0]), 0.0, drafts, started)
+        row = int(scores.log_potential.argmax())
+        if best is None or scores.log_potential[row] > best[1].log_potential[best[2]]:
+            best = (tokens, scores, row)
+        if budget.spent(started, drafts):
+            return _sample(problem, *best, float("-inf"), drafts, started)
+
+
+def importance(problem: Problem, budget: Budget, chain: ChainSettings, gen: torch.Generator) -> ComposedSample:
+    """Draws from q0 until the budget is spent, one resampled with weights exp(log potential)."""
+    started, drafts, pool = time.perf_counter(), 0, []
+    while not pool or not budget.spent(started, drafts):
+        tokens, _, _ = draw_spans(problem, budget.batch, gen)
+        pool.append((tokens, score(problem, tokens)))
+        drafts += budget.batch
+    tokens = torch.cat([p[0] for p in pool])
+    scores = Scores(*(torch.cat([p[1][i] for p in pool]) for i in range(3)))
+    row = resample_one(scores.log_potential, gen)
+    return _sample(problem, tokens, scores, row, float(scores.log_potential[row]), drafts, started)
+
+
+def smc(problem: Problem, budget: Budget, chain: ChainSettings, gen: torch.Generator) -> ComposedSample:
+    """Sequential Monte Carlo over as many particles as the budget's drafts allow (by time: one
+    batch, timed, then as many as fit)."""
+    started = time.perf_counter()
+    particles = budget.drafts or budget.batch
+    if budget.seconds is not None and budget.drafts is None:
+        probe = time.perf_counter()
+        draw_spans(problem, budget.batch, gen)
+        per_draft = (time.perf_counter() - probe) / budget.batch
+        particles = max(budget.batch, int(max(budget.seconds - (time.perf_counter() - started), 0) / per_draft))
+    tokens, log_w = smc_particles(problem, particles, chain.strength, gen)
+    scores = score(problem, tokens)
+    log_w = log_w + scores.log_potential
+    row = resample_one(log_w, gen)
+    return _sample(problem, tokens, scores, row, float(log_w[row]), particles, started)
+
+
+def smc_particles(problem: Problem, particles: int, keyword_weight: float, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+    """Particles (N, n) and their log weights before the final potential. The intermediate target
+    is q0 with avoid constraints met so far, times exp(-keyword_weight * keywords still missing)."""
+    model = problem.model
+    seqs = prompt_rows(problem, particles, model.embeddings.device)
+    log_w = seqs.new_zeros(particles, dtype=torch.float)
+    missing = _missing_keywords(problem, seqs[:, :0])
+    for _ in range(problem.n):
+        base = base_logprobs(problem, next_logits(model, seqs))
+        allowed = base.masked_fill(banned_mask(problem, seqs, base.shape[-1]), float("-inf"))
+        log_mass = torch.logsumexp(allowed, -1)  # (N,) q0's mass that keeps the avoid constraints
+        proposal = torch.where(torch.isinf(log_mass)[:, None], base, allowed - log_mass[:, None])
+        seqs = torch.cat([seqs, torch.multinomial(proposal.exp(), 1, generator=gen)], 1)
+        now = _missing_keywords(problem, seqs[:, len(problem.prompt) :])
+        log_w = log_w + log_mass - keyword_weight * (now - missing)
+        missing = now
+        if _ess(log_w) < particles / 2:
+            keep = torch.multinomial(torch.softmax(log_w, -1), particles, replacement=True, generator=gen)
+            seqs, missing, log_w = seqs[keep], missing[keep], torch.full_like(log_w, float(torch.logsumexp(log_w, -1)))
+    return seqs[:, -problem.n :], log_w + keyword_weight * missing  # the potential comes off again at the end
+
+
+def _missing_keywords(problem: Problem, tokens: Tensor) -> Tensor:
+    """(N, t) -> (N,) how many keywords a span prefix does not hold yet."""
+    missing = tokens.new_zeros(tokens.shape[0], dtype=torch.float)
+    for c in problem.constraints:
+        if c.kind == "keyword":
+            missing = missing + (~c.met(tokens, missing)).float()
+    return missing
+
+
+def _ess(log_w: Tensor) -> float:
+    w = torch.softmax(log_w, -1)
+    return float(1.0 / (w * w).sum())
+
+
+# ----------------------------------------------------------------------------- Langevin on the span
+
+
+def relaxed_energy(problem: Problem, z: Tensor, strength: float) -> tuple[dict[str, Tensor], Tensor]:
+    """The chain's energy of relaxed spans z (K, n, D) with its parts, each (K,): "model", the
+    landscape energies sum_t U_t(z_t | prompt, z_<t), one per constraint, and "total"; and the
+    tilt kappa e_w . z_t (K, n, V) that the final draw adds to q0's log-probabilities."""
+    model, emb = problem.model, problem.model.embeddings
+    K, n, D = z.shape
+    kappa = strength * math.sqrt(max(D - 1, 1))
+    prompt = emb[list(problem.prompt)].expand(K, -1, -1)
+    right = emb[list(problem.right)].expand(K, -1, -1)
+    x = torch.cat([prompt, z, right], 1)
+    logits = _logits(model, x[:, :-1], n + right.shape[1])  # (K, n + R, V)
+    logp = torch.log_softmax(logits[:, :n] / problem.temperature, -1)
+    tilt = kappa * torch.einsum("knd,vd->knv", z, emb)  # (K, n, V)
+    terms = {"model": -torch.logsumexp(logp + tilt - kappa, -1).sum(-1)}
+    view = SpanView(z, logits[:, n:] if right.shape[1] else None)
+    for c in problem.constraints:
+        terms[c.label or c.kind] = c.energy(view)
+    terms["total"] = torch.stack(list(terms.values())).sum(0)
+    return terms, tilt
+
+
+def chain_energy(problem: Problem, strength: float):
+    """(z, step) -> (terms, Euclidean gradient (K, n, D)) for ebm.langevin, the gradient per degree
+    of freedom like the chain's temperature (ebm.sampler)."""
+    dof = max(problem.model.cfg.latent_dim - 1, 1)
+
+    def fn(z: Tensor, step: int) -> tuple[dict[str, Tensor], Tensor]:
+        z = z.detach().requires_grad_(True)
+        with torch.enable_grad():
+            terms, _ = relaxed_energy(problem, z, strength)
+            (grad,) = torch.autograd.grad(terms["total"].sum(), z)
+        return {k: v.detach() for k, v in terms.items()}, grad / dof
+
+    return fn
+
+
+def langevin_drafts(
+    problem: Problem, chain: ChainSettings, gen: torch.Generator
+) -> tuple[Tensor, Tensor, Scores, LangevinResult]:
+    """chain.chains chains on the relaxed span from drafts of q0, then a tilted draw of tokens from
+    each chain's end: ids (K, n), log importance weights pi(x) / r(x | z) (K,) up to a constant,
+    their scores, and the chains."""
+    model = problem.model
+    K, D = chain.chains, model.cfg.latent_dim
+    start, _, _ = draw_spans(problem, K, gen)
+    z0 = normalize(model.embeddings[start] + 0.01 * torch.randn(K, problem.n, D, generator=gen, device=start.device))
+    run = langevin_sample(
+        z0, chain_energy(problem, chain.strength), chain.steps, chain.dt, chain.gamma,
+        chain.temperature / max(D - 1, 1), gen,
+    )  # fmt: skip
+    with torch.no_grad():
+        _, tilt = relaxed_energy(problem, run.z, chain.strength)
+        tokens, log_q0, log_r = draw_spans(problem, K, gen, tilt)
+        scores = score(problem, tokens)
+    return tokens, log_q0 - log_r + scores.log_potential, scores, run
+
+
+def langevin(problem: Problem, budget: Budget, chain: ChainSettings, gen: torch.Generator) -> ComposedSample:
+    """Langevin drafts (langevin_drafts), one resampled by its importance weight (module docstring)."""
+    started = time.perf_counter()
+    tokens, log_w, scores, run = langevin_drafts(problem, chain, gen)
+    row = resample_one(log_w, gen)
+    sample = _sample(problem, tokens, scores, row, float(log_w[row] - torch.logsumexp(log_w, -1)), 2 * chain.chains, started)
+    sample.trace = {k: v[:, row].tolist() for k, v in run.energies.items()}
+    return sample
+
+
+COMPOSERS: dict[str, Composer] = {
+    "langevin": langevin,
+    "direct": direct,
+    "rejection": rejection,
+    "importance": importance,
+    "smc": smc,
+}
+
+
+def compose(
+    model: EBMModel,
+    prompt: Sequence[int],
+    n: int,
+    constraints: Sequence[Constraint] = (),
+    method: str = "langevin",
+    samples: int = 1,
+    budget: Budget | None = None,
+    chain: ChainSettings | None = None,
+    temperature: float = 1.0,
+    top_k: int = 40,
+    seed: int = 0,
+) -> list[ComposedSample]:
+    """`samples` spans of n tokens after `prompt` under the constraints, by the named method
+    (module docstring), each within `budget` (default: 4 batches of drafts)."""
+    if method not in COMPOSERS:
+        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(COMPOSERS)}")
+    problem = Problem(model, tuple(prompt), n, tuple(constraints), temperature, top_k)
+    gen = torch.Generator(device=model.embeddings.device).manual_seed(seed)
+    budget = budget or Budget(drafts=64)
+    chain = chain or ChainSettings()
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            return [COMPOSERS[method](problem, budget, chain, gen) for _ in range(samples)]
+    finally:
+        model.train(was_training)

@@ -1,0 +1,156 @@
+"""Sampling under composed energies (ebm.composition): on a 2-token span over a 5-word model
+every sequence can be enumerated, so each method's law is checked against the stated target
+pi(x) ~ q0(x) [hard constraints met] exp(-sum_soft lambda C(x))."""
+
+import itertools
+
+import pytest
+import torch
+from conftest import small_model
+
+from ebm.composition import (
+    COMPOSERS,
+    Budget,
+    ChainSettings,
+    Problem,
+    base_logprobs,
+    compose,
+    langevin_drafts,
+    next_logits,
+    score,
+    smc_particles,
+)
+from ebm.constraints import Avoid, Keyword, RightContext
+
+ALL = torch.tensor(list(itertools.product(range(5), repeat=2)))  # (25, 2) every span
+
+
+@pytest.fixture(scope="module")
+def toy():
+    model = small_model(vocab_size=5, n_splats_init=8, max_splats=16, knn_k=4, curriculum_capacities=(8, 16, 16)).eval()
+    with torch.no_grad():  # a peaked, context-dependent law, as a trained model's would be
+        model.log_prior.copy_(torch.tensor([0.0, 1.0, -1.0, 0.5, -2.0]))
+    emb = model.embeddings.detach()
+    cons = (Keyword(((4,),), emb, label="four", weight=2.0), RightContext((1,), label="right"))
+    return Problem(model, (0, 3), 2, cons, temperature=1.0, top_k=0)
+
+
+def log_q0(problem, tokens):
+    """log q0 of each span (K, n), exactly, left to right."""
+    prompt = torch.tensor(problem.prompt).expand(tokens.shape[0], -1)
+    total = torch.zeros(tokens.shape[0])
+    with torch.no_grad():
+        for t in range(tokens.shape[1]):
+            logp = base_logprobs(problem, next_logits(problem.model, torch.cat([prompt, tokens[:, :t]], 1)))
+            total += logp.gather(-1, tokens[:, t : t + 1])[:, 0]
+    return total
+
+
+def target(problem):
+    """pi over the 25 spans, enumerated."""
+    log_pi = log_q0(problem, ALL) + score(problem, ALL).log_potential
+    return torch.softmax(log_pi, 0)
+
+
+def law(tokens, weights=None):
+    """The (weighted) empirical law of spans (N, 2) over the 25 of ALL."""
+    index = tokens[:, 0] * 5 + tokens[:, 1]
+    w = torch.ones(len(index)) if weights is None else weights
+    return torch.zeros(25).index_add_(0, index, w.float()) / w.sum()
+
+
+def tv(p, q) -> float:
+    return 0.5 * float((p - q).abs().sum())
+
+
+def test_the_toy_target_is_not_trivial(toy):
+    pi = target(toy)
+    unconstrained = torch.exp(log_q0(toy, ALL))
+    assert abs(float(unconstrained.sum()) - 1) < 1e-5
+    assert float(pi[(ALL == 4).any(-1)].sum()) == pytest.approx(1.0)  # the keyword is hard
+    assert tv(pi, unconstrained) > 0.3
+
+
+def noise_floor(pi, draws: int, gen) -> float:
+    """The 95th percentile of TV(empirical law of `draws` exact draws from pi, pi)."""
+    tvs = [tv(law(ALL[torch.multinomial(pi, draws, True, generator=gen)]), pi) for _ in range(200)]
+    return float(torch.tensor(tvs).quantile(0.95))
+
+
+def test_langevin_importance_weights_give_back_the_target(toy):
+    """Self-normalised weights of 3,000 chains against pi: TV within the noise of as many exact
+    draws as the weights' effective sample size, while the chains' own (unweighted) tokens are
+    far off it. The correction makes the law right; how many chains it needs is the relaxation's
+    quality (bench/constrained.py)."""
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        tokens, log_w, _, _ = langevin_drafts(toy, ChainSettings(chains=3000, steps=10, strength=1.0), gen)
+    w = torch.softmax(log_w, 0)
+    ess = float(1 / (w * w).sum())
+    pi = target(toy)
+    weighted, proposal = tv(law(tokens, w), pi), tv(law(tokens), pi)
+    floor = noise_floor(pi, max(int(ess), 1), gen)
+    print(f"TV(weighted, pi) = {weighted:.3f} at ESS {ess:.0f} (noise floor {floor:.3f}); TV(unweighted, pi) = {proposal:.3f}")
+    assert ess > 20
+    assert weighted <= floor
+    assert proposal > 0.3
+
+
+def test_smc_weighted_particles_give_back_the_target(toy):
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        tokens, log_w = smc_particles(toy, 4000, 2.0, gen)
+        log_w = log_w + score(toy, tokens).log_potential
+    w = torch.softmax(log_w, 0)
+    pi = target(toy)
+    assert tv(law(tokens, w), pi) <= noise_floor(pi, int(1 / (w * w).sum()), gen)
+
+
+def test_rejection_samples_follow_the_target(toy):
+    """600 accepted samples: TV to pi near the multinomial noise of 600 draws (~0.08 here)."""
+    out = compose(toy.model, toy.prompt, 2, toy.constraints, "rejection", samples=600, budget=Budget(drafts=4096))
+    assert all(s.met["four"] for s in out)
+    assert tv(law(torch.tensor([s.tokens for s in out])), target(toy)) < 0.15
+
+
+def test_every_method_meets_an_avoid_constraint_and_is_deterministic_under_a_seed():
+    model = small_model().eval()
+    avoid = Avoid(((7,), (9,)), model.embeddings.detach(), label="no 7 9")
+    for method in COMPOSERS:
+        runs = [
+            compose(model, [1, 2, 3], 6, [avoid], method, samples=2, budget=Budget(drafts=16),
+                    chain=ChainSettings(chains=4, steps=5), seed=3)
+            for _ in range(2)
+        ]  # fmt: skip
+        assert [s.tokens for s in runs[0]] == [s.tokens for s in runs[1]], method
+        if method != "direct":  # direct ignores constraints by design
+            assert all(s.met["no 7 9"] and not {7, 9} & set(s.tokens) for s in runs[0]), method
+
+
+def test_langevin_places_a_keyword_the_model_never_proposes():
+    """A keyword far outside p_E's top-k: the chain places it, sampling from q0 at the same
+    budget rarely does."""
+    model = small_model().eval()
+    prompt = [1, 2, 3]
+    with torch.no_grad():
+        rare = int(next_logits(model, torch.tensor([prompt]))[0].argmin())
+        model.log_prior[rare] -= 8.0  # about e^-8 as likely as its neighbours wherever it stands
+    kw = Keyword(((rare,),), model.embeddings.detach(), label="rare", weight=3.0)
+    chain = ChainSettings(chains=8, steps=20, temperature=0.05, strength=4.0)
+    lang = compose(model, prompt, 6, [kw], "langevin", samples=6, chain=chain, top_k=10)
+    plain = compose(model, prompt, 6, [kw], "importance", samples=6, budget=Budget(drafts=16), top_k=10)
+    assert sum(s.met["rare"] for s in lang) >= 5
+    assert sum(s.met["rare"] for s in lang) > sum(s.met["rare"] for s in plain)
+    assert set(lang[0].trace) == {"model", "rare", "total"} and len(lang[0].trace["total"]) == 21
+
+
+def test_bad_problems_are_refused_with_what_to_do():
+    model = small_model()
+    with pytest.raises(ValueError, match="unknown method 'magic'"):
+        compose(model, [1], 4, method="magic")
+    with pytest.raises(ValueError, match="does not fit the model's window"):
+        Problem(model, (1,), 10, (RightContext(tuple(range(10))),))
+    with pytest.raises(ValueError, match="at least one token"):
+        Problem(model, (1,), 0)
+    long = Problem(model, tuple(range(100)), 4)
+    assert len(long.prompt) == model.cfg.context_global + 1 - 4  # only the last window conditions
