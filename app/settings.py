@@ -13,6 +13,7 @@ from pathlib import Path
 LOG_ENV = "EBM_LOG_DIR"
 CHECKPOINT_ENV = "EBM_CHECKPOINT_DIR"
 REFRESH_ENV = "EBM_REFRESH_S"
+TOPIC_KEY = "topic_splats"  # session state the Splat map hands to Generate: {"checkpoint", "ids", "means"}
 
 
 @dataclass(frozen=True)

@@ -111,7 +111,13 @@ def run_item(task: str, item: dict, method: str, model, tok, args, seconds: floa
     cons = constraints_for(task, item, tok, model, args.weights)
     n = 16 if task == "infill" else args.tokens
     budget = Budget(seconds=seconds) if seconds else Budget(drafts=args.batch)
-    chain = ChainSettings(chains=args.chains, steps=args.steps, temperature=args.chain_temperature, strength=args.strength)
+    chain = ChainSettings(
+        chains=args.chains,
+        steps=args.steps,
+        temperature=args.chain_temperature,
+        strength=args.strength,
+        draw_strength=args.draw_strength,
+    )
     s = compose(model, item["prompt"], n, cons, method, 1, budget, chain, args.temperature, args.top_k, seed)[0]
     out = {"tokens": s.tokens, "seconds": s.seconds, "drafts": s.drafts, "met": all(s.met.values())}
     if task == "infill":
@@ -180,7 +186,8 @@ def report(rows: list[dict], meta: dict) -> str:
         f"{meta['items']} items per task; "
         f"p_E at temperature {meta['temperature']:g}, top-k {meta['top_k']} plus the constraints' tokens; Langevin "
         f"{meta['chains']} chains x {meta['steps']} steps, chain temperature {meta['chain_temperature']:g}, strength "
-        f"{meta['strength']:g}; baselines get Langevin's seconds on each item. [90% bootstrap intervals over items]",
+        f"{meta['strength']:g} (draw {meta['draw_strength']:g}); baselines get Langevin's seconds on each item. "
+        "[90% bootstrap intervals over items]",
         "",
         "| task | method | success | fluency (KN-5 ppl) | right-context NLL | distinct-2 | s/item | drafts/item |",
         "|---|---|---|---|---|---|---|---|",
@@ -213,6 +220,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=40)
     p.add_argument("--chain-temperature", type=float, default=1.0)
     p.add_argument("--strength", type=float, default=2.0)
+    p.add_argument("--draw-strength", type=float, default=2.0)
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--top-k", type=int, default=40)
     p.add_argument("--batch", type=int, default=16, help="drafts per batch of the baselines")

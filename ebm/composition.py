@@ -96,7 +96,9 @@ class Budget:
 @dataclass(frozen=True)
 class ChainSettings:
     """The sequence chain: chains per sample, steps, step size, friction, temperature per degree
-    of freedom, and the basin strength of the final draw (kappa = strength sqrt(d - 1))."""
+    of freedom, the basin strength of its landscape (kappa = strength sqrt(d - 1)), and how
+    strongly the final draw follows the chain's points: at the constraints' own tokens with
+    `strength`, at every other token with `draw_strength` (0: those follow q0 alone)."""
 
     chains: int = 16
     steps: int = 60
@@ -104,6 +106,7 @@ class ChainSettings:
     gamma: float = 0.2
     temperature: float = 1.0
     strength: float = 2.0
+    draw_strength: float = 2.0
 
 
 @dataclass
@@ -289,16 +292,16 @@ def smc(problem: Problem, budget: Budget, chain: ChainSettings, gen: torch.Gener
         draw_spans(problem, budget.batch, gen)
         per_draft = (time.perf_counter() - probe) / budget.batch
         particles = max(budget.batch, int(max(budget.seconds - (time.perf_counter() - started), 0) / per_draft))
-    tokens, log_w = smc_particles(problem, particles, chain.strength, gen)
+    tokens, log_w = smc_particles(problem, particles, gen)
     scores = score(problem, tokens)
     log_w = log_w + scores.log_potential
     row = resample_one(log_w, gen)
     return _sample(problem, tokens, scores, row, float(log_w[row]), particles, started)
 
 
-def smc_particles(problem: Problem, particles: int, keyword_weight: float, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+def smc_particles(problem: Problem, particles: int, gen: torch.Generator) -> tuple[Tensor, Tensor]:
     """Particles (N, n) and their log weights before the final potential. The intermediate target
-    is q0 with avoid constraints met so far, times exp(-keyword_weight * keywords still missing)."""
+    is q0 with avoid constraints met so far, times exp(-sum of the weights of keywords still missing)."""
     model = problem.model
     seqs = prompt_rows(problem, particles, model.embeddings.device)
     log_w = seqs.new_zeros(particles, dtype=torch.float)
@@ -310,20 +313,20 @@ def smc_particles(problem: Problem, particles: int, keyword_weight: float, gen: 
         proposal = torch.where(torch.isinf(log_mass)[:, None], base, allowed - log_mass[:, None])
         seqs = torch.cat([seqs, torch.multinomial(proposal.exp(), 1, generator=gen)], 1)
         now = _missing_keywords(problem, seqs[:, len(problem.prompt) :])
-        log_w = log_w + log_mass - keyword_weight * (now - missing)
+        log_w = log_w + log_mass - (now - missing)
         missing = now
         if _ess(log_w) < particles / 2:
             keep = torch.multinomial(torch.softmax(log_w, -1), particles, replacement=True, generator=gen)
             seqs, missing, log_w = seqs[keep], missing[keep], torch.full_like(log_w, float(torch.logsumexp(log_w, -1)))
-    return seqs[:, -problem.n :], log_w + keyword_weight * missing  # the potential comes off again at the end
+    return seqs[:, -problem.n :], log_w + missing  # the potential comes off again at the end
 
 
 def _missing_keywords(problem: Problem, tokens: Tensor) -> Tensor:
-    """(N, t) -> (N,) how many keywords a span prefix does not hold yet."""
+    """(N, t) -> (N,) the summed weights of the keywords a span prefix does not hold yet."""
     missing = tokens.new_zeros(tokens.shape[0], dtype=torch.float)
     for c in problem.constraints:
         if c.kind == "keyword":
-            missing = missing + (~c.met(tokens, missing)).float()
+            missing = missing + c.weight * (~c.met(tokens, missing)).float()
     return missing
 
 
@@ -335,10 +338,9 @@ def _ess(log_w: Tensor) -> float:
 # ----------------------------------------------------------------------------- Langevin on the span
 
 
-def relaxed_energy(problem: Problem, z: Tensor, strength: float) -> tuple[dict[str, Tensor], Tensor]:
+def relaxed_energy(problem: Problem, z: Tensor, strength: float) -> dict[str, Tensor]:
     """The chain's energy of relaxed spans z (K, n, D) with its parts, each (K,): "model", the
-    landscape energies sum_t U_t(z_t | prompt, z_<t), one per constraint, and "total"; and the
-    tilt kappa e_w . z_t (K, n, V) that the final draw adds to q0's log-probabilities."""
+    landscape energies sum_t U_t(z_t | prompt, z_<t), one per constraint, and "total"."""
     model, emb = problem.model, problem.model.embeddings
     K, n, D = z.shape
     kappa = strength * math.sqrt(max(D - 1, 1))
@@ -347,13 +349,13 @@ def relaxed_energy(problem: Problem, z: Tensor, strength: float) -> tuple[dict[s
     x = torch.cat([prompt, z, right], 1)
     logits = _logits(model, x[:, :-1], n + right.shape[1])  # (K, n + R, V)
     logp = torch.log_softmax(logits[:, :n] / problem.temperature, -1)
-    tilt = kappa * torch.einsum("knd,vd->knv", z, emb)  # (K, n, V)
-    terms = {"model": -torch.logsumexp(logp + tilt - kappa, -1).sum(-1)}
+    basins = logp + kappa * (torch.einsum("knd,vd->knv", z, emb) - 1)  # (K, n, V)
+    terms = {"model": -torch.logsumexp(basins, -1).sum(-1)}
     view = SpanView(z, logits[:, n:] if right.shape[1] else None)
     for c in problem.constraints:
         terms[c.label or c.kind] = c.energy(view)
     terms["total"] = torch.stack(list(terms.values())).sum(0)
-    return terms, tilt
+    return terms
 
 
 def chain_energy(problem: Problem, strength: float):
@@ -364,11 +366,21 @@ def chain_energy(problem: Problem, strength: float):
     def fn(z: Tensor, step: int) -> tuple[dict[str, Tensor], Tensor]:
         z = z.detach().requires_grad_(True)
         with torch.enable_grad():
-            terms, _ = relaxed_energy(problem, z, strength)
+            terms = relaxed_energy(problem, z, strength)
             (grad,) = torch.autograd.grad(terms["total"].sum(), z)
         return {k: v.detach() for k, v in terms.items()}, grad / dof
 
     return fn
+
+
+def draw_tilt(problem: Problem, z: Tensor, chain: ChainSettings) -> Tensor:
+    """log factors kappa_w e_w . z_t (K, n, V) that the final draw adds to q0: kappa from
+    `strength` at the constraints' tokens, from `draw_strength` elsewhere."""
+    emb = problem.model.embeddings
+    root = math.sqrt(max(emb.shape[1] - 1, 1))
+    kappa = torch.full((emb.shape[0],), chain.draw_strength * root, device=z.device)
+    kappa[problem.extras] = chain.strength * root
+    return torch.einsum("knd,vd->knv", z, emb) * kappa
 
 
 def langevin_drafts(
@@ -379,15 +391,15 @@ def langevin_drafts(
     their scores, and the chains."""
     model = problem.model
     K, D = chain.chains, model.cfg.latent_dim
-    start, _, _ = draw_spans(problem, K, gen)
+    drafts, _, _ = draw_spans(problem, math.ceil(K / 4), gen)  # 4 chains a draft: the draw costs n model calls
+    start = drafts.repeat_interleave(4, 0)[:K]
     z0 = normalize(model.embeddings[start] + 0.01 * torch.randn(K, problem.n, D, generator=gen, device=start.device))
     run = langevin_sample(
         z0, chain_energy(problem, chain.strength), chain.steps, chain.dt, chain.gamma,
         chain.temperature / max(D - 1, 1), gen,
     )  # fmt: skip
     with torch.no_grad():
-        _, tilt = relaxed_energy(problem, run.z, chain.strength)
-        tokens, log_q0, log_r = draw_spans(problem, K, gen, tilt)
+        tokens, log_q0, log_r = draw_spans(problem, K, gen, draw_tilt(problem, run.z, chain))
         scores = score(problem, tokens)
     return tokens, log_q0 - log_r + scores.log_potential, scores, run
 

@@ -23,7 +23,7 @@ from typing import NamedTuple, Protocol
 
 import torch
 
-from .geometry import inner, project
+from .geometry import inner, normalize, project
 
 Tensor = torch.Tensor
 
@@ -269,7 +269,7 @@ def from_text(
         out.append(RightContext(tuple(encode(right_context)), label="right context", weight=w["right_context"]))
     directions = [emb[list(word_forms(t, encode, decode)[0])] for t in topic]
     if topic_directions is not None:
-        directions.append(topic_directions.detach().to(emb))
+        directions.append(normalize(topic_directions.detach().to(emb)))
     if directions:
         label = "topic: " + ", ".join(t.strip() for t in topic) if topic else "topic"
         out.append(Topic(torch.cat(directions), emb, label=label, weight=w["topic"]))

@@ -253,3 +253,33 @@ def test_generate_compares_two_checkpoints_side_by_side(full_run, monkeypatch):
     assert a["checkpoint"] != b["checkpoint"] and b["checkpoint"].endswith(other)
     assert len(a["tokens"]) == len(b["tokens"]) == 3
     assert len([m for m in at.markdown if "The history of the city<strong>" in m.value]) == 2  # one text per column
+
+
+def test_generate_under_constraints_shows_badges_and_constraint_traces(full_run, monkeypatch):
+    ws, _ = full_run
+    at = page("generate", ws, monkeypatch)
+    at.number_input(key="gen_n").set_value(6)
+    at.text_input(key="gen_keywords").set_value("the")
+    at.text_input(key="gen_avoid").set_value("of")
+    at.number_input(key="gen_samples").set_value(2)
+    at.number_input(key="gen_chains").set_value(4)
+    at.number_input(key="gen_chain_steps").set_value(5)
+    at.button[0].click().run()
+    assert not at.exception
+    result = at.session_state["generation"]
+    assert [label for label, _ in result["labels"]] == ["the", "of"] and len(result["samples"]) == 2
+    assert all(s["met"]["of"] for s in result["samples"])  # avoid is hard: never broken
+    assert all(len(s["trace"]["total"]) == 6 for s in result["samples"])  # 5 chain steps + the start
+    shown = texts(at)
+    assert "met: of" in shown and "<bdi>The history of the city</bdi>" in shown
+    assert charts(at) == 1  # the constraints' energies along each sample's chain
+
+
+def test_generate_names_a_bad_constraint_instead_of_failing(full_run, monkeypatch):
+    ws, _ = full_run
+    at = page("generate", ws, monkeypatch)
+    at.text_input(key="gen_keywords").set_value("city, , river")  # an empty item between commas is dropped
+    at.text_input(key="gen_right").set_value("x " * 400)  # far longer than the window
+    at.button[0].click().run()
+    assert not at.exception
+    assert "does not fit the model's window" in texts(at)

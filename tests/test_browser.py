@@ -130,3 +130,29 @@ def test_a_checkpoint_written_while_the_page_is_open_appears_without_a_reload(fu
         drv.quit()
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_the_constraints_panel_generates_and_shows_badges(dashboard, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    from app.screenshots import browser, wait_rendered
+
+    drv = browser()
+    try:
+        drv.get(f"{dashboard}/generate")
+        wait_rendered(drv, 0, 120)
+        drv.find_element(By.XPATH, "//summary[.//p[starts-with(text(), 'Constraints')]]").click()
+        for label, value in (("Keywords (must appear)", "the"), ("Avoid (must not appear)", "of")):
+            box = drv.find_element(By.CSS_SELECTOR, f'input[aria-label="{label}"]')
+            box.send_keys(value, Keys.TAB)
+        drv.find_element(By.XPATH, "//button[.//p[text()='Generate']]").click()
+        deadline = time.time() + 180
+        while not drv.find_elements(By.CSS_SELECTOR, ".constrained-sample") and time.time() < deadline:
+            time.sleep(0.5)
+        samples = drv.find_elements(By.CSS_SELECTOR, ".constrained-sample")
+        drv.save_screenshot(str(tmp_path / "generate-constraints.png"))
+        assert len(samples) == 2, drv.find_element(By.CSS_SELECTOR, '[data-testid="stMain"]').text[:800]
+        assert all("met: of" in s.text for s in samples) and all(": the" in s.text for s in samples)
+    finally:
+        drv.quit()

@@ -99,7 +99,7 @@ def test_langevin_importance_weights_give_back_the_target(toy):
 def test_smc_weighted_particles_give_back_the_target(toy):
     gen = torch.Generator().manual_seed(1)
     with torch.no_grad():
-        tokens, log_w = smc_particles(toy, 4000, 2.0, gen)
+        tokens, log_w = smc_particles(toy, 4000, gen)
         log_w = log_w + score(toy, tokens).log_potential
     w = torch.softmax(log_w, 0)
     pi = target(toy)

@@ -12,6 +12,7 @@ import plotly.express as px
 import streamlit as st
 import torch
 
+from app.constraint_panel import ConstraintRequest, constraint_inputs, generate_constrained, show_constrained
 from app.resources import LOAD_ERRORS, all_checkpoints, choose_checkpoint, file_key, loaded_run, model_on, show_load_error
 from app.settings import folders
 from app.text import text_block
@@ -30,6 +31,7 @@ class Request(NamedTuple):
     seed: int
     device: str
     sampler: str = "langevin"
+    constraints: ConstraintRequest | None = None
 
 
 SAMPLERS = {"Langevin": "langevin", "p_E directly": "direct"}
@@ -51,7 +53,7 @@ def page() -> None:
     state, model, tokenizer = runs[0][1]
     if not side_by_side:
         st.caption(describe(path, state, model, tokenizer))
-    request = request_form(model.cfg)
+    request = request_form(model.cfg, str(path))
     columns = st.columns(2) if side_by_side else [st.container()]
     for column, (p, (state, model, tokenizer)), key in zip(columns, runs, ("generation", "generation_b")):
         with column:
@@ -59,7 +61,7 @@ def page() -> None:
                 st.caption(describe(p, state, model, tokenizer))
             show_or_generate(request, p, model, tokenizer, key)
     result = st.session_state.get("generation")
-    if result:
+    if result and "samples" not in result:
         energy_panels(result, path)
 
 
@@ -86,15 +88,23 @@ def compare_choice(where, path: Path) -> Path | None:
 
 def show_or_generate(request: "Request | None", path: Path, model, tokenizer, key: str) -> None:
     """Generate on a submitted form; otherwise show the last result of this column, if it is this checkpoint's."""
-    if request is not None:
+    if request is not None and request.constraints is not None and request.constraints.active:
+        if request.device.startswith("cuda"):
+            model = model_on(str(path), file_key(path), request.device.split(" ")[0])
+        st.session_state[key] = generate_constrained(request.constraints, request.prompt, request.n_tokens,
+                                                     request.sample_temperature, request.top_k, request.seed, model,
+                                                     tokenizer, str(path))  # fmt: skip
+    elif request is not None:
         generate_panel(request, model, tokenizer, path, key)
         return
     result = st.session_state.get(key)
-    if result and result["checkpoint"] == str(path):
+    if result and result["checkpoint"] == str(path) and "samples" in result:
+        show_constrained(result)
+    elif result and result["checkpoint"] == str(path):
         st.markdown(text_block((result["text"], ""), (tokenizer.decode(result["tokens"]), "strong")), unsafe_allow_html=True)
 
 
-def request_form(cfg) -> Request | None:
+def request_form(cfg, checkpoint: str) -> Request | None:
     with st.form("generate"):
         prompt = st.text_area("Prompt", "The history of the city", key="gen_prompt")
         a, b, c, d, e = st.columns(5)
@@ -120,12 +130,13 @@ def request_form(cfg) -> Request | None:
         devices = ["cpu", *cuda, *(f"vulkan:{i} ({name})" for i, name in enumerate(list_devices()))]
         help_ = "CUDA runs the whole model on the GPU; Vulkan scores the vocabulary's energies on the device"
         device = b.selectbox("Device", devices, key="gen_device", help=help_)
+        constraints = constraint_inputs(checkpoint)
         if not st.form_submit_button("Generate"):
             return None
     chain_T, kappa = chain_temperature(float(temperature), cfg.latent_dim), basin_kappa(float(strength), cfg.latent_dim)
     settings = SamplerSettings(int(steps), float(dt), float(gamma), chain_T, kappa)
     return Request(prompt, settings, float(sample_temperature), int(top_k), float(top_p), int(n_tokens), int(seed), device,
-                   SAMPLERS[sampler])  # fmt: skip
+                   SAMPLERS[sampler], constraints)  # fmt: skip
 
 
 def generate_panel(request: Request, model, tokenizer, path: Path, key: str = "generation") -> None:

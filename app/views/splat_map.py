@@ -11,7 +11,7 @@ import streamlit as st
 
 from app.projection import ProjectionJob, cache_file, load_array, pca_fit, place_by_neighbours
 from app.resources import LOAD_ERRORS, choose_checkpoint, file_key, jobs, loaded_run, loaded_splats, show_load_error
-from app.settings import folders
+from app.settings import TOPIC_KEY, folders
 from app.splatmap import COLOUR_BY, splat_figure
 
 
@@ -61,12 +61,27 @@ def page() -> None:
     nearest = nearest_labels(path, key, nearest_ids)
     words = word_points(path, key, options.typed, data.token_embeddings, project)
     path_xy = langevin_overlay(path, project)
-    st.plotly_chart(splat_figure(coords, data.stats, options.colour, nearest, words, path_xy), key="splat-map", width="stretch")
+    figure = splat_figure(coords, data.stats, options.colour, nearest, words, path_xy)
+    event = st.plotly_chart(figure, key="splat-map", width="stretch", on_select="rerun", selection_mode=("box", "lasso"))
+    hand_over_topic(path, event, data.means)
     if shown == "UMAP" and words:
         st.caption(
             "On the UMAP map a word sits at the cosine-weighted mean of its 8 nearest splats (UMAP's own placement of "
             "new points, without refitting)."
         )
+
+
+def hand_over_topic(path: Path, event, means: np.ndarray) -> None:
+    """Splats selected with the box or lasso become a topic the Generate page can use."""
+    points = event.selection.points if event and event.selection else []
+    ids = sorted({int(p["point_index"]) for p in points if p.get("curve_number", 0) == 0})
+    if ids:
+        st.session_state[TOPIC_KEY] = {"checkpoint": str(path), "ids": ids, "means": means[ids]}
+    chosen = st.session_state.get(TOPIC_KEY)
+    if chosen and chosen["checkpoint"] == str(path):
+        st.caption(f"{len(chosen['ids'])} splats selected: Generate's constraints panel can use them as a topic.")
+    else:
+        st.caption("Select splats with the box or lasso tool to hand them to Generate as a topic.")
 
 
 def sidebar() -> Options:
