@@ -18,6 +18,7 @@ from app.text import escape_text
 from ebm.composition import Budget, ChainSettings, compose
 from ebm.constraints import DEFAULT_WEIGHTS, KINDS, from_text
 
+DEFAULT_CHAIN = ChainSettings()
 METHODS = {
     "Langevin on the span": "langevin",
     "Importance resampling": "importance",
@@ -70,8 +71,8 @@ def constraint_inputs(checkpoint: str) -> ConstraintRequest:
         a, b, c, d = st.columns(4)
         method = a.selectbox("Method", list(METHODS), key="gen_method")
         samples = b.number_input("Samples", 1, 16, 2, key="gen_samples")
-        chains = c.number_input("Chains per sample", 1, 256, 16, key="gen_chains")
-        steps = d.number_input("Chain steps", 1, 2000, 30, key="gen_chain_steps")
+        chains = c.number_input("Chains per sample", 1, 256, DEFAULT_CHAIN.chains, key="gen_chains")
+        steps = d.number_input("Chain steps", 1, 2000, DEFAULT_CHAIN.steps, key="gen_chain_steps")
     means = np.asarray(chosen["means"]) if use_map else None
     return ConstraintRequest(split(keywords), split(avoid), right, split(topic), means, weights, METHODS[method],
                              int(samples), int(chains), int(steps))  # fmt: skip

@@ -62,17 +62,18 @@ def keyword_items(docs: list[str], tok, n: int, rng: np.random.Generator) -> lis
     for doc in docs:
         for sent in sentences(doc):
             ids = tok.encode(sent)
-            prompt = tok.decode(ids[:8])
-            words = [w for w in dict.fromkeys(content_words(tok.decode(ids[8:]))) if w not in prompt]
+            prompt, original = tok.decode(ids[:8]), ids[8:40]  # the words come from the 32 tokens generated in its place
+            words = [w for w in dict.fromkeys(content_words(tok.decode(original))) if w not in prompt]
             if len(ids) >= 16 and len(words) >= 3:
-                items.append({"prompt": ids[:8], "keywords": sorted(rng.choice(words, 3, replace=False).tolist())})
+                chosen = sorted(rng.choice(words, 3, replace=False).tolist())
+                items.append({"prompt": ids[:8], "keywords": chosen, "original": original})
     return [items[i] for i in np.sort(rng.choice(len(items), min(n, len(items)), replace=False))]
 
 
 def infill_items(test: np.ndarray, n: int) -> list[dict]:
     starts = np.linspace(0, len(test) - 65, n).astype(int)
-    return [{"prompt": test[s : s + 32].tolist(), "gap": test[s + 32 : s + 48].tolist(), "right": test[s + 48 : s + 64].tolist()}
-            for s in starts]  # fmt: skip
+    parts = {"prompt": (0, 32), "original": (32, 48), "right": (48, 64)}
+    return [{k: test[s + a : s + b].tolist() for k, (a, b) in parts.items()} for s in starts]
 
 
 def avoid_items(docs: list[str], tok, n: int, rng: np.random.Generator) -> list[dict]:
@@ -122,7 +123,7 @@ def run_item(task: str, item: dict, method: str, model, tok, args, seconds: floa
     out = {"tokens": s.tokens, "seconds": s.seconds, "drafts": s.drafts, "met": all(s.met.values())}
     if task == "infill":
         total, right = joined_nll(model, item["prompt"], s.tokens, item["right"])
-        original, _ = joined_nll(model, item["prompt"], item["gap"], item["right"])
+        original, _ = joined_nll(model, item["prompt"], item["original"], item["right"])
         out |= {"right_nll": right, "met": total <= 1.1 * original}
     return out
 
@@ -172,7 +173,23 @@ def run_task(task: str, items: list[dict], model, tok, kn, args) -> list[dict]:
                 continue
             seconds = lang["seconds"] if lang and method != "direct" else None
             results[method].append(run_item(task, item, method, model, tok, args, seconds, i))
-    return [summarise(task, m, items, results[m], kn) for m in args.methods]
+    rows = [summarise(task, m, items, results[m], kn) for m in args.methods]
+    if "original" in items[0]:  # the held-out text itself: what a human wrote under the same constraint
+        held_out = [reference_result(task, item, model, tok, args) for item in items]
+        rows.append(summarise(task, "held-out text", items, held_out, kn))
+    return rows
+
+
+def reference_result(task: str, item: dict, model, tok, args) -> dict:
+    from ebm.composition import Problem, score
+
+    out = {"tokens": item["original"], "seconds": 0.0, "drafts": 0}
+    if task == "infill":
+        total, right = joined_nll(model, item["prompt"], item["original"], item["right"])
+        return out | {"right_nll": right, "met": True}
+    cons = constraints_for(task, item, tok, model, args.weights)
+    problem = Problem(model, tuple(item["prompt"]), len(item["original"]), tuple(cons))
+    return out | {"met": bool(score(problem, torch.tensor([item["original"]])).met.all())}
 
 
 def interval(row: dict, key: str, fmt: str) -> str:
@@ -182,7 +199,8 @@ def interval(row: dict, key: str, fmt: str) -> str:
 
 def report(rows: list[dict], meta: dict) -> str:
     lines = [
-        f"Checkpoint {meta['checkpoint']} (step {meta['step']}, {meta['epochs']:.2f} epochs seen); "
+        f"Checkpoint {meta['checkpoint']} (step {meta['step']}, {meta['epochs']:.2f} epochs seen, p_E perplexity "
+        f"{meta['train_ppl']:.1f} on train and {meta['valid_ppl']:.1f} on valid windows); "
         f"{meta['items']} items per task; "
         f"p_E at temperature {meta['temperature']:g}, top-k {meta['top_k']} plus the constraints' tokens; Langevin "
         f"{meta['chains']} chains x {meta['steps']} steps, chain temperature {meta['chain_temperature']:g}, strength "
@@ -199,13 +217,23 @@ def report(rows: list[dict], meta: dict) -> str:
     return "\n".join(lines)
 
 
-def epochs_seen(state: dict, cfg, tok) -> float:
-    """Passes over the training split the checkpoint has made, from its data position."""
+def training_record(state: dict, model, tok) -> dict:
+    """Epochs the checkpoint has seen, from its data position, and p_E's perplexity on 64 evenly
+    spaced windows of the train and valid splits: the train/valid gap."""
+    from ebm.scoring import token_logprobs
     from trainer.data import default_cache_dir, load_corpus, tokenize_split, windows_for
 
-    train = np.asarray(tokenize_split(load_corpus("builtin"), "train", tok, default_cache_dir(), progress=False))
-    per_epoch = max(len(windows_for(train, cfg)) // cfg.batch_size, 1)
-    return state["data"]["epoch"] + state["data"]["batch_in_epoch"] / per_epoch
+    corpus, cfg = load_corpus("builtin"), model.cfg
+    ppl = {}
+    for split in ("train", "valid"):
+        windows = windows_for(np.asarray(tokenize_split(corpus, split, tok, default_cache_dir(), progress=False)), cfg)
+        if split == "train":
+            per_epoch = max(len(windows) // cfg.batch_size, 1)
+        batch = torch.from_numpy(windows.batch(windows.evenly_spaced(64)))
+        with torch.no_grad():
+            ppl[split] = math.exp(-float(torch.cat([token_logprobs(model, b) for b in batch.split(16)]).mean()))
+    epochs = state["data"]["epoch"] + state["data"]["batch_in_epoch"] / per_epoch
+    return {"epochs": epochs, "train_ppl": ppl["train"], "valid_ppl": ppl["valid"]}
 
 
 def main() -> None:
@@ -216,11 +244,12 @@ def main() -> None:
     p.add_argument("--methods", nargs="+", default=["langevin", "direct", "rejection", "importance", "smc"],
                    choices=list(COMPOSERS))  # fmt: skip
     p.add_argument("--tokens", type=int, default=32)
-    p.add_argument("--chains", type=int, default=16)
-    p.add_argument("--steps", type=int, default=40)
-    p.add_argument("--chain-temperature", type=float, default=1.0)
-    p.add_argument("--strength", type=float, default=2.0)
-    p.add_argument("--draw-strength", type=float, default=2.0)
+    chain = ChainSettings()
+    p.add_argument("--chains", type=int, default=chain.chains)
+    p.add_argument("--steps", type=int, default=chain.steps)
+    p.add_argument("--chain-temperature", type=float, default=chain.temperature)
+    p.add_argument("--strength", type=float, default=chain.strength)
+    p.add_argument("--draw-strength", type=float, default=chain.draw_strength)
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--top-k", type=int, default=40)
     p.add_argument("--batch", type=int, default=16, help="drafts per batch of the baselines")
@@ -247,7 +276,7 @@ def main() -> None:
         k: getattr(args, k)
         for k in ("checkpoint", "items", "temperature", "top_k", "chains", "steps", "chain_temperature", "strength")
     }
-    meta |= {"step": state["step"], "epochs": epochs_seen(state, model.cfg, tok)}
+    meta |= {"step": state["step"]} | training_record(state, model, tok)
     table = report(rows, meta)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -100,13 +100,17 @@ class ChainSettings:
     strongly the final draw follows the chain's points: at the constraints' own tokens with
     `strength`, at every other token with `draw_strength` (0: those follow q0 alone)."""
 
+    # Measured on the keyword task (docs/design-notes.md, "Composition"): at chain temperature 1
+    # the points wander at cosine ~0.1 from every token, the encoder reads noise and no keyword
+    # lands; at 0.1 they stay near tokens. A weaker draw elsewhere (1 against 3) rewrites less of
+    # the text around a keyword; 16 chains give the resampling a better choice than 8.
     chains: int = 16
-    steps: int = 60
+    steps: int = 30
     dt: float = 0.2
     gamma: float = 0.2
-    temperature: float = 1.0
-    strength: float = 2.0
-    draw_strength: float = 2.0
+    temperature: float = 0.1
+    strength: float = 3.0
+    draw_strength: float = 1.0
 
 
 @dataclass
@@ -163,15 +167,18 @@ def prompt_rows(problem: Problem, rows: int, device: torch.device) -> Tensor:
     return torch.tensor(problem.prompt, device=device).expand(rows, -1)
 
 
-def draw_spans(problem: Problem, rows: int, gen: torch.Generator, tilt: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+Tilt = Callable[[int, Tensor], Tensor]  # (position t, span so far (K, t)) -> log factors (K, V)
+
+
+def draw_spans(problem: Problem, rows: int, gen: torch.Generator, tilt: Tilt | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """Spans drawn left to right from q0 with banned tokens removed, each token's law tilted by
-    (K, n, V) log factors when given: -> ids (K, n), log q0(x) (K,), log r(x) (K,) of the law drawn from."""
+    log factors when given: -> ids (K, n), log q0(x) (K,), log r(x) (K,) of the law drawn from."""
     model = problem.model
     seqs = prompt_rows(problem, rows, model.embeddings.device)
     log_q0 = log_r = seqs.new_zeros(rows, dtype=torch.float)
     for t in range(problem.n):
         base = base_logprobs(problem, next_logits(model, seqs))
-        proposal = base if tilt is None else base + tilt[:, t]
+        proposal = base if tilt is None else base + tilt(t, seqs[:, seqs.shape[1] - t :])
         proposal = proposal.masked_fill(banned_mask(problem, seqs, base.shape[-1]), float("-inf"))
         dead = torch.isinf(proposal).all(-1, keepdim=True)  # every allowed token banned: the draw fails later
         proposal = torch.log_softmax(torch.where(dead, base, proposal), -1)
@@ -373,14 +380,24 @@ def chain_energy(problem: Problem, strength: float):
     return fn
 
 
-def draw_tilt(problem: Problem, z: Tensor, chain: ChainSettings) -> Tensor:
-    """log factors kappa_w e_w . z_t (K, n, V) that the final draw adds to q0: kappa from
-    `strength` at the constraints' tokens, from `draw_strength` elsewhere."""
+def draw_tilt(problem: Problem, z: Tensor, chain: ChainSettings) -> Tilt:
+    """log factors kappa_w e_w . z_t that the final draw adds to q0 at position t: kappa from
+    `draw_strength`, and from `strength` at a keyword's tokens until the span holds that keyword
+    (so a keyword the chain pulled several points towards is not written several times)."""
     emb = problem.model.embeddings
     root = math.sqrt(max(emb.shape[1] - 1, 1))
-    kappa = torch.full((emb.shape[0],), chain.draw_strength * root, device=z.device)
-    kappa[problem.extras] = chain.strength * root
-    return torch.einsum("knd,vd->knv", z, emb) * kappa
+    cos = torch.einsum("knd,vd->knv", z, emb)  # (K, n, V)
+    keywords = [(c, list(c.candidates())) for c in problem.constraints if c.kind == "keyword"]
+    extra = (chain.strength - chain.draw_strength) * root
+
+    def tilt(t: int, span: Tensor) -> Tensor:
+        out = chain.draw_strength * root * cos[:, t]
+        for c, ids in keywords:
+            wanted = ~c.met(span, out[:, 0]) if span.shape[1] else torch.ones_like(out[:, 0], dtype=torch.bool)
+            out[:, ids] += extra * cos[:, t, ids] * wanted[:, None]
+        return out
+
+    return tilt
 
 
 def langevin_drafts(

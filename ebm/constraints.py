@@ -226,7 +226,7 @@ def riemannian_grad(constraint: Constraint, view: SpanView) -> tuple[Tensor, Ten
 
 
 KINDS = ("keyword", "avoid", "right_context", "topic")
-DEFAULT_WEIGHTS = {"keyword": 1.0, "avoid": 1.0, "right_context": 1.0, "topic": 1.0}
+DEFAULT_WEIGHTS = {"keyword": 2.0, "avoid": 1.0, "right_context": 1.0, "topic": 1.0}
 
 
 def word_forms(word: str, encode: Callable[[str], list[int]], decode: Callable[[list[int]], str]) -> tuple[tuple[int, ...], ...]:

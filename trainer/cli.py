@@ -104,7 +104,7 @@ def generate_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget-seconds", type=float, default=None, help="baselines: seconds per sample")
     p.add_argument("--budget-drafts", type=int, default=64, help="baselines: drafts of the span per sample")
     p.add_argument("--chains", type=int, default=16, help="langevin: chains per sample")
-    p.add_argument("--steps", type=int, default=60, help="langevin: steps per chain")
+    p.add_argument("--steps", type=int, default=30, help="langevin: steps per chain")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     p.add_argument("--json", action="store_true", help="one JSON object per sample per line")
     return p
