@@ -117,3 +117,9 @@ def cli_main(args) -> int:
         print(f"--- sample {i + 1} ({record['sampler']}, {record['seconds']:.1f} s){'  ' + badges if badges else ''}")
         print(args.prompt + record["text"])
     return 0
+
+
+if __name__ == "__main__":
+    from .cli import generate
+
+    sys.exit(generate())
