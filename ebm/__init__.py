@@ -8,14 +8,25 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from .backend import TORCH, TorchBackend, VulkanBackend, backend_for
+from .composition import COMPOSERS, Budget, ChainSettings, ComposedSample, compose
 from .config import ConfigError, EBMConfig, small_config
+from .constraints import Avoid, Keyword, RightContext, Topic
 from .model import EBMModel
 from .objective import training_loss
 from .sampler import SamplerSettings, generate, generate_stream, sample
 from .scoring import decoder_logprobs, token_logprobs
 
 __all__ = [
+    "COMPOSERS",
     "TORCH",
+    "Avoid",
+    "Budget",
+    "ChainSettings",
+    "ComposedSample",
+    "Keyword",
+    "RightContext",
+    "Topic",
+    "compose",
     "ConfigError",
     "EBMConfig",
     "EBMModel",

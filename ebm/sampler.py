@@ -17,7 +17,7 @@ from its minimum; at T itself the chain wanders a nearly uniform sphere (A_640(1
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import NamedTuple
 
 import torch
@@ -262,8 +262,17 @@ def basin_of(model: EBMModel, path: Tensor) -> Basin:
     return Basin(splat, splat_cos, token, token_cos)
 
 
-def generate(model: EBMModel, prompt_ids: list[int], n: int, **kwargs) -> tuple[list[int], list[GeneratedToken]]:
-    """generate_stream collected: (token ids, per-token details)."""
+def generate(
+    model: EBMModel, prompt_ids: list[int], n: int, constraints: Sequence | None = None, **kwargs
+) -> tuple[list[int], list]:
+    """generate_stream collected: (token ids, per-token details). With constraints (ebm.constraints),
+    the span is drawn by ebm.composition.compose instead (its keyword arguments: method, budget,
+    chain, temperature, top_k, seed) and the details are its ComposedSample."""
+    if constraints:
+        from .composition import compose  # composition builds on this module
+
+        sample = compose(model, prompt_ids, n, constraints, **kwargs)[0]
+        return sample.tokens, [sample]
     steps = list(generate_stream(model, prompt_ids, n, **kwargs))
     return [s.token for s in steps], steps
 

@@ -154,3 +154,13 @@ def test_bad_problems_are_refused_with_what_to_do():
         Problem(model, (1,), 0)
     long = Problem(model, tuple(range(100)), 4)
     assert len(long.prompt) == model.cfg.context_global + 1 - 4  # only the last window conditions
+
+
+def test_generate_takes_constraints_from_the_package():
+    from ebm import Avoid as PackageAvoid
+    from ebm import generate
+
+    model = small_model().eval()
+    ids, details = generate(model, [1, 2], 5, constraints=[PackageAvoid(((3,),), model.embeddings.detach(), label="3")],
+                            method="smc", budget=Budget(drafts=8))  # fmt: skip
+    assert len(ids) == 5 and 3 not in ids and details[0].met == {"3": True}

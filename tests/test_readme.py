@@ -10,4 +10,5 @@ def test_library_example_runs():
     (block,) = re.findall(r"## Using the library\n\n```python\n(.*?)```", text, flags=re.S)
     scope: dict = {}
     exec(compile(block, "README.md", "exec"), scope)  # the README's own code, nothing from disk
-    assert scope["logp"].shape == (4, scope["cfg"].seq_length) and len(scope["ids"]) == 20
+    assert scope["logp"].shape == (4, scope["cfg"].seq_length) and len(scope["steps"]) == 20
+    assert len(scope["ids"]) == 8 and set(scope["sample"].met) == {"42", "avoid"}
