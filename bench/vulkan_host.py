@@ -23,14 +23,14 @@ import torch  # noqa: E402
 
 from ebm.geometry import random_points  # noqa: E402
 from ebm.vulkan import get_device  # noqa: E402
-from ebm.vulkan.langevin import langevin_sample  # noqa: E402
+from ebm.vulkan.langevin import ChainContext, DeviceChain, SplatField, langevin_sample  # noqa: E402
 
 
 def one_chain(dev, case: dict, steps: int) -> tuple[float, int]:
     """Seconds and pipelines built for one chain."""
     built = dev.pipelines_built
     t = time.perf_counter()
-    langevin_sample(dev, **case, knn_k=16, steps=steps, dt=0.05, gamma=0.5, temperature=0.01, seed=1)
+    langevin_sample(dev, **case, chain=DeviceChain(steps, 0.05, 0.5, 0.01, 1))
     return time.perf_counter() - t, dev.pipelines_built - built
 
 
@@ -45,9 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     dev = get_device("vulkan")
     gen = torch.Generator().manual_seed(0)
     g = random_points(args.points, args.dim, gen)
-    case = dict(z0=g.clone(), g=g, beta=1.0, u=0.1 * torch.randn(args.points, args.dim, generator=gen),
-                mu=random_points(args.splats, args.dim, gen), log_alpha=torch.zeros(args.splats),
-                kappa=torch.full((args.splats,), 20.0), tau=1.0)  # fmt: skip
+    field = SplatField(random_points(args.splats, args.dim, gen), torch.zeros(args.splats),
+                       torch.full((args.splats,), 20.0), 1.0, 16)  # fmt: skip
+    case = dict(z0=g.clone(), context=ChainContext(g, 1.0, 0.1 * torch.randn(args.points, args.dim, generator=gen)),
+                splats=field)  # fmt: skip
     rows = {}
     for reuse in (False, True, False, True):  # interleaved, so drift in the machine's speed hits both
         dev.reuse = reuse

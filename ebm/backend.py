@@ -73,7 +73,7 @@ class VulkanBackend:
     def langevin(self, model: EBMModel, z0: Tensor, g: Tensor, u: Tensor, h: Tensor, settings, generator):
         """The chain of ebm.sampler.sample, on the device; the noise stream is seeded from `generator`.
         The context term runs as each chain's own splats (ebm.attractors.as_splat_energy)."""
-        from .vulkan.langevin import langevin_sample
+        from .vulkan.langevin import ChainContext, DeviceChain, SplatField, langevin_sample
 
         seed = int(torch.randint(1 << 24, (1,), generator=generator))  # host: the Vulkan kernel's seed
         cfg, s, beta = model.cfg, model.splats, float(model.beta)
@@ -82,11 +82,9 @@ class VulkanBackend:
             idx, log_match = model.chain_splats(beta * g + u, h)
             landscape = as_splat_energy(s.mu, s.kappa, float(s.tau), log_match, idx, cfg.vocab_temperature)
         mu, log_alpha, kappa, tau, fixed = landscape
-        return langevin_sample(
-            self.device, z0, g, beta, u, mu, log_alpha, kappa, tau, cfg.knn_k,
-            settings.steps, settings.dt, settings.gamma, settings.temperature, seed, cfg.langevin_knn_refresh, generator,
-            fixed_idx=fixed,
-        )  # fmt: skip
+        field = SplatField(mu, log_alpha, kappa, tau, cfg.knn_k, cfg.langevin_knn_refresh, fixed)
+        chain = DeviceChain(settings.steps, settings.dt, settings.gamma, settings.temperature, seed)
+        return langevin_sample(self.device, z0, ChainContext(g, beta, u), field, chain, generator)
 
 
 Backend = TorchBackend | VulkanBackend

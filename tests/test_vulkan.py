@@ -111,7 +111,7 @@ def test_noise_free_langevin_step_matches_torch(dev, n, d):
 
 
 def test_device_sampler_matches_bessel_ratio_on_one_vmf_splat(dev):
-    from ebm.vulkan.langevin import langevin_sample
+    from ebm.vulkan.langevin import ChainContext, DeviceChain, SplatField, langevin_sample
 
     d, chains, temperature = 640, 500, 1.0
     kappa = kappa_for_mean_cosine(d, 0.6)
@@ -119,24 +119,9 @@ def test_device_sampler_matches_bessel_ratio_on_one_vmf_splat(dev):
     mu = random_points(1, d, gen)
     zeros = torch.zeros(chains, d)
     # E = -tau log(exp(kappa (mu.z - 1) / tau)) = -kappa mu.z + const: a vMF(mu, kappa / T) target
-    run = langevin_sample(
-        dev,
-        random_points(chains, d, gen),
-        zeros,
-        0.0,
-        zeros,
-        mu,
-        torch.zeros(1),
-        torch.tensor([kappa]),
-        0.5,
-        1,
-        1200,
-        0.005,
-        2.0,
-        temperature,
-        seed=7,
-        generator=gen,
-    )
+    field = SplatField(mu, torch.zeros(1), torch.tensor([kappa]), 0.5, 1)
+    chain = DeviceChain(1200, 0.005, 2.0, temperature, 7)
+    run = langevin_sample(dev, random_points(chains, d, gen), ChainContext(zeros, 0.0, zeros), field, chain, gen)
     cos = run.z @ mu[0]
     assert abs(cos.mean().item() - mean_resultant_length(d, kappa)) < 0.006, cos.mean().item()
     torch.testing.assert_close(run.z.norm(dim=-1), torch.ones(chains), rtol=0, atol=1e-5)
@@ -144,13 +129,13 @@ def test_device_sampler_matches_bessel_ratio_on_one_vmf_splat(dev):
 
 
 def test_a_chain_builds_its_pipelines_once_and_samples_as_before(dev):
-    from ebm.vulkan.langevin import langevin_sample
+    from ebm.vulkan.langevin import ChainContext, DeviceChain, SplatField, langevin_sample
 
     gen = torch.Generator().manual_seed(3)
     g = random_points(4, 64, gen)
-    case = dict(z0=g.clone(), g=g, beta=1.0, u=0.1 * torch.randn(4, 64, generator=gen), mu=random_points(300, 64, gen),
-                log_alpha=torch.zeros(300), kappa=torch.full((300,), 20.0), tau=1.0, knn_k=8, steps=60, dt=0.05,
-                gamma=0.5, temperature=0.01, seed=4)  # fmt: skip
+    case = dict(z0=g.clone(), context=ChainContext(g, 1.0, 0.1 * torch.randn(4, 64, generator=gen)),
+                splats=SplatField(random_points(300, 64, gen), torch.zeros(300), torch.full((300,), 20.0), 1.0, 8),
+                chain=DeviceChain(60, 0.05, 0.5, 0.01, 4))  # fmt: skip
     runs = {}
     for reuse in (False, True):
         dev.reuse, before = reuse, dev.pipelines_built
@@ -165,14 +150,14 @@ def test_a_chain_builds_its_pipelines_once_and_samples_as_before(dev):
 
 
 def test_langevin_chain_moves_only_its_inputs_and_traces(dev):
-    from ebm.vulkan.langevin import langevin_sample
+    from ebm.vulkan.langevin import ChainContext, DeviceChain, SplatField, langevin_sample
 
     n, d, splats, steps = 3, 64, 300, 20
     gen = torch.Generator().manual_seed(5)
     g = random_points(n, d, gen)
-    case = dict(z0=g.clone(), g=g, beta=1.0, u=0.1 * torch.randn(n, d, generator=gen), mu=random_points(splats, d, gen),
-                log_alpha=torch.zeros(splats), kappa=torch.full((splats,), 20.0), tau=1.0, knn_k=8, steps=steps,
-                dt=0.05, gamma=0.5, temperature=0.01, seed=4)  # fmt: skip
+    field = SplatField(random_points(splats, d, gen), torch.zeros(splats), torch.full((splats,), 20.0), 1.0, 8)
+    case = dict(z0=g.clone(), context=ChainContext(g, 1.0, 0.1 * torch.randn(n, d, generator=gen)), splats=field,
+                chain=DeviceChain(steps, 0.05, 0.5, 0.01, 4))  # fmt: skip
     up, down = dev.bytes_up, dev.bytes_down
     langevin_sample(dev, **case)
     # Up: z, v, beta g, u (n, d) and the store (splats x (d + 2)); down: z, v and three energy

@@ -5,6 +5,7 @@ in one command sequence (neighbour search when due, splat energy + gradient, fus
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -20,33 +21,52 @@ def _f32(t: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(t.detach().float().numpy())
 
 
+class ChainContext(NamedTuple):
+    """The fixed contexts of N chains: E_geo + E_comp = -(beta g + u) . z."""
+
+    g: torch.Tensor  # (N, D)
+    beta: float
+    u: torch.Tensor  # (N, D)
+
+
+class SplatField(NamedTuple):
+    """The splats every chain sums: each point's knn_k nearest, searched every knn_refresh steps,
+    or with fixed_idx (N, k) the same ones throughout."""
+
+    mu: torch.Tensor  # (S, D)
+    log_alpha: torch.Tensor  # (S,)
+    kappa: torch.Tensor  # (S,)
+    tau: float
+    knn_k: int
+    knn_refresh: int = 10
+    fixed_idx: torch.Tensor | None = None
+
+
+class DeviceChain(NamedTuple):
+    """The chain's settings; the noise stream is a hash of (seed, step, point, coordinate)."""
+
+    steps: int
+    dt: float
+    gamma: float
+    temperature: float
+    seed: int = 0
+
+
 def langevin_sample(
     dev: VulkanDevice,
     z0: torch.Tensor,
-    g: torch.Tensor,
-    beta: float,
-    u: torch.Tensor,
-    mu: torch.Tensor,
-    log_alpha: torch.Tensor,
-    kappa: torch.Tensor,
-    tau: float,
-    knn_k: int,
-    steps: int,
-    dt: float,
-    gamma: float,
-    temperature: float,
-    seed: int = 0,
-    knn_refresh: int = 10,
+    context: ChainContext,
+    splats: SplatField,
+    chain: DeviceChain,
     generator: torch.Generator | None = None,
-    fixed_idx: torch.Tensor | None = None,
 ) -> LangevinResult:
-    """Sample from exp(-E/T) with E = E_splat + E_geo + E_comp for N points with fixed contexts
-    g, u (N, D); the same chain as ebm.langevin.langevin_sample with the model's energy_fn,
-    except the noise, which comes from a counter-based hash of (seed, step, point, coordinate).
-    With fixed_idx (N, k) each point sums those splats throughout instead of searching its
-    knn_k nearest every knn_refresh steps."""
+    """Sample from exp(-E/T) with E = E_splat + E_geo + E_comp for N points z0 (N, D); the same
+    chain as ebm.langevin.langevin_sample with the model's energy_fn, except the noise, which
+    comes from the device's counter-based hash. `generator` draws the start velocity."""
     # long: one command sequence is recorded and run whole; helpers would only pass its dozen device tensors around
     n, d = z0.shape
+    (g, beta, u), (mu, log_alpha, kappa, tau, knn_k, knn_refresh, fixed_idx) = context, splats
+    steps, dt, gamma, temperature, seed = chain
     k = min(knn_k, mu.shape[0]) if fixed_idx is None else fixed_idx.shape[1]
     kp = dev.kp
     v0 = tangent_noise(z0, math.sqrt(temperature), generator) if temperature > 0 else torch.zeros_like(z0)
