@@ -81,3 +81,10 @@ def colour_marker(values: np.ndarray, name: str) -> tuple[dict, str]:
             "colorbar": {"title": f"log10 {name}<br>{lo:.3g} to {hi:.3g}"},
         }, ""
     return {"color": values, "colorscale": "Viridis", "colorbar": {"title": f"{name}<br>{lo:.4g} to {hi:.4g}"}}, ""
+
+
+def selected_splats(event) -> list[int]:
+    """Splat ids picked with the box or lasso tool in a plotly_chart selection event (trace 0 holds
+    the splats; the words and the Langevin path drawn over them are not splats)."""
+    points = event.selection.points if event and event.selection else []
+    return sorted({int(p["point_index"]) for p in points if p.get("curve_number", 0) == 0})

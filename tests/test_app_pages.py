@@ -283,3 +283,25 @@ def test_generate_names_a_bad_constraint_instead_of_failing(full_run, monkeypatc
     at.button[0].click().run()
     assert not at.exception
     assert "does not fit the model's window" in texts(at)
+
+
+def test_splats_handed_over_by_the_splat_map_become_a_topic(full_run, monkeypatch):
+    from app.settings import TOPIC_KEY
+    from trainer.evaluate import load_run
+
+    ws, _ = full_run
+    latest = ws / "checkpoints" / "full" / "latest.pt"
+    means = load_run(latest)[1].splats.mu.detach().numpy()
+    at = page("generate", ws, monkeypatch)
+    at.session_state[TOPIC_KEY] = {"checkpoint": str(latest), "ids": [0, 1, 2], "means": means[:3]}
+    at.run()
+    box = at.checkbox(key="gen_topic_map")
+    assert not box.disabled and "the 3 splats selected" in box.label
+    box.check()
+    at.number_input(key="gen_n").set_value(4)
+    at.number_input(key="gen_samples").set_value(1)
+    at.number_input(key="gen_chain_steps").set_value(3)
+    at.button[0].click().run()
+    assert not at.exception
+    (sample,) = at.session_state["generation"]["samples"]
+    assert list(sample["met"]) == ["topic"] and "topic" in sample["trace"]

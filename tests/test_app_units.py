@@ -240,3 +240,14 @@ def test_the_shared_x_range_zooms_every_panel():
     open_end, _ = panel_figure(panel_named("Learning rate"), runs, x_range=(2.0, None))
     assert tuple(open_end.layout.xaxis.range) == (2.0, 3.0)  # the open end follows the latest step
     assert panel_figure(PANELS[0], runs)[0].layout.xaxis.range is None
+
+
+def test_a_box_selection_on_the_splat_map_keeps_only_splats():
+    from types import SimpleNamespace
+
+    from app.splatmap import selected_splats
+
+    points = [{"curve_number": 0, "point_index": 7}, {"curve_number": 0, "point_index": 2},
+              {"curve_number": 1, "point_index": 0}, {"curve_number": 0, "point_index": 7}]  # fmt: skip
+    assert selected_splats(SimpleNamespace(selection=SimpleNamespace(points=points))) == [2, 7]  # no word overlay, no repeats
+    assert selected_splats(None) == [] and selected_splats(SimpleNamespace(selection=None)) == []

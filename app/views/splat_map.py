@@ -12,7 +12,7 @@ import streamlit as st
 from app.projection import ProjectionJob, cache_file, load_array, pca_fit, place_by_neighbours
 from app.resources import LOAD_ERRORS, choose_checkpoint, file_key, jobs, loaded_run, loaded_splats, show_load_error
 from app.settings import TOPIC_KEY, folders
-from app.splatmap import COLOUR_BY, splat_figure
+from app.splatmap import COLOUR_BY, selected_splats, splat_figure
 
 
 class Options(NamedTuple):
@@ -73,8 +73,7 @@ def page() -> None:
 
 def hand_over_topic(path: Path, event, means: np.ndarray) -> None:
     """Splats selected with the box or lasso become a topic the Generate page can use."""
-    points = event.selection.points if event and event.selection else []
-    ids = sorted({int(p["point_index"]) for p in points if p.get("curve_number", 0) == 0})
+    ids = selected_splats(event)
     if ids:
         st.session_state[TOPIC_KEY] = {"checkpoint": str(path), "ids": ids, "means": means[ids]}
     chosen = st.session_state.get(TOPIC_KEY)
