@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -94,3 +95,41 @@ def test_a_memory_fitted_on_the_scored_split(full_run):
     latest = str(ws / "checkpoints" / "full" / "latest.pt")
     proc = run(ws, "trainer.evaluate", "--checkpoint", latest, "--data", "corpus.txt", "--memory", "corpus.txt")
     one_line(proc, "fitted on the valid split: score --split test")
+
+
+@pytest.mark.parametrize("run_id", ["../../escaped", "/tmp/absolute-run", "a/b", "..", ".hidden", "x" * 129])
+def test_a_run_id_that_is_not_a_plain_name_is_refused_before_anything_is_written(workspace, tmp_path, run_id):
+    out = tmp_path / "out"
+    for detach in ([], ["--detach"]):
+        proc = train(workspace, "--run-id", run_id, "--max-steps", "1", "--out", str(out), *detach)
+        one_line(proc, "is not a plain name")
+    assert not out.exists() and not (tmp_path / "escaped").exists() and not Path("/tmp/absolute-run").exists()
+
+
+def test_a_new_run_under_an_existing_id_is_refused_and_the_run_is_untouched(full_run):
+    ws, _ = full_run
+    latest = ws / "checkpoints" / "full" / "latest.pt"
+    before = (latest.read_bytes(), (ws / "logs" / "ebm" / "full.jsonl").read_bytes())
+    for detach in ([], ["--detach"]):
+        proc = train(ws, "--run-id", "full", "--max-steps", "3", *detach)
+        one_line(proc, "run 'full' already exists")
+        assert "--resume full" in proc.stderr
+    assert (latest.read_bytes(), (ws / "logs" / "ebm" / "full.jsonl").read_bytes()) == before
+
+
+@pytest.mark.parametrize(
+    "flags,fragment",
+    [
+        (["--max-minutes", "0"], "--max-minutes 0.0: give a number of minutes above 0"),
+        (["--max-minutes", "-1"], "--max-minutes -1.0"),
+        (["--max-minutes", "nan"], "--max-minutes nan"),
+        (["--max-steps", "-1"], "--max-steps -1: give 1 or more"),
+        (["--max-steps", "0"], "--max-steps 0: give 1 or more"),
+        (["--log-every", "0"], "--log-every 0: give 1 or more"),
+        (["--epochs", "0"], "--epochs 0: give 1 or more"),
+    ],
+)
+def test_a_budget_that_cannot_train_is_refused(workspace, tmp_path, flags, fragment):
+    proc = train(workspace, "--run-id", "budget", "--out", str(tmp_path), *flags)
+    one_line(proc, fragment)
+    assert not (tmp_path / "checkpoints").exists()

@@ -48,8 +48,25 @@ EPOCH_FILE = re.compile(r"ebm_epoch_(\d+)\.pt$")
 EXPORT_WEIGHTS = "model.safetensors"  # an ebm-export folder holds this, config.json and tokenizer.json
 
 
+RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
 class CheckpointError(RuntimeError):
     """A checkpoint that cannot be used; the message is one line that says why."""
+
+
+def run_id_problem(run_id: str) -> str | None:
+    """Why a run id cannot name a run folder, or None. One path component of letters, digits,
+    '.', '_' and '-', so that no id reaches outside the checkpoints and logs folders."""
+    if RUN_ID.fullmatch(run_id) and ".." not in run_id:
+        return None
+    return (f"run id {run_id!r} is not a plain name: use up to 128 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit (no '/', no '..')")  # fmt: skip
+
+
+def run_exists(files: RunFiles) -> bool:
+    """Whether a run has written anything of its own yet: a log, a checkpoint or a status."""
+    return files.log.exists() or files.status.exists() or any(files.run_dir.glob("*.pt"))
 
 
 def missing_fields(record: dict) -> list[str]:

@@ -7,6 +7,7 @@ hands it to trainer.trainer.Trainer, which writes the files of trainer.runfiles.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import secrets
 import subprocess
@@ -15,7 +16,7 @@ import time
 from pathlib import Path
 
 from .cli import HelpFormatter
-from .runfiles import RunFiles
+from .runfiles import RunFiles, run_exists, run_id_problem
 
 EXAMPLES = """examples:
   ebm-train --detach                                   built-in corpus, GPT-2 BPE, default config, in the background
@@ -74,6 +75,24 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
 
 
+def argument_problem(args) -> str | None:
+    """What is wrong with the run's identity and budget flags, before any file is created."""
+    for flag, value in (("--run-id", args.run_id), ("--resume", args.resume if args.resume != "latest" else None)):
+        if value is not None and (problem := run_id_problem(value)):
+            return f"{flag}: {problem}"
+    if args.max_minutes is not None and not (math.isfinite(args.max_minutes) and args.max_minutes > 0):
+        return f"--max-minutes {args.max_minutes}: give a number of minutes above 0 (leave it out for no time limit)"
+    for flag, value in (("--max-steps", args.max_steps), ("--epochs", args.epochs), ("--batch-size", args.batch_size),
+                        ("--log-every", args.log_every), ("--grad-accum", args.grad_accum)):  # fmt: skip
+        if value is not None and value < 1:
+            return f"{flag.replace('_', '-')} {value}: give 1 or more (leave it out for the default)"
+    main_rank = int(os.environ.get("RANK", "0")) == 0  # under torchrun rank 0 may have started the run already
+    if main_rank and not args.resume and args.run_id and run_exists(RunFiles.under(Path(args.out).resolve(), args.run_id)):
+        return (f"run {args.run_id!r} already exists under {Path(args.out).resolve()}: continue it with --resume "
+                f"{args.run_id}, or give a new --run-id")  # fmt: skip
+    return None
+
+
 def detach(argv: list[str], args) -> int:
     run_id = args.run_id or new_run_id()
     out = Path(args.out).resolve()
@@ -116,6 +135,9 @@ def run(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     if args.list_config:
         return list_config()
+    if problem := argument_problem(args):
+        print(f"ebm-train: error: {problem}", file=sys.stderr)
+        return 2
     if args.detach:
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:
             print("ebm-train: error: --detach starts one background process; run a torchrun job in the background "
