@@ -133,7 +133,7 @@ def _load_verified(path: Path) -> dict:
         raise CheckpointError(f"{path} is not an ebm checkpoint")
     version = state.get("schema_version")
     if version != SCHEMA_VERSION:
-        raise CheckpointError(f"{path} has schema version {version}, this ebm-lab reads version {SCHEMA_VERSION}")
+        raise CheckpointError(f"{path} has schema version {version!r}, this ebm-lab reads version {SCHEMA_VERSION} (a number)")
     stored = state.pop(DIGEST_KEY, None)
     if stored is not None and stored != content_digest(state):
         raise CheckpointError(f"{path} is damaged: its content does not match its digest")

@@ -1,7 +1,7 @@
 """ebm-export: a model-only folder from a checkpoint, for sharing and for loading without pickle.
 
     <out>/model.safetensors   every tensor of the model, the neighbour table included
-    <out>/config.json         the config, step, run id, tokenizer id, and the digest of the tensors
+    <out>/config.json         the config, step, run id, tokenizer id, and one digest of the tensors and these fields
     <out>/tokenizer.json      the run's tokenizer
 
 No optimiser, scheduler, SOC buffer or RNG state: an export scores, samples and is diagnosed
@@ -20,8 +20,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
 from .checkpoint import content_digest, load_checkpoint, model_from_checkpoint
-from .files import atomic_write, atomic_write_json
-from .runfiles import EXPORT_WEIGHTS, SCHEMA_VERSION, CheckpointError
+from .files import atomic_folder, atomic_write, atomic_write_json
+from .runfiles import EXPORT_WEIGHTS, SCHEMA_VERSION, CheckpointError, run_id_problem
 
 EXTRA = ("neighbours._extra_state", "splats._extra_state")
 
@@ -42,15 +42,23 @@ def export_checkpoint(checkpoint: Path, out: Path) -> Path:
         "nbr_step": nbr["nbr_step"],
         "nbr_version": nbr["nbr_version"],
         "store_version": model_state["splats._extra_state"]["version"],
-        "content_digest": content_digest(tensors),
     }
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write(out / EXPORT_WEIGHTS, lambda fh: fh.write(save(tensors, metadata={"ebm": json.dumps(meta)})))
-    atomic_write_json(out / "config.json", meta)
+    meta["content_digest"] = export_digest(tensors, meta)
     tokenizer = (checkpoint if checkpoint.is_dir() else checkpoint.parent) / "tokenizer.json"
-    if tokenizer.exists():
-        shutil.copyfile(tokenizer, out / "tokenizer.json")
+
+    def fill(folder: Path) -> None:
+        atomic_write(folder / EXPORT_WEIGHTS, lambda fh: fh.write(save(tensors, metadata={"ebm": json.dumps(meta)})))
+        atomic_write_json(folder / "config.json", meta)
+        if tokenizer.exists():
+            shutil.copyfile(tokenizer, folder / "tokenizer.json")
+
+    atomic_folder(out, fill)
     return out
+
+
+def export_digest(tensors: dict, meta: dict) -> str:
+    """One digest of the tensors and of every field of config.json but the digest itself."""
+    return content_digest({"tensors": tensors, "meta": {k: v for k, v in meta.items() if k != "content_digest"}})
 
 
 def load_export(folder: Path) -> dict:
@@ -61,9 +69,16 @@ def load_export(folder: Path) -> dict:
     except (OSError, ValueError, SafetensorError) as err:
         raise CheckpointError(f"{folder} is not a readable export ({type(err).__name__}: {str(err)[:120]})") from None
     if meta.get("schema_version") != SCHEMA_VERSION:
-        raise CheckpointError(f"{folder} has schema version {meta.get('schema_version')}, this ebm-lab reads {SCHEMA_VERSION}")
-    if content_digest(tensors) != meta.get("content_digest"):
-        raise CheckpointError(f"{folder} is damaged: its tensors do not match the digest in config.json")
+        raise CheckpointError(
+            f"{folder} has schema version {meta.get('schema_version')!r}, this ebm-lab reads version {SCHEMA_VERSION} (a number)"
+        )
+    if export_digest(tensors, meta) != meta.get("content_digest"):
+        if content_digest(tensors) == meta.get("content_digest"):
+            raise CheckpointError(f"{folder} was written by an older ebm-lab whose digest left config.json unchecked: "
+                                  "export its checkpoint again with ebm-export")  # fmt: skip
+        raise CheckpointError(f"{folder} is damaged: its tensors or config.json do not match the digest in config.json")
+    if meta.get("run_id") is not None and (problem := run_id_problem(str(meta["run_id"]))):
+        raise CheckpointError(f"{folder}: config.json's {problem}")
     model = {k: v for k, v in tensors.items() if not k.startswith("neighbours.")}
     model["neighbours._extra_state"] = {
         "nbr_step": meta["nbr_step"],

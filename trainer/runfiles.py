@@ -149,7 +149,7 @@ def checkpoints_of(run_dir: str | Path) -> list[Path]:
     """latest.pt (if any), the epoch snapshots newest first, then export folders: the order a picker shows."""
     run_dir = Path(run_dir)
     latest = run_dir / "latest.pt"
-    exports = sorted(p.parent for p in run_dir.glob(f"*/{EXPORT_WEIGHTS}"))
+    exports = sorted(p.parent for p in run_dir.glob(f"*/{EXPORT_WEIGHTS}") if not p.parent.name.startswith("."))
     return ([latest] if latest.exists() else []) + [p for _, p in reversed(list_checkpoints(run_dir))] + exports
 
 
