@@ -12,6 +12,7 @@ import pytest
 import torch
 from conftest import ROOT, train
 
+from trainer.checkpoint import content_digest
 from trainer.runfiles import RunFiles
 
 pytestmark = pytest.mark.slow
@@ -64,6 +65,7 @@ def test_a_checkpoint_whose_tensors_do_not_fit_its_config(full_run, tmp_path):
     state = torch.load(run_dir / "latest.pt", weights_only=True)
     state["config"]["latent_dim"] = 48  # the tensors are 32 wide
     state.pop("content_digest")
+    state["content_digest"] = content_digest(state)  # a consistent file, just not a model that fits
     torch.save(state, run_dir / "latest.pt")
     proc = run(ws, "trainer.evaluate", "--checkpoint", str(run_dir / "latest.pt"), "--data", "corpus.txt")
     one_line(proc, "do not match its config")
@@ -133,3 +135,50 @@ def test_a_budget_that_cannot_train_is_refused(workspace, tmp_path, flags, fragm
     proc = train(workspace, "--run-id", "budget", "--out", str(tmp_path), *flags)
     one_line(proc, fragment)
     assert not (tmp_path / "checkpoints").exists()
+
+
+def test_a_checkpoint_without_its_digest_is_refused_unless_asked(full_run, tmp_path):
+    ws, _ = full_run
+    run_dir = tmp_path / "checkpoints" / "r"
+    shutil.copytree(ws / "checkpoints" / "full", run_dir)
+    state = torch.load(run_dir / "latest.pt", weights_only=True)
+    state.pop("content_digest")
+    state["model"]["log_beta"] = state["model"]["log_beta"] + 1.0  # edited, and no digest to tell
+    torch.save(state, run_dir / "latest.pt")
+    args = ("--checkpoint", str(run_dir / "latest.pt"), "--data", "corpus.txt", "--max-tokens", "64", "--samples", "0")
+    one_line(run(ws, "trainer.evaluate", *args), "has no digest, so its content cannot be verified")
+    env = {**os.environ, "EBM_CACHE": str(ws / "cache"), "PYTHONPATH": str(ROOT), "EBM_ACCEPT_UNVERIFIED": "1"}
+    proc = subprocess.run([sys.executable, "-m", "trainer.evaluate", *args], cwd=ws, env=env, capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_another_runs_checkpoint_is_not_resumed_as_this_run(full_run, tmp_path):
+    ws, _ = full_run
+    out = tmp_path / "out"
+    shutil.copytree(ws / "checkpoints" / "full", out / "checkpoints" / "mine")  # run "full"'s files under the id "mine"
+    proc = train(ws, "--resume", "mine", "--out", str(out), "--max-steps", "1")
+    one_line(proc, "belongs to run 'full', not 'mine'")
+
+
+def test_resume_reads_the_runs_own_text_from_any_folder_and_refuses_a_changed_one(workspace, tmp_path):
+    here, elsewhere = tmp_path / "here", tmp_path / "elsewhere"
+    here.mkdir(), elsewhere.mkdir()
+    text = (workspace / "corpus.txt").read_text()
+    (here / "small.txt").write_text(text)
+    (elsewhere / "small.txt").write_text(text[::-1])  # another text under the same relative name
+    env = {**os.environ, "EBM_CACHE": str(workspace / "cache"), "PYTHONPATH": str(ROOT)}
+    base = [sys.executable, "-m", "trainer.train", "--out", str(tmp_path), "--quiet"]
+    start = [*base, "--run-id", "rel", "--data", "small.txt", "--tokenizer", "bpe:300", "--config", str(workspace / "tiny.json"),
+             "--max-steps", "2"]  # fmt: skip
+    assert subprocess.run(start, cwd=here, env=env, capture_output=True, timeout=300).returncode == 0
+    resumed = subprocess.run([*base, "--resume", "rel", "--max-steps", "3"], cwd=elsewhere, env=env, capture_output=True,
+                             text=True, timeout=300)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-2000:]  # the run's own file, by its absolute path
+    (here / "small.txt").write_text(text[: len(text) // 2])
+    refused = subprocess.run([*base, "--resume", "rel", "--max-steps", "4"], cwd=elsewhere, env=env, capture_output=True,
+                             text=True, timeout=300)  # fmt: skip
+    one_line(refused, "has changed since run rel trained on it")
+    accepted = subprocess.run([*base, "--resume", "rel", "--max-steps", "4", "--accept-changed-data"], cwd=elsewhere,
+                              env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert accepted.returncode == 0 and "warning: the text at" in accepted.stderr, accepted.stderr[-2000:]

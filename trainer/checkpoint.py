@@ -99,6 +99,9 @@ def prune_checkpoints(run_dir: Path, keep_every: int, keep_last: int) -> list[Pa
     return removed
 
 
+UNVERIFIED_ENV = "EBM_ACCEPT_UNVERIFIED"  # "1": load checkpoints that carry no digest (an explicit choice)
+
+
 def load_checkpoint(path: str | Path) -> dict:
     """Load and verify a checkpoint; raises CheckpointError with a one-line reason that names
     the newest intact checkpoint of the same run."""
@@ -135,6 +138,9 @@ def _load_verified(path: Path) -> dict:
     if version != SCHEMA_VERSION:
         raise CheckpointError(f"{path} has schema version {version!r}, this ebm-lab reads version {SCHEMA_VERSION} (a number)")
     stored = state.pop(DIGEST_KEY, None)
+    if stored is None and os.environ.get(UNVERIFIED_ENV) != "1":
+        raise CheckpointError(f"{path} has no digest, so its content cannot be verified (edited, or written by an older "
+                              f"ebm-lab): set {UNVERIFIED_ENV}=1 to load it anyway")  # fmt: skip
     if stored is not None and stored != content_digest(state):
         raise CheckpointError(f"{path} is damaged: its content does not match its digest")
     return state

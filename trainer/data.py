@@ -141,6 +141,9 @@ def path_corpus(path: Path) -> Corpus:
     raise DataError(f"--data {path}: no such file or folder (use builtin, wikitext-2, wikitext-103 or a path)")
 
 
+CORPUS_NAMES = ("builtin", "wikitext-2", "wikitext-103")
+
+
 def load_corpus(spec: str) -> Corpus:
     if spec == "builtin":
         return builtin_corpus()

@@ -14,7 +14,8 @@ from .runfiles import RunFiles
 class RunOptions:
     run_id: str
     out: Path  # holds logs/ and checkpoints/
-    data: str = "builtin"
+    data: str = "builtin"  # a corpus name, or a path made absolute when the run starts
+    data_fingerprint: str = ""  # the corpus's fingerprint: --resume refuses another text under the same path
     device: str = "cpu"
     embeddings: str = "auto"  # pretrained source of token embeddings: auto, gpt2, minilm, own
     max_steps: int | None = None

@@ -17,7 +17,7 @@ from ebm.config import ConfigError, EBMConfig
 from ebm.presets import Preset, choose_preset
 
 from .checkpoint import CheckpointError, newest_intact
-from .data import DataError, default_cache_dir, load_corpus, tokenize_split
+from .data import CORPUS_NAMES, DataError, default_cache_dir, load_corpus, tokenize_split
 from .device import DeviceError, resolve_device
 from .options import RunOptions
 from .replicas import ALONE, Replicas, from_environment
@@ -68,8 +68,9 @@ def latest_run(checkpoint_root: Path) -> str:
     return run_id
 
 
-def run_options(args, run_id: str, out: Path) -> RunOptions:
-    return RunOptions(run_id=run_id, out=out, data=args.data, device=args.device, embeddings=args.embeddings,
+def run_options(args, run_id: str, out: Path, data_fingerprint: str) -> RunOptions:
+    return RunOptions(run_id=run_id, out=out, data=args.data, data_fingerprint=data_fingerprint, device=args.device,
+                      embeddings=args.embeddings,
                       max_steps=args.max_steps, max_minutes=args.max_minutes, log_every=args.log_every, name=args.name,
                       grad_accum=args.grad_accum, precision=args.precision,
                       report_to=tuple(args.report_to), preset=run_preset(args) if not args.resume else None,
@@ -104,17 +105,34 @@ def chosen_run(args, out: Path) -> str:
 def run_setup(args, files: RunFiles) -> tuple[str, EBMConfig | None, dict | None]:
     """(tokenizer spec, config or None (built once the tokenizer is known), resume state)."""
     if not args.resume:
-        args.data = args.data or "builtin"
+        args.data = absolute_data(args.data or "builtin")
         return args.tokenizer or run_preset(args)[0].tokenizer, None, None
     state = resume_checkpoint(files)
     saved = state.get("corpus")
-    if args.data and saved and args.data != saved:
+    if args.data and saved and absolute_data(args.data) != saved:
         raise UserError(f"--resume: run {files.run_id} trains on {saved!r}, not {args.data!r}; drop --data or start a new run")
-    args.data = args.data or saved or "builtin"
+    args.data = saved or "builtin"
     cfg = EBMConfig.from_saved(state["config"])
     if args.epochs is not None:
         cfg = cfg.replace(epochs=args.epochs)
     return str(files.tokenizer), cfg, state
+
+
+def absolute_data(spec: str) -> str:
+    """A corpus name as it is, a path made absolute: a resumed run reads the same file from any folder."""
+    return spec if spec in CORPUS_NAMES else str(Path(spec).expanduser().resolve())
+
+
+def check_same_corpus(state: dict, corpus, accept_change: bool) -> None:
+    """--resume reads the text the run trained on: a different text under the same name is refused
+    (or, with --accept-changed-data, said on stderr)."""
+    saved = state.get("corpus_fingerprint")
+    if not saved or saved == corpus.fingerprint:
+        return
+    what = f"the text at {state.get('corpus')!r} has changed since run {state.get('run_id')} trained on it"
+    if not accept_change:
+        raise UserError(f"--resume: {what}; restore it, start a new run, or pass --accept-changed-data")
+    print(f"ebm-train: warning: {what}; training on the new text (--accept-changed-data)", file=sys.stderr)
 
 
 def resume_checkpoint(files: RunFiles) -> dict:
@@ -126,6 +144,9 @@ def resume_checkpoint(files: RunFiles) -> dict:
     if problems or path != files.latest:
         skipped = f" ({'; '.join(problems)})" if problems else ""
         print(f"ebm-train: resuming from {path.name}, the newest intact checkpoint{skipped}", file=sys.stderr)
+    if state.get("run_id") not in (None, files.run_id):
+        raise CheckpointError(f"--resume: {path} belongs to run {state['run_id']!r}, not {files.run_id!r}: resume that run, "
+                              "or put this run's own checkpoint back")  # fmt: skip
     state["resumed_from"] = path.name
     return state
 
@@ -146,6 +167,7 @@ def build_trainer(args, out: Path, run_id: str, tok_spec: str, cfg: EBMConfig | 
     corpus = load_corpus(args.data)
     tokenizer = load_tokenizer(tok_spec, train_texts=corpus.splits.get("train"), cache_dir=default_cache_dir() / "tokenizers")
     if resume_state is not None:
+        check_same_corpus(resume_state, corpus, args.accept_changed_data)
         tokenizer.adopt_checkpoint(resume_state, tok_spec)
     if cfg is None:
         cfg = build_config(args, tokenizer.vocab_size)
@@ -160,7 +182,8 @@ def build_trainer(args, out: Path, run_id: str, tok_spec: str, cfg: EBMConfig | 
         raise UserError(f"batch_size {cfg.batch_size} does not split over {where}; use a multiple of {slices} (--batch-size)")
     train_tokens = tokenize_split(corpus, "train", tokenizer, progress=not args.quiet)
     valid_tokens = tokenize_split(corpus, "valid", tokenizer, progress=not args.quiet)
-    return Trainer(cfg, run_options(args, run_id, out), tokenizer, train_tokens, valid_tokens, resume_state, replicas)
+    opts = run_options(args, run_id, out, corpus.fingerprint)
+    return Trainer(cfg, opts, tokenizer, train_tokens, valid_tokens, resume_state, replicas)
 
 
 PRECISION_HEADS = {"bf16": "bfloat16", "tf32": "float32", "fp32": "float32"}

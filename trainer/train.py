@@ -50,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "tf32: float32 with TF32 matmuls on CUDA; fp32: float32 throughout")  # fmt: skip
     p.add_argument("--max-minutes", type=float, help="stop after this much training time (optimiser steps only, not evaluation)")
     p.add_argument("--resume", nargs="?", const="latest", metavar="RUN_ID", help="continue a run (without RUN_ID: the newest)")
+    p.add_argument("--accept-changed-data", action="store_true",
+                   help="with --resume: train on the run's data path even if its text changed (said on stderr)")  # fmt: skip
     p.add_argument("--run-id", help="id of the run, its folder name (default: date-time and a random suffix)")
     p.add_argument("--name", help="a human name for the run, shown by the dashboard (editable there)")
     p.add_argument("--out", default=".", help="folder holding checkpoints/ and logs/")

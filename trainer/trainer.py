@@ -119,6 +119,7 @@ class Trainer:
             **self.upkeep.state_dict(),
             "config": self.cfg.to_dict(),
             "corpus": self.opts.data,
+            "corpus_fingerprint": self.opts.data_fingerprint,
             "tokenizer": self.tokenizer.name,
             "tokenizer_fingerprint": self.tokenizer.fingerprint,
             "run_id": self.opts.run_id,
