@@ -42,6 +42,17 @@ def open_unit_interval(value) -> str | None:  # (0, 1]
     return None if 0 < value <= 1 else "must lie in (0, 1]"
 
 
+def at_most(limit: int, why: str, low: int = 1) -> Rule:
+    """An integer in [low, limit]; above the limit a run would not finish or fit (`why` says which)."""
+
+    def rule(value) -> str | None:
+        if value < low:
+            return f"must be >= {low}"
+        return None if value <= limit else f"must be <= {limit:,} ({why})"
+
+    return rule
+
+
 def one_of(*choices: str) -> Rule:
     def rule(value) -> str | None:
         return None if value in choices else "must be one of " + ", ".join(repr(c) for c in choices)
@@ -81,19 +92,33 @@ def _sampler_settings_of(data: dict) -> dict:
 @dataclass(frozen=True)
 class EBMConfig:
     # --- geometry and vocabulary
-    latent_dim: int = setting(640, positive, "d: token embeddings and splats live on the sphere S^(d-1)")
-    vocab_size: int = setting(50257, positive, "tokens in the vocabulary (set from the tokenizer)")
+    latent_dim: int = setting(
+        640,
+        at_most(16384, "the embedding table alone would not fit in memory"),
+        "d: token embeddings and splats live on the sphere S^(d-1)",
+    )
+    vocab_size: int = setting(
+        50257,
+        at_most(1_000_000, "larger than any tokenizer this trains or loads"),
+        "tokens in the vocabulary (set from the tokenizer)",
+    )
     vocab_temperature: float = setting(1.0, positive, "T in p_E(w|c) = softmax(-E(e_w; c) / T)")
 
     # --- splats (von Mises-Fisher attractors)
-    n_splats_init: int = setting(10000, positive, "splats at the start when the curriculum is off")
-    max_splats: int = setting(150000, positive, "hard cap on the number of splats")
+    n_splats_init: int = setting(
+        10000, at_most(10_000_000, "beyond what one machine holds"), "splats at the start when the curriculum is off"
+    )
+    max_splats: int = setting(150000, at_most(10_000_000, "beyond what one machine holds"), "hard cap on the number of splats")
     splat_term: str = setting(
         "context",
         one_of("context", "token", "off"),
         "splats as attractors retrieved by each context, as a context-free per-token energy, or off",
     )
-    knn_k: int = setting(64, positive, "splats a context retrieves (token term: summed at each token)")
+    knn_k: int = setting(
+        64,
+        at_most(4096, "every context would sum more splats than a step can afford"),
+        "splats a context retrieves (token term: summed at each token)",
+    )
     splat_top_tokens: int = setting(32, positive, "tokens each splat attracts: its nearest, refreshed with the table")
     knn_index: str = setting("flat", one_of("flat", "hnsw"), "FAISS index: flat (exact) or hnsw (approximate)")
     knn_refresh_interval: int = setting(50, positive, "steps between rebuilds of the splat index and top-token table")
@@ -109,7 +134,9 @@ class EBMConfig:
     context_encoder: str = setting(
         "transformer", one_of("transformer", "multiscale"), "sphere transformer, or the original multi-scale encoder"
     )
-    context_layers: int = setting(4, positive, "blocks of the sphere transformer")
+    context_layers: int = setting(
+        4, at_most(256, "deeper than any model that trains on one machine"), "blocks of the sphere transformer"
+    )
     context_local: int = setting(12, positive, "span of the local heads (multiscale: of the attention block)")
     context_medium: int = setting(64, positive, "span of the medium heads (multiscale: of the medium causal mean)")
     context_global: int = setting(512, positive, "span of the global heads, the history of a window")
@@ -119,7 +146,7 @@ class EBMConfig:
     # --- decoder
     moe_experts: int = setting(4, positive, "experts in the decoder")
     moe_active: int = setting(2, positive, "experts each input is routed to")
-    hidden_dim: int = setting(1024, positive, "hidden width of each expert")
+    hidden_dim: int = setting(1024, at_most(65536, "the decoder alone would not fit in memory"), "hidden width of each expert")
 
     # --- objective
     noise_levels: tuple[float, ...] = setting((0.01, 0.05, 0.1, 0.2, 0.5), angles, "score-matching noise: geodesic angles")
@@ -128,19 +155,25 @@ class EBMConfig:
     lambda_bal: float = setting(0.01, non_negative, "weight of the experts' load-balancing loss")
 
     # --- Langevin sampling
-    langevin_steps: int = setting(150, positive, "sampler steps per generated token")
+    langevin_steps: int = setting(150, at_most(100_000, "a token would take hours; 150 mix"), "sampler steps per generated token")
     langevin_dt: float = setting(0.2, positive, "sampler step size")
     langevin_gamma: float = setting(0.2, non_negative, "friction of underdamped Langevin")
     langevin_T: float = setting(1.0, non_negative, "chain temperature per degree of freedom (1: exact; below: sharper basins)")
     langevin_kappa: float = setting(2.0, positive, "basin of each token in the sampler's landscape: kappa / sqrt(d - 1)")
     langevin_knn_refresh: int = setting(10, positive, "sampler steps between neighbour searches")
-    eval_flow_steps: int = setting(20, non_negative, "noise-free steps from g(c) that ppl_decoder decodes")
+    eval_flow_steps: int = setting(
+        20,
+        at_most(100_000, "the evaluation would take hours; 20 is the default", low=0),
+        "noise-free steps from g(c) that ppl_decoder decodes",
+    )
     eval_flow_dt: float = setting(0.001, positive, "step size of that flow")
 
     # --- self-organised criticality
     soc_check_interval: int = setting(100, positive, "steps between SOC checks")
     soc_threshold: float = setting(0.8, unit_interval, "uncovered share of recent targets that starts an avalanche")
-    soc_buffer_size: int = setting(4096, positive, "recent training targets an SOC check looks at")
+    soc_buffer_size: int = setting(
+        4096, at_most(10_000_000, "beyond what one machine holds"), "recent training targets an SOC check looks at"
+    )
     soc_merge_cos: float = setting(0.995, open_unit_interval, "cosine above which two splats merge")
     soc_prune_alpha: float = setting(0.01, non_negative, "alpha below which an old, unused splat is pruned")
     soc_prune_min_age: int = setting(500, non_negative, "steps a splat lives before it can be pruned")
@@ -157,7 +190,7 @@ class EBMConfig:
     curriculum_growth_fill: float = setting(0.5, open_unit_interval, "share of a phase's new room filled at frequent tokens")
 
     # --- optimisation
-    batch_size: int = setting(32, positive, "windows per optimiser step")
+    batch_size: int = setting(32, at_most(65536, "a step would not fit in memory"), "windows per optimiser step")
     seq_length: int = setting(
         0, non_negative, "targets per window: its last seq_length positions (0: every position, as LM trainers do)"
     )
@@ -177,7 +210,7 @@ class EBMConfig:
     checkpoint_minutes: float = setting(
         10.0, non_negative, "minutes between checkpoints (the first after a fifth of it; 0: epoch ends only)"
     )
-    eval_tokens: int = setting(8192, positive, "validation targets per evaluation")
+    eval_tokens: int = setting(8192, at_most(100_000_000, "an evaluation would take hours"), "validation targets per evaluation")
     checkpoint_keep_every: int = setting(5, positive, "keep every N-th epoch checkpoint")
     checkpoint_keep_last: int = setting(2, non_negative, "keep the last N epoch checkpoints")
     seed: int = setting(0, non_negative, "random seed of the model and the data order")

@@ -268,3 +268,25 @@ def test_a_full_disk_stops_with_one_line_and_a_crashed_state(small_run):
     status = json.loads(files.status.read_text())
     assert status["state"] == "crashed" and "No space left on device" in status["reason"]
     assert files.latest.read_bytes() == before  # the last checkpoint is untouched
+
+
+def test_a_stop_request_cuts_a_long_evaluation_short(workspace, tmp_path):
+    """langevin_steps at its bound makes the step-0 samples take hours: SIGTERM still ends the
+    run within seconds, stopped, with a checkpoint and no half-written record."""
+    env = {**os.environ, "EBM_CACHE": str(workspace / "cache"), "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "trainer.train", "--data", str(workspace / "corpus.txt"), "--tokenizer", "bpe:300",
+           "--config", str(workspace / "tiny.json"), "--out", str(tmp_path), "--quiet", "--run-id", "long-eval",
+           "--set", "langevin_steps=100000"]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=workspace, env=env, stderr=subprocess.PIPE, text=True)
+    files = RunFiles.under(tmp_path, "long-eval")
+    deadline = time.time() + 120
+    while not any(r["type"] == "eval" for r in (records(tmp_path, "long-eval") if files.log.exists() else [])):
+        assert time.time() < deadline and proc.poll() is None, "the step-0 evaluation never started sampling"
+        time.sleep(0.2)
+    time.sleep(1.0)  # inside the samples' Langevin chains now
+    sent = time.time()
+    proc.send_signal(signal.SIGTERM)
+    err = proc.communicate(timeout=60)[1]
+    assert proc.returncode == 0 and time.time() - sent < 10, err[-2000:]
+    assert load_checkpoint(files.latest)["step"] == 0
+    assert records(tmp_path, "long-eval")[-1]["state"] == "stopped"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -59,6 +60,7 @@ class Trainer:
         self.system = SystemMeter(str(self.device))
         self.step = self.epoch = self.batch_in_epoch = 0
         self.train_seconds, self.stop_requested, self.stop_signal = 0.0, False, False
+        self.interruptible = False  # inside work that a stop request ends at once (_stoppable)
         self._last_save, self._saves = time.monotonic(), 0  # checkpoints written by this process
         self.embedding_source = "checkpoint"
         self.resumed_from = None if resume_state is None else resume_state.get("resumed_from", "latest.pt")
@@ -82,9 +84,22 @@ class Trainer:
 
     def request_stop(self) -> None:
         """A stop signal: honoured at once by one process, and by replicas at the end of the
-        step in which they all know of it (trainer.replicas)."""
+        step in which they all know of it (trainer.replicas). One process inside an evaluation or
+        sampling (which may run for minutes) leaves it at once: the signal handler raises there."""
         self.stop_signal = True
         self.stop_requested = self.stop_requested or self.replicas.size == 1
+        if self.interruptible and self.replicas.size == 1:
+            self.interruptible = False
+            raise StopRequestedError
+
+    @contextmanager
+    def _stoppable(self):
+        """Work a stop request may cut short: scoring and sampling, never a write."""
+        self.interruptible = True
+        try:
+            yield
+        finally:
+            self.interruptible = False
 
     def _tell_listeners(self, record: dict) -> None:
         for listener in self.listeners:
@@ -197,9 +212,12 @@ class Trainer:
         bar = tqdm(total=self.total_steps, initial=self.step, unit="step", dynamic_ncols=True,
                    disable=self.opts.quiet or not sys.stderr.isatty())  # fmt: skip
         try:  # a failure anywhere, the last checkpoint's write included, leaves the state `crashed`
-            self._open_run()
-            while self.epoch < self.cfg.epochs and self._running():
-                self._run_epoch(bar)
+            try:
+                self._open_run()
+                while self.epoch < self.cfg.epochs and self._running():
+                    self._run_epoch(bar)
+            except StopRequestedError:  # an evaluation or sampling cut short: its record is not written
+                pass
             return self._close_run()
         except Exception as err:
             self._record_crash(err)
@@ -396,7 +414,8 @@ class Trainer:
     def _evaluate(self, epoch_end: bool = False) -> None:
         if not self.writes:
             return
-        result = score(self.model, self.valid, self.eval_ids, self.cfg.batch_size, backend=self.backend)
+        with self._stoppable():
+            result = score(self.model, self.valid, self.eval_ids, self.cfg.batch_size, backend=self.backend)
         phase = self.upkeep.phase
         self._log("epoch" if epoch_end else "eval", **result, **self.model.splats.stats(self.step),
                   soc_rate=self.upkeep.soc.rate(), phase=phase.index, phase_name=phase.name, split="valid",
@@ -406,11 +425,16 @@ class Trainer:
 
     def _log_samples(self, n: int = 2, n_tokens: int = 12) -> None:
         prompts = [self.valid.batch(np.array([i]))[0, -9:-1].tolist() for i in self.eval_ids[:n]]
-        samples, quality = generate_samples(self.model, prompts, n_tokens, self.tokenizer.decode, seed=self.step,
-                                            settings=SamplerSettings.from_config(self.cfg), backend=self.backend)  # fmt: skip
+        with self._stoppable():
+            samples, quality = generate_samples(self.model, prompts, n_tokens, self.tokenizer.decode, seed=self.step,
+                                                settings=SamplerSettings.from_config(self.cfg), backend=self.backend)  # fmt: skip
         for s in samples:
             self._log("sample", prompt=s["prompt"], text=s["text"], mean_energy=s["mean_energy"],
                       mean_cosine=s["mean_cosine"], **quality)  # fmt: skip
+
+
+class StopRequestedError(Exception):
+    """Raised by the stop signal's handler inside work marked _stoppable."""
 
 
 def _echo_alert(record: dict) -> None:
