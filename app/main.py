@@ -7,9 +7,12 @@ import streamlit as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `app`, `ebm`, `trainer` from a source checkout
 
+from app.access import signed_in  # noqa: E402
 from app.settings import folders  # noqa: E402
 
 st.set_page_config(page_title="ebm-lab", page_icon=":material/public:", layout="wide")
+if not signed_in():  # a served dashboard with a password: no page runs before it is given
+    st.stop()
 views = Path(__file__).parent / "views"
 page = st.navigation(
     [

@@ -46,3 +46,12 @@ def text_table(columns: list[str], rows: list[list[str]]) -> str:
     body = "".join("<tr>" + "".join(f'<td style="white-space:pre-wrap">{escape_text(str(c))}</td>' for c in row) + "</tr>"
                    for row in rows)  # fmt: skip
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+MARKDOWN_PUNCTUATION = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
+
+
+def plain_markdown(text: str) -> str:
+    """Text for a widget that renders Markdown (st.warning, st.error): every Markdown character
+    escaped, so a message such as "![x](https://...)" shows as written and loads nothing."""
+    return MARKDOWN_PUNCTUATION.sub(r"\\\1", text)

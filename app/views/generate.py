@@ -12,6 +12,7 @@ import plotly.express as px
 import streamlit as st
 import torch
 
+from app.access import read_only
 from app.constraint_panel import ConstraintRequest, constraint_inputs, generate_constrained, show_constrained
 from app.resources import LOAD_ERRORS, all_checkpoints, choose_checkpoint, file_key, loaded_run, model_on, show_load_error
 from app.settings import folders
@@ -42,6 +43,9 @@ DEFAULT_SAMPLER = "Langevin"
 
 def page() -> None:
     st.title("Generate")
+    if read_only():
+        st.info("Generate is turned off on this dashboard (--read-only): it would run the model on the server.")
+        return
     where = folders()
     path = choose_checkpoint(where)
     if path is None:

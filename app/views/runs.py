@@ -5,11 +5,12 @@ import time
 import pandas as pd
 import streamlit as st
 
+from app.access import read_only
 from app.resources import refreshed_logs
 from app.runlog import RunLog
 from app.settings import Folders, folders
 from app.summary import COLUMN_HELP, open_alerts, read_notes, run_summary, save_notes, table_view
-from app.text import text_block, text_table
+from app.text import plain_markdown, text_block, text_table
 
 
 def run_columns() -> dict:
@@ -60,11 +61,13 @@ def runs_table(logs: list[RunLog], where: Folders) -> None:
 
 
 def notes_form(where: Folders, run_id: str) -> None:
-    notes = read_notes(where, run_id)
+    notes, locked = read_notes(where, run_id), read_only()
     with st.expander("Name and notes"), st.form(f"notes-{run_id}"):
-        name = st.text_input("Name", notes.get("name", ""), key=f"name-{run_id}")
-        text = st.text_area("Notes", notes.get("notes", ""), key=f"notes-{run_id}")
-        if st.form_submit_button("Save"):
+        name = st.text_input("Name", notes.get("name", ""), key=f"name-{run_id}", disabled=locked)
+        text = st.text_area("Notes", notes.get("notes", ""), key=f"notes-{run_id}", disabled=locked)
+        if locked:
+            st.caption("This dashboard is read-only (--read-only).")
+        if st.form_submit_button("Save", disabled=locked) and not locked:
             save_notes(where, run_id, name, text)
             st.success(f"saved to {run_id}/notes.json")
 
@@ -90,7 +93,7 @@ def run_details(log: RunLog) -> None:
         if alerts.empty:
             st.success("none in the last 500 steps")
         for a in alerts.itertuples():
-            st.warning(f"step {a.step} · {a.rule}: {a.message} — try: {a.advice}")
+            st.warning(plain_markdown(f"step {a.step} · {a.rule}: {a.message} — try: {a.advice}"))
     with right:
         st.subheader("Latest samples")
         samples = log.frame("sample")
