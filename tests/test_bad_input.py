@@ -33,6 +33,10 @@ def one_line(proc, fragment):
 def bad_files(workspace):
     (workspace / "binary.bin").write_bytes(bytes(range(256)) * 400)
     (workspace / "latin1.txt").write_bytes("caf\xe9 na\xefve r\xe9sum\xe9\n".encode("latin-1") * 200)
+    text = (workspace / "corpus.txt").read_bytes()
+    (workspace / "late_nul.txt").write_bytes(text * (2 + (1 << 20) // len(text)) + b"\x00 tail\n")  # NUL past the first MiB
+    (workspace / "rare_latin1.txt").write_bytes(text + "caf\xe9\n".encode("latin-1"))  # one bad byte in ~100 KB
+    (workspace / "blank.txt").write_text(" \n\t\n" * 50)
     (workspace / "wrong_type.json").write_text(json.dumps({"knn_k": "many"}))
     (workspace / "not_json.json").write_text("{knn_k: 3")
     return workspace
@@ -49,7 +53,14 @@ def bad_files(workspace):
         (["--config", "missing.json"], "No such file"),
         (["--data", "binary.bin"], "is not a text file"),
         (["--data", "latin1.txt"], "is not UTF-8 text"),
+        (["--data", "late_nul.txt"], "contains NUL bytes, the first at byte"),
+        (["--data", "rare_latin1.txt"], "is not UTF-8 text (an undecodable byte at"),
+        (["--data", "blank.txt"], "holds no text (only whitespace)"),
         (["--tokenizer", "bpe:10"], "too small"),
+        (["--batch-size", "4096"], "fewer than one batch of 4096"),
+        (["--set", "knn_k=1000000"], "knn_k must be <= 4,096"),
+        (["--set", "latent_dim=1000000000"], "latent_dim must be <= 16,384"),
+        (["--set", "langevin_steps=1000000000"], "langevin_steps must be <= 100,000"),
     ],
 )
 def test_train_refuses_bad_input_in_one_line(bad_files, extra, fragment):

@@ -110,14 +110,19 @@ def _join_wikitext_lines(lines: list[str]) -> list[str]:
 
 
 def read_text_file(path: Path) -> str:
-    """A corpus file as text; a file that is not UTF-8 text is a DataError, not a corpus of noise."""
+    """A corpus file as text; a file that is not UTF-8 text is a DataError, not a corpus of noise.
+    Every byte is checked: one undecodable byte or NUL anywhere would become a token of noise."""
     raw = path.read_bytes()
-    if b"\x00" in raw[: 1 << 20]:
-        raise DataError(f"{path} is not a text file (it contains NUL bytes); give a UTF-8 text file or folder")
-    text = raw.decode("utf-8", errors="replace")
-    bad = text.count("\ufffd")
-    if bad > max(10, len(text) // 100):
-        raise DataError(f"{path} is not UTF-8 text ({bad:,} undecodable bytes); convert it to UTF-8 first")
+    nul = raw.find(b"\x00")
+    if nul >= 0:
+        raise DataError(f"{path} is not a text file (it contains NUL bytes, the first at byte {nul:,}); "
+                        "give a UTF-8 text file or folder")  # fmt: skip
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path} is not UTF-8 text (an undecodable byte at {err.start:,}); convert it to UTF-8 first") from None
+    if not text.strip():
+        raise DataError(f"{path} holds no text (only whitespace); give a file with text to train on")
     return text
 
 

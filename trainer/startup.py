@@ -17,7 +17,7 @@ from ebm.config import ConfigError, EBMConfig
 from ebm.presets import Preset, choose_preset
 
 from .checkpoint import CheckpointError, newest_intact
-from .data import CORPUS_NAMES, DataError, default_cache_dir, load_corpus, tokenize_split
+from .data import CORPUS_NAMES, DataError, default_cache_dir, load_corpus, tokenize_split, windows_for
 from .device import DeviceError, resolve_device
 from .options import RunOptions
 from .replicas import ALONE, Replicas, from_environment
@@ -182,6 +182,10 @@ def build_trainer(args, out: Path, run_id: str, tok_spec: str, cfg: EBMConfig | 
         raise UserError(f"batch_size {cfg.batch_size} does not split over {where}; use a multiple of {slices} (--batch-size)")
     train_tokens = tokenize_split(corpus, "train", tokenizer, progress=not args.quiet)
     valid_tokens = tokenize_split(corpus, "valid", tokenizer, progress=not args.quiet)
+    windows = len(windows_for(train_tokens, cfg))
+    if windows < cfg.batch_size:
+        raise UserError(f"the training split holds {windows} windows of {cfg.context_global + 1} tokens, fewer than one "
+                        f"batch of {cfg.batch_size}: lower --batch-size, or give more text")  # fmt: skip
     opts = run_options(args, run_id, out, corpus.fingerprint)
     return Trainer(cfg, opts, tokenizer, train_tokens, valid_tokens, resume_state, replicas)
 
