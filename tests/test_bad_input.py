@@ -193,3 +193,55 @@ def test_resume_reads_the_runs_own_text_from_any_folder_and_refuses_a_changed_on
     accepted = subprocess.run([*base, "--resume", "rel", "--max-steps", "4", "--accept-changed-data"], cwd=elsewhere,
                               env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
     assert accepted.returncode == 0 and "warning: the text at" in accepted.stderr, accepted.stderr[-2000:]
+
+
+@pytest.fixture
+def run_copy(full_run, tmp_path):
+    """The shared run's checkpoints under its own id in a folder a test may damage."""
+    ws, _ = full_run
+    run_dir = tmp_path / "checkpoints" / "full"
+    shutil.copytree(ws / "checkpoints" / "full", run_dir)
+    return ws, run_dir
+
+
+BAD_TOK = "is not a readable tokenizer"
+
+
+@pytest.mark.parametrize("content,fragment", [(b"", BAD_TOK), (b'{"model": 3', BAD_TOK), (None, "tokenizer.json is missing")])
+def test_a_damaged_or_missing_tokenizer_is_one_line(run_copy, content, fragment):
+    ws, run_dir = run_copy
+    tok = run_dir / "tokenizer.json"
+    tok.unlink() if content is None else tok.write_bytes(content)
+    one_line(run(ws, "trainer.evaluate", "--checkpoint", str(run_dir), "--data", "corpus.txt", "--max-tokens", "64"), fragment)
+    one_line(train(ws, "--resume", "full", "--out", str(run_dir.parents[1]), "--max-steps", "1"), fragment)
+
+
+def test_diagnose_on_a_checkpoint_that_is_no_model_is_one_line(run_copy):
+    ws, run_dir = run_copy
+    state = torch.load(run_dir / "latest.pt", weights_only=True)
+    state["config"]["latent_dim"] = 48  # the splats' tensors are 32 wide
+    state.pop("content_digest")
+    state["content_digest"] = content_digest(state)
+    torch.save(state, run_dir / "latest.pt")
+    one_line(run(ws, "trainer.diagnose", "--checkpoint", str(run_dir / "latest.pt")), "cannot be read as a model's")
+    table = run(ws, "trainer.diagnose", "--batch", "--run-id", "full", "--out", str(run_dir.parents[1]))
+    assert table.returncode == 0 and "Traceback" not in table.stderr and "latest.pt | unreadable" in table.stdout
+
+
+@pytest.mark.parametrize("config", ["[1, 2]", '"text"', "{}"])
+def test_an_export_with_a_broken_config_json_is_one_line(run_copy, config):
+    from trainer.export import export_checkpoint
+
+    ws, run_dir = run_copy
+    folder = export_checkpoint(run_dir / "latest.pt", run_dir / "export")
+    (folder / "config.json").write_text(config)
+    one_line(run(ws, "trainer.evaluate", "--checkpoint", str(folder), "--data", "corpus.txt", "--max-tokens", "64"), str(folder))
+    one_line(run(ws, "trainer.diagnose", "--checkpoint", str(folder)), str(folder))
+
+
+def test_scoring_an_empty_file_is_one_line(full_run, tmp_path):
+    ws, _ = full_run
+    (tmp_path / "empty.txt").write_text("")
+    proc = run(ws, "trainer.evaluate", "--checkpoint", str(ws / "checkpoints" / "full"), "--data", str(tmp_path / "empty.txt"),
+               "--split", "all")  # fmt: skip
+    one_line(proc, "holds no text")

@@ -10,6 +10,7 @@ different model. Retention keeps every `keep_every`-th epoch plus the last `keep
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import pickle
@@ -68,11 +69,21 @@ def save_checkpoint(state: dict, run_dir: Path, epoch: int | None, keep_every: i
     state[DIGEST_KEY] = content_digest(state)
     run_dir.mkdir(parents=True, exist_ok=True)
     target = run_dir / (f"ebm_epoch_{epoch}.pt" if epoch is not None else "latest.pt")
-    atomic_write(target, lambda fh: torch.save(state, fh))
+    atomic_write(target, lambda fh: _torch_save(state, fh, target))
     if epoch is not None:
         link_latest(target)
         prune_checkpoints(run_dir, keep_every, keep_last)
     return target
+
+
+def _torch_save(state: dict, fh, target: Path) -> None:
+    """torch.save, whose zip writer reports a full disk as a RuntimeError ("unexpected pos"):
+    raised as the OSError it is, so every caller's one-line handling of write errors applies."""
+    try:
+        torch.save(state, fh)
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+        raise OSError(errno.EIO, f"the write failed, the disk may be full ({first})", str(target)) from None
 
 
 def link_latest(snapshot: Path) -> None:

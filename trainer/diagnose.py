@@ -14,7 +14,8 @@ import torch
 from .alerts import Trend, describe_trend, trend
 from .checkpoint import CheckpointError, load_checkpoint
 from .logs import LogReader
-from .runfiles import list_checkpoints, log_path
+from .runfiles import list_checkpoints, log_path, run_id_problem
+from .tokenizer import TokenizerError
 
 
 def splat_arrays(state: dict) -> dict[str, np.ndarray]:
@@ -88,9 +89,19 @@ def edge_digits(edges: np.ndarray) -> int:
 
 def diagnose(checkpoint: Path, log_dir: Path | None = None) -> dict:
     state = load_checkpoint(checkpoint)
+    try:
+        return _diagnose(checkpoint, state, log_dir)
+    except (KeyError, ValueError, TypeError, IndexError, RuntimeError) as err:  # ConfigError is a ValueError
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        raise CheckpointError(f"{checkpoint}: its tensors or config cannot be read as a model's ({first})") from None
+
+
+def _diagnose(checkpoint: Path, state: dict, log_dir: Path | None) -> dict:
     arrays = splat_arrays(state)
     records: list[dict] = []
     run_id = state.get("run_id")
+    if run_id is not None and run_id_problem(str(run_id)):
+        run_id = None  # never a path to read: a run id that is not a plain name has no log
     if log_dir is not None and run_id:
         reader = LogReader(log_path(log_dir, run_id))
         reader.read_new()
@@ -214,7 +225,7 @@ def cli_main(args) -> int:
         if args.report is not None:
             folder = Path(args.report) if args.report else (ckpt if ckpt.is_dir() else ckpt.parent) / "report"
             print(f"report written to {write_report(report, folder)}")
-    except (CheckpointError, OSError) as err:
+    except (CheckpointError, TokenizerError, OSError) as err:
         print(f"ebm-diagnose: error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -68,6 +68,8 @@ def load_export(folder: Path) -> dict:
         meta = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError, SafetensorError) as err:
         raise CheckpointError(f"{folder} is not a readable export ({type(err).__name__}: {str(err)[:120]})") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{folder}/config.json is not an export's config (a JSON {type(meta).__name__}, not an object)")
     if meta.get("schema_version") != SCHEMA_VERSION:
         raise CheckpointError(
             f"{folder} has schema version {meta.get('schema_version')!r}, this ebm-lab reads version {SCHEMA_VERSION} (a number)"
@@ -79,6 +81,9 @@ def load_export(folder: Path) -> dict:
         raise CheckpointError(f"{folder} is damaged: its tensors or config.json do not match the digest in config.json")
     if meta.get("run_id") is not None and (problem := run_id_problem(str(meta["run_id"]))):
         raise CheckpointError(f"{folder}: config.json's {problem}")
+    missing = [k for k in ("nbr_step", "nbr_version", "store_version", "config", "step") if k not in meta]
+    if missing or "neighbours.vocab_nbr" not in tensors:
+        raise CheckpointError(f"{folder} lacks {', '.join(missing) or 'neighbours.vocab_nbr'}: export its checkpoint again")
     model = {k: v for k, v in tensors.items() if not k.startswith("neighbours.")}
     model["neighbours._extra_state"] = {
         "nbr_step": meta["nbr_step"],

@@ -87,15 +87,26 @@ def load_tokenizer(
         return _trained_bpe(spec, train_texts, cache_dir)
     path = Path(spec)
     if path.is_file():
-        return TextTokenizer(Tokenizer.from_file(str(path)), path.stem)
+        return TextTokenizer(_read(path), path.stem)
     if path.is_dir():
         if (path / "tokenizer.json").exists():
-            return TextTokenizer(Tokenizer.from_file(str(path / "tokenizer.json")), path.name)
+            return TextTokenizer(_read(path / "tokenizer.json"), path.name)
         if (path / "vocab.json").exists() and (path / "merges.txt").exists():
             bpe = models.BPE.from_file(str(path / "vocab.json"), str(path / "merges.txt"))
             return TextTokenizer(_byte_level(bpe), path.name)
         raise TokenizerError(f"no tokenizer.json or vocab.json + merges.txt in {path}")
+    if path.suffix == ".json" or len(path.parts) > 1:
+        raise TokenizerError(f"{path} is missing: the tokenizer file is needed to read and write text")
     raise TokenizerError(f"unknown tokenizer {spec!r}: use gpt2, bpe:N, a tokenizer.json file or a tokenizer directory")
+
+
+def _read(path: Path) -> Tokenizer:
+    """A tokenizer.json; an empty or damaged one is a TokenizerError that says which file."""
+    try:
+        return Tokenizer.from_file(str(path))
+    except Exception as err:  # the Rust side raises plain Exception for every parse error
+        first = (str(err).strip().splitlines() or ["unreadable"])[0][:120]
+        raise TokenizerError(f"{path} is not a readable tokenizer ({first}); restore it from a copy of the run") from None
 
 
 def _trained_bpe(spec: str, texts: Iterable[str] | None, cache_dir: str | Path | None) -> TextTokenizer:
