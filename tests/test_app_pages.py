@@ -305,3 +305,9 @@ def test_splats_handed_over_by_the_splat_map_become_a_topic(full_run, monkeypatc
     assert not at.exception
     (sample,) = at.session_state["generation"]["samples"]
     assert list(sample["met"]) == ["topic"] and "topic" in sample["trace"]
+
+
+def test_a_damaged_tokenizer_is_an_error_on_the_generate_page(copy_of_run, monkeypatch):
+    (copy_of_run / "checkpoints" / "full" / "tokenizer.json").write_text('{"model": 3')
+    at = page("generate", copy_of_run, monkeypatch)
+    assert not at.exception and any("is not a readable tokenizer" in e.value for e in at.error)
