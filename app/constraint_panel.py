@@ -112,7 +112,7 @@ def badge(label: str, met: bool) -> str:
             f'font-size:0.8em">{mark}: {html.escape(label)}</span>')  # fmt: skip
 
 
-def show_constrained(result: dict) -> None:
+def show_constrained(result: dict, key: str = "generation") -> None:
     """Each sample: badges, then the prompt and its continuation isolated from each other
     (bidi-safe), then the energy of every constraint along the chain that produced it."""
     for i, s in enumerate(result["samples"]):
@@ -131,4 +131,4 @@ def show_constrained(result: dict) -> None:
     title = "Energy of each constraint (and the model's relaxed energy) along the chosen chain"
     fig = px.line(frame, x="step", y="energy", color="term", facet_col="sample", title=title)
     fig.update_yaxes(matches=None)
-    st.plotly_chart(fig, key="gen-constraint-trace", width="stretch")
+    st.plotly_chart(fig, key=f"{key}-constraint-trace", width="stretch")

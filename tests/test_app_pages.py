@@ -311,3 +311,19 @@ def test_a_damaged_tokenizer_is_an_error_on_the_generate_page(copy_of_run, monke
     (copy_of_run / "checkpoints" / "full" / "tokenizer.json").write_text('{"model": 3')
     at = page("generate", copy_of_run, monkeypatch)
     assert not at.exception and any("is not a readable tokenizer" in e.value for e in at.error)
+
+
+def test_compare_with_works_under_constraints(full_run, monkeypatch):
+    ws, _ = full_run
+    at = page("generate", ws, monkeypatch)
+    other = next(o for o in at.selectbox(key="gen_compare").options if o != "(none)")
+    at.selectbox(key="gen_compare").set_value(other).run()
+    at.number_input(key="gen_n").set_value(4)
+    at.text_input(key="gen_avoid").set_value("the")
+    at.number_input(key="gen_samples").set_value(1)
+    at.number_input(key="gen_chain_steps").set_value(3)
+    at.button[0].click().run()
+    assert not at.exception
+    a, b = at.session_state["generation"], at.session_state["generation_b"]
+    assert a["checkpoint"] != b["checkpoint"] and a["samples"][0]["met"]["the"] and b["samples"][0]["met"]["the"]
+    assert charts(at) == 2  # one constraint trace per column

@@ -103,7 +103,7 @@ def show_or_generate(request: "Request | None", path: Path, model, tokenizer, ke
         return
     result = st.session_state.get(key)
     if result and result["checkpoint"] == str(path) and "samples" in result:
-        show_constrained(result)
+        show_constrained(result, key)
     elif result and result["checkpoint"] == str(path):
         st.markdown(text_block((result["text"], ""), (tokenizer.decode(result["tokens"]), "strong")), unsafe_allow_html=True)
 
