@@ -14,14 +14,21 @@ APP = ROOT / "app"
 
 @pytest.fixture
 def no_server(monkeypatch):
-    """launch.main up to the point where Streamlit would start serving: what it was asked to do."""
+    """launch.main up to the point where Streamlit would start serving: what it was asked to do.
+    The launcher sets the process's environment for the app; it is put back afterwards."""
+    import os
+    import sys
+
     import streamlit.web.cli
 
-    calls = []
-    monkeypatch.setattr(streamlit.web.cli, "main", lambda: calls.append(list(__import__("sys").argv)) or 0)
+    calls, saved_env, saved_argv = [], dict(os.environ), list(sys.argv)
+    monkeypatch.setattr(streamlit.web.cli, "main", lambda: calls.append(list(sys.argv)) or 0)
     for name in (PASSWORD_HASH_ENV, READ_ONLY_ENV, "EBM_DASHBOARD_PASSWORD"):
         monkeypatch.delenv(name, raising=False)
-    return calls
+    yield calls
+    os.environ.clear()
+    os.environ.update(saved_env)
+    sys.argv[:] = saved_argv
 
 
 def test_loopback_addresses():
