@@ -270,18 +270,15 @@ def main() -> None:
     build = {"keywords": lambda: keyword_items(docs, tok, args.items, rng), "infill": lambda: infill_items(test, args.items),
              "avoid": lambda: avoid_items(docs, tok, args.items, rng)}  # fmt: skip
     rows = []
-    for task in args.tasks:
-        rows += run_task(task, build[task](), model, tok, kn, args)
-    meta = {
-        k: getattr(args, k)
-        for k in ("checkpoint", "items", "temperature", "top_k", "chains", "steps", "chain_temperature", "strength")
-    }
-    meta |= {"step": state["step"]} | training_record(state, model, tok)
-    table = report(rows, meta)
+    keys = ("checkpoint", "items", "temperature", "top_k", "chains", "steps", "chain_temperature", "strength", "draw_strength")
+    meta = {k: getattr(args, k) for k in keys} | {"step": state["step"]} | training_record(state, model, tok)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "constrained.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
-    (out / "constrained.md").write_text(table + "\n")
+    for task in args.tasks:  # each task's rows are written as soon as they exist
+        rows += run_task(task, build[task](), model, tok, kn, args)
+        table = report(rows, meta)
+        (out / "constrained.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+        (out / "constrained.md").write_text(table + "\n")
     print(table)
 
 
