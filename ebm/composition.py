@@ -194,10 +194,13 @@ def right_logits(problem: Problem, inputs: Tensor) -> Tensor | None:
     model, right = problem.model, problem.right
     if not right:
         return None
-    emb = model.embeddings
-    K = inputs.shape[0]
-    x = torch.cat([emb[list(problem.prompt)].expand(K, -1, -1), inputs, emb[list(right)].expand(K, -1, -1)], 1)
-    return _logits(model, x[:, :-1], len(right))
+    return _logits(model, framed(problem, inputs)[:, :-1], len(right))
+
+
+def framed(problem: Problem, span: Tensor) -> Tensor:
+    """Input embeddings of prompt, span and right context: span (K, n, D) -> (K, P + n + R, D)."""
+    emb, K = problem.model.embeddings, span.shape[0]
+    return torch.cat([emb[list(problem.prompt)].expand(K, -1, -1), span, emb[list(problem.right)].expand(K, -1, -1)], 1)
 
 
 def _logits(model: EBMModel, inputs: Tensor, last: int) -> Tensor:
@@ -351,14 +354,12 @@ def relaxed_energy(problem: Problem, z: Tensor, strength: float) -> dict[str, Te
     model, emb = problem.model, problem.model.embeddings
     K, n, D = z.shape
     kappa = strength * math.sqrt(max(D - 1, 1))
-    prompt = emb[list(problem.prompt)].expand(K, -1, -1)
-    right = emb[list(problem.right)].expand(K, -1, -1)
-    x = torch.cat([prompt, z, right], 1)
-    logits = _logits(model, x[:, :-1], n + right.shape[1])  # (K, n + R, V)
+    R = len(problem.right)
+    logits = _logits(model, framed(problem, z)[:, :-1], n + R)  # (K, n + R, V)
     logp = torch.log_softmax(logits[:, :n] / problem.temperature, -1)
     basins = logp + kappa * (torch.einsum("knd,vd->knv", z, emb) - 1)  # (K, n, V)
     terms = {"model": -torch.logsumexp(basins, -1).sum(-1)}
-    view = SpanView(z, logits[:, n:] if right.shape[1] else None)
+    view = SpanView(z, logits[:, n:] if R else None)
     for c in problem.constraints:
         terms[c.label or c.kind] = c.energy(view)
     terms["total"] = torch.stack(list(terms.values())).sum(0)
