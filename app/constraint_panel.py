@@ -59,57 +59,97 @@ def constraint_inputs(checkpoint: str) -> ConstraintRequest:
         topic = a.text_input("Topic words", "", key="gen_topic", placeholder="music, album")
         chosen = st.session_state.get(TOPIC_KEY)
         use_map = chosen is not None and chosen["checkpoint"] == checkpoint
-        use_map = b.checkbox(f"Topic: the {len(chosen['ids'])} splats selected on the Splat map" if use_map else
-                             "Topic: splats selected on the Splat map (none selected)", key="gen_topic_map",
-                             disabled=not use_map) and use_map  # fmt: skip
+        use_map = (
+            b.checkbox(
+                f"Topic: the {len(chosen['ids'])} splats selected on the Splat map"
+                if use_map
+                else "Topic: splats selected on the Splat map (none selected)",
+                key="gen_topic_map",
+                disabled=not use_map,
+            )
+            and use_map
+        )
         columns = st.columns(len(KINDS))
         weights = {
-            kind: float(col.number_input(f"weight: {kind.replace('_', ' ')}", 0.0, 100.0, DEFAULT_WEIGHTS[kind],
-                                         key=f"gen_w_{kind}"))
+            kind: float(
+                col.number_input(f"weight: {kind.replace('_', ' ')}", 0.0, 100.0, DEFAULT_WEIGHTS[kind], key=f"gen_w_{kind}")
+            )
             for kind, col in zip(KINDS, columns)
-        }  # fmt: skip
+        }
         a, b, c, d = st.columns(4)
         method = a.selectbox("Method", list(METHODS), key="gen_method")
         samples = b.number_input("Samples", 1, 16, 2, key="gen_samples")
         chains = c.number_input("Chains per sample", 1, 256, DEFAULT_CHAIN.chains, key="gen_chains")
         steps = d.number_input("Chain steps", 1, 2000, DEFAULT_CHAIN.steps, key="gen_chain_steps")
     means = np.asarray(chosen["means"]) if use_map else None
-    return ConstraintRequest(split(keywords), split(avoid), right, split(topic), means, weights, METHODS[method],
-                             int(samples), int(chains), int(steps))  # fmt: skip
+    return ConstraintRequest(
+        split(keywords), split(avoid), right, split(topic), means, weights, METHODS[method], int(samples), int(chains), int(steps)
+    )
 
 
-def generate_constrained(request: ConstraintRequest, prompt: str, n: int, temperature: float, top_k: int, seed: int,
-                         model, tokenizer, checkpoint: str) -> dict | None:  # fmt: skip
+def constraints_from(request: ConstraintRequest, model, tokenizer) -> list:
+    """The request's constraints in the model's token space; ValueError names the bad field."""
+    directions = None if request.topic_splats is None else torch.as_tensor(request.topic_splats[:, -model.cfg.latent_dim :])
+    return from_text(
+        tokenizer.encode,
+        tokenizer.decode,
+        model.embeddings,
+        request.keywords,
+        request.avoid,
+        request.right_context,
+        request.topic,
+        directions,
+        request.weights,
+    )
+
+
+def generate_constrained(
+    request: ConstraintRequest, prompt: str, n: int, temperature: float, top_k: int, seed: int, model, tokenizer, checkpoint: str
+) -> dict | None:
     """Draw the samples with a status line per sample; None (with the reason shown) on bad input."""
+    chain = ChainSettings(chains=request.chains, steps=request.steps)
+    samples, status = [], None
     try:
-        directions = None if request.topic_splats is None else torch.as_tensor(request.topic_splats[:, -model.cfg.latent_dim :])
-        constraints = from_text(tokenizer.encode, tokenizer.decode, model.embeddings, request.keywords, request.avoid,
-                                request.right_context, request.topic, directions, request.weights)  # fmt: skip
+        constraints = constraints_from(request, model, tokenizer)
+        status = st.status("sampling under the constraints ...")
+        for i in range(request.samples):
+            status.update(label=f"sample {i + 1} of {request.samples} ({request.method}) ...")
+            samples += compose(
+                model,
+                tokenizer.encode(prompt),
+                n,
+                constraints,
+                request.method,
+                1,
+                Budget(drafts=64),
+                chain,
+                max(temperature, 1e-3),
+                top_k,
+                seed + i,
+            )
     except ValueError as err:
         st.error(f"{err}")
         return None
-    chain = ChainSettings(chains=request.chains, steps=request.steps)
-    samples, status = [], st.status("sampling under the constraints ...")
-    for i in range(request.samples):
-        status.update(label=f"sample {i + 1} of {request.samples} ({request.method}) ...")
-        try:
-            samples += compose(model, tokenizer.encode(prompt), n, constraints, request.method, 1, Budget(drafts=64), chain,
-                               max(temperature, 1e-3), top_k, seed + i)  # fmt: skip
-        except ValueError as err:
-            st.error(f"{err}")
-            return None
     status.update(label=f"{request.samples} samples ({request.method})", state="complete")
-    labels = [(c.label or c.kind, c.kind) for c in constraints]
-    return {"checkpoint": checkpoint, "prompt": prompt, "labels": labels, "method": request.method,
-            "samples": [{"text": tokenizer.decode(s.tokens), "met": s.met, "energies": s.energies, "trace": s.trace,
-                         "seconds": s.seconds} for s in samples]}  # fmt: skip
+    return {
+        "checkpoint": checkpoint,
+        "prompt": prompt,
+        "labels": [(c.label or c.kind, c.kind) for c in constraints],
+        "method": request.method,
+        "samples": [
+            {"text": tokenizer.decode(s.tokens), "met": s.met, "energies": s.energies, "trace": s.trace, "seconds": s.seconds}
+            for s in samples
+        ],
+    }
 
 
 def badge(label: str, met: bool) -> str:
     colour = "#1b7f3b" if met else "#b3261e"
     mark = "met" if met else "unmet"
-    return (f'<span style="background:{colour};color:white;border-radius:4px;padding:0 6px;margin-right:4px;'
-            f'font-size:0.8em">{mark}: {html.escape(label)}</span>')  # fmt: skip
+    return (
+        f'<span style="background:{colour};color:white;border-radius:4px;padding:0 6px;margin-right:4px;'
+        f'font-size:0.8em">{mark}: {html.escape(label)}</span>'
+    )
 
 
 def show_constrained(result: dict, key: str = "generation") -> None:
@@ -118,12 +158,19 @@ def show_constrained(result: dict, key: str = "generation") -> None:
     for i, s in enumerate(result["samples"]):
         badges = "".join(badge(label, s["met"][label]) for label, _ in result["labels"])
         text = f"<bdi>{escape_text(result['prompt'])}</bdi><bdi><strong>{escape_text(s['text'])}</strong></bdi>"
-        st.markdown(f'<div class="constrained-sample">{badges}<div style="white-space:pre-wrap">{text}</div></div>',
-                    unsafe_allow_html=True)  # fmt: skip
-        st.caption(f"sample {i + 1} · {s['seconds']:.1f} s · energies: "
-                   + ", ".join(f"{k} {v:.2f}" for k, v in s["energies"].items()))  # fmt: skip
-    traces = [(i, term, step, e) for i, s in enumerate(result["samples"]) for term, trace in s["trace"].items()
-              for step, e in enumerate(trace)]  # fmt: skip
+        st.markdown(
+            f'<div class="constrained-sample">{badges}<div style="white-space:pre-wrap">{text}</div></div>',
+            unsafe_allow_html=True,
+        )
+        st.caption(
+            f"sample {i + 1} · {s['seconds']:.1f} s · energies: " + ", ".join(f"{k} {v:.2f}" for k, v in s["energies"].items())
+        )
+    traces = [
+        (i, term, step, e)
+        for i, s in enumerate(result["samples"])
+        for term, trace in s["trace"].items()
+        for step, e in enumerate(trace)
+    ]
     if not traces:
         st.caption("No chain to show: this method draws tokens from p_E left to right.")
         return

@@ -30,29 +30,59 @@ class Panel:
 
 
 PANELS = (
-    Panel("Loss components", ("batch",), ("nll", "dsm", "dec", "balance"),
-          "nats per target: nll of p_E, dsm = score-matching error (1 = predicting zero scores), dec = decoder nll, "
-          "balance = expert load (1 = even); all should fall"),
-    Panel("Energy at targets", ("batch",), ("energy", "energy_splat", "energy_geo", "energy_comp"),
-          "E(e_w; c) of the true next token and its three terms, in units of T; lower means the model expects it"),
-    Panel("Validation perplexity", ("eval", "epoch"), ("ppl_energy", "ppl_decoder"),
-          "exp(mean nll) on held-out text, per token of the run's tokenizer; ppl_energy is exact over the vocabulary",
-          log_y=True, smoothed=False),
-    Panel("Training perplexity", ("batch",), ("ppl",), "exp(nll) of each training batch (per token); below validation "
-          "perplexity when the model fits the training split", log_y=True),
+    Panel(
+        "Loss components",
+        ("batch",),
+        ("nll", "dsm", "dec", "balance"),
+        "nats per target: nll of p_E, dsm = score-matching error (1 = predicting zero scores), dec = decoder nll, "
+        "balance = expert load (1 = even); all should fall",
+    ),
+    Panel(
+        "Energy at targets",
+        ("batch",),
+        ("energy", "energy_splat", "energy_geo", "energy_comp"),
+        "E(e_w; c) of the true next token and its three terms, in units of T; lower means the model expects it",
+    ),
+    Panel(
+        "Validation perplexity",
+        ("eval", "epoch"),
+        ("ppl_energy", "ppl_decoder"),
+        "exp(mean nll) on held-out text, per token of the run's tokenizer; ppl_energy is exact over the vocabulary",
+        log_y=True,
+        smoothed=False,
+    ),
+    Panel(
+        "Training perplexity",
+        ("batch",),
+        ("ppl",),
+        "exp(nll) of each training batch (per token); below validation perplexity when the model fits the training split",
+        log_y=True,
+    ),
     Panel("SOC rate", ("soc",), ("soc_rate",), "avalanches per SOC check over the last 20 checks (0 to 1)", smoothed=False),
-    Panel("Avalanche size (merged + pruned + spawned)", ("soc",), ("avalanche_size",),
-          "splats edited by each SOC avalanche; large and frequent means the landscape explains the data poorly",
-          smoothed=False),
+    Panel(
+        "Avalanche size (merged + pruned + spawned)",
+        ("soc",),
+        ("avalanche_size",),
+        "splats edited by each SOC avalanche; large and frequent means the landscape explains the data poorly",
+        smoothed=False,
+    ),
     Panel("Splats", ("batch",), ("n_splats",), "number of vMF splats in the store"),
     Panel("Tokens / s", ("batch",), ("tokens_per_s",), "training targets per second of optimiser steps"),
     Panel("Learning rate", ("batch",), ("lr",), "AdamW learning rate (warm-up, then cosine decay)", log_y=True),
     Panel("Gradient norm", ("batch",), ("grad_norm",), "global gradient norm before clipping (grad_clip)", log_y=True),
-    Panel("Memory (MiB)", ("batch",), ("rss_mb", "gpu_peak_mb"),
-          "the trainer's resident memory, and on CUDA the peak GPU memory allocated; a steady climb is a leak"),
-    Panel("CPU cores busy", ("batch",), ("cpu_cores",),
-          "CPU seconds per wall second of the trainer since its previous batch record (2 = two cores kept busy)"),
-)  # fmt: skip
+    Panel(
+        "Memory (MiB)",
+        ("batch",),
+        ("rss_mb", "gpu_peak_mb"),
+        "the trainer's resident memory, and on CUDA the peak GPU memory allocated; a steady climb is a leak",
+    ),
+    Panel(
+        "CPU cores busy",
+        ("batch",),
+        ("cpu_cores",),
+        "CPU seconds per wall second of the trainer since its previous batch record (2 = two cores kept busy)",
+    ),
+)
 X_AXES = {"step": "step", "wall time": "time", "hours since start": "hours"}
 COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 DASHES = ("solid", "dash", "dot", "dashdot", "longdash")
@@ -193,8 +223,18 @@ def _metric_traces(
     traces = []
     if raw:
         marker = {"size": 3, "color": colour, "opacity": 0.25}
-        traces.append(go.Scatter(x=xs, y=ys.iloc[::step], mode="markers", marker=marker, name=f"{name} (raw)",
-                                 legendgroup=name, showlegend=False, hoverinfo="skip"))  # fmt: skip
+        traces.append(
+            go.Scatter(
+                x=xs,
+                y=ys.iloc[::step],
+                mode="markers",
+                marker=marker,
+                name=f"{name} (raw)",
+                legendgroup=name,
+                showlegend=False,
+                hoverinfo="skip",
+            )
+        )
     line = {"color": colour, "dash": dash, "width": 2}
     mode = "lines" if dense else "lines+markers"
     traces.append(go.Scatter(x=xs, y=smoothed.iloc[::step], mode=mode, line=line, name=name, legendgroup=name))

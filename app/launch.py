@@ -31,8 +31,10 @@ def access_env(args) -> tuple[dict[str, str], str | None]:
     password = args.password or os.environ.get(PASSWORD_ENV) or ""
     env = {READ_ONLY_ENV: "1" if args.read_only else "0", PASSWORD_HASH_ENV: password_hash(password) if password else ""}
     if not password and not args.no_auth and not is_loopback(args.address):
-        return env, (f"--address {args.address} serves other machines: set a password ({PASSWORD_ENV}=... or --password), "
-                     "or pass --no-auth to serve without one")  # fmt: skip
+        return env, (
+            f"--address {args.address} serves other machines: set a password ({PASSWORD_ENV}=... or --password), "
+            "or pass --no-auth to serve without one"
+        )
     return env, None
 
 
@@ -51,8 +53,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ebm-dashboard: error: {refused}", file=sys.stderr)
         return 2
     if args.no_auth and not is_loopback(args.address):
-        print(f"ebm-dashboard: warning: serving {args.address} with no password: anyone who reaches port {args.port} can "
-              "read every run, rename runs, write notes and run Generate on this machine", file=sys.stderr)  # fmt: skip
+        print(
+            f"ebm-dashboard: warning: serving {args.address} with no password: anyone who reaches port {args.port} can "
+            "read every run, rename runs, write notes and run Generate on this machine",
+            file=sys.stderr,
+        )
     os.environ.pop(PASSWORD_ENV, None)  # the app gets the hash only
     os.environ.update({LOG_ENV: str(logs), CHECKPOINT_ENV: str(ckpts), REFRESH_ENV: str(args.refresh), **access})
     print(f"ebm-dashboard: http://{args.address}:{args.port} (logs {logs}, checkpoints {ckpts})", flush=True)

@@ -16,11 +16,11 @@ if not signed_in():  # a served dashboard with a password: no page runs before i
 views = Path(__file__).parent / "views"
 page = st.navigation(
     [
-        st.Page(views / "runs.py", title="Runs", icon=":material/list:", default=True),
-        st.Page(views / "curves.py", title="Training curves", icon=":material/show_chart:"),
-        st.Page(views / "splat_map.py", title="Splat map", icon=":material/scatter_plot:"),
-        st.Page(views / "generate.py", title="Generate", icon=":material/edit_note:"),
-        st.Page(views / "diagnose.py", title="Diagnose", icon=":material/troubleshoot:"),
+        st.Page(views / "runs_page.py", url_path="runs", title="Runs", icon=":material/list:", default=True),
+        st.Page(views / "curves_page.py", url_path="curves", title="Training curves", icon=":material/show_chart:"),
+        st.Page(views / "splat_map_page.py", url_path="splat_map", title="Splat map", icon=":material/scatter_plot:"),
+        st.Page(views / "generate_page.py", url_path="generate", title="Generate", icon=":material/edit_note:"),
+        st.Page(views / "diagnose_page.py", url_path="diagnose", title="Diagnose", icon=":material/troubleshoot:"),
     ]
 )
 where = folders()

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer.files import atomic_write, atomic_write_json
+from runs.files import atomic_write, atomic_write_json
 
 NEAREST_K = 5
 
@@ -113,8 +113,8 @@ class SplatData:
 def splat_data(path: Path) -> SplatData:
     import torch
 
-    from trainer.checkpoint import load_checkpoint
-    from trainer.diagnose import splat_arrays
+    from runs.checkpoint import load_checkpoint
+    from trainer.diagnosis import splat_arrays
 
     state = load_checkpoint(path)
     sd = state["model"]
@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--umap", type=int, choices=(2, 3), help="also compute the UMAP map with this many dimensions")
     p.add_argument("--progress", help="JSON file to write progress to")
     args = p.parse_args(argv)
-    from trainer.runfiles import CheckpointError
+    from runs.runfiles import CheckpointError
 
     try:
         compute(Path(args.checkpoint), args.umap, Path(args.progress) if args.progress else None)

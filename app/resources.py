@@ -7,7 +7,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from trainer.runfiles import EXPORT_WEIGHTS, CheckpointError, checkpoints_of, list_runs, log_path, runs_with_checkpoints
+from runs.runfiles import EXPORT_WEIGHTS, CheckpointError, checkpoints_of, list_runs, log_path, runs_with_checkpoints
 
 from .runlog import RunLog
 from .settings import Folders
@@ -105,7 +105,7 @@ def file_key(path: Path) -> str:
 @st.cache_resource(max_entries=2, show_spinner="Loading the checkpoint's model ...")
 def loaded_run(path: str, key: str):
     """(state, model, tokenizer); `key` changes when the file does, so a rewritten latest.pt reloads."""
-    from trainer.evaluate import load_run
+    from trainer.loading import load_run
 
     state, model, tokenizer = load_run(path)
     state = {k: state[k] for k in ("step", "epoch", "config", "run_id", "tokenizer") if k in state}  # drop optimiser tensors

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from trainer.logs import LogReader, drop_replayed
+from runs.logs import LogReader, drop_replayed
 
 EMPTY = pd.DataFrame()
 

@@ -9,9 +9,9 @@ import time
 
 import pandas as pd
 
-from trainer.files import atomic_write_json
-from trainer.runfiles import RunFiles, list_runs
-from trainer.status import effective_state, read_status
+from runs.files import atomic_write_json
+from runs.runfiles import RunFiles, list_runs
+from runs.status import effective_state, read_status
 
 from .runlog import RunLog
 from .settings import Folders

@@ -43,8 +43,9 @@ def text_block(*parts: tuple[str, str]) -> str:
 def text_table(columns: list[str], rows: list[list[str]]) -> str:
     """A table whose cells are plain text (escaped as in text_block), one HTML block."""
     head = "".join(f"<th>{escape_text(c)}</th>" for c in columns)
-    body = "".join("<tr>" + "".join(f'<td style="white-space:pre-wrap">{escape_text(str(c))}</td>' for c in row) + "</tr>"
-                   for row in rows)  # fmt: skip
+    body = "".join(
+        "<tr>" + "".join(f'<td style="white-space:pre-wrap">{escape_text(str(c))}</td>' for c in row) + "</tr>" for row in rows
+    )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 

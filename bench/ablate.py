@@ -86,8 +86,9 @@ def train_and_score(args, name: str, sets: list[str]) -> dict:
 
 def score_with_memory(args, checkpoint: str) -> dict:
     """The texts of score_ebm scored with memory splats from the train split, written once."""
-    from trainer.evaluate import load_run, memory_for, text_to_score
+    from trainer.corpus_memory import memory_for
     from trainer.evaluation import score_text
+    from trainer.loading import load_run, text_to_score
 
     _, model, tok = load_run(Path(checkpoint))
     stride = model.cfg.context_global // 2
@@ -157,7 +158,7 @@ def generation(args, checkpoint: str, tok) -> list[dict]:
     """Langevin (landscape, token from the energy at z*), Langevin + decoder (the earlier
     design) and direct p_E sampling, at each sampling temperature."""
     from ebm.sampler import generate
-    from trainer.evaluate import load_run
+    from trainer.loading import load_run
 
     model = load_run(Path(checkpoint))[1].eval()
     kn, test = reference_scorer(args, tok)
@@ -168,16 +169,18 @@ def generation(args, checkpoint: str, tok) -> list[dict]:
         for temp in args.sample_temps:
             t = time.perf_counter()
             outputs = [
-                generate(model, p, args.gen_tokens, sample_temperature=temp, top_k=args.top_k, seed=i,
-                         sampler=method)[0]
+                generate(model, p, args.gen_tokens, sample_temperature=temp, top_k=args.top_k, seed=i, sampler=method)[0]
                 for i, p in enumerate(prompts)
-            ]  # fmt: skip
+            ]
             row = {"method": method, "sample_temperature": temp, "top_k": args.top_k}
             row |= continuation_scores(kn, prompts, outputs) | {"gen_s": time.perf_counter() - t}
             row["example"] = tok.decode(outputs[0])
             rows.append(row)
-            print(f"[ablate] {method} T={temp}: {row['reference_ppl']:.1f} ref ppl, distinct-2 {row['distinct_2']:.3f}",
-                  file=sys.stderr, flush=True)  # fmt: skip
+            print(
+                f"[ablate] {method} T={temp}: {row['reference_ppl']:.1f} ref ppl, distinct-2 {row['distinct_2']:.3f}",
+                file=sys.stderr,
+                flush=True,
+            )
     return rows
 
 
@@ -214,17 +217,23 @@ def report(results: dict, args) -> str:
     for name, r in results["rows"].items():
         if "memory" in r:
             m = r["memory"]
-            lines.append(f"\n{name}: {m['splats']:,} memory splats, kappa {m['kappa']:g}, lambda {m['weight']:g}, "
-                         f"written and fitted in {m['build_s']:.0f} s; the search finds the nearest key for "
-                         f"{m['search_recall']:.0%} of held-out contexts")  # fmt: skip
+            lines.append(
+                f"\n{name}: {m['splats']:,} memory splats, kappa {m['kappa']:g}, lambda {m['weight']:g}, "
+                f"written and fitted in {m['build_s']:.0f} s; the search finds the nearest key for "
+                f"{m['search_recall']:.0%} of held-out contexts"
+            )
     if results.get("generation"):
         lines += generation_table(results["generation"])
     return "\n".join(lines) + "\n"
 
 
 def generation_table(rows: list[dict]) -> list[str]:
-    lines = ["", "| sampler | sampling T | top-k | reference ppl (KN5) [90%] | direct at equal distinct-2 | distinct-1 | "
-             "distinct-2 | repetition | s |", "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        "",
+        "| sampler | sampling T | top-k | reference ppl (KN5) [90%] | direct at equal distinct-2 | distinct-1 | "
+        "distinct-2 | repetition | s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for g in rows:
         lo, hi = g["reference_ppl_90"]
         matched = direct_at_equal_diversity(rows, g["distinct_2"]) if g["method"] != "direct" else None

@@ -147,14 +147,17 @@ def summarise(task: str, method: str, items: list[dict], results: list[dict], kn
     met = np.asarray([r["met"] for r in results], dtype=float)
     both = np.stack([nll, lengths], 1)
     row = {
-        "task": task, "method": method, "items": len(results),
-        "success": float(met.mean()), "success_90": bootstrap(met, np.mean, rng),
+        "task": task,
+        "method": method,
+        "items": len(results),
+        "success": float(met.mean()),
+        "success_90": bootstrap(met, np.mean, rng),
         "fluency_ppl": math.exp(nll.sum() / lengths.sum()),
         "fluency_90": bootstrap(both, lambda b: math.exp(b[:, 0].sum() / b[:, 1].sum()), rng),
         "distinct_2": float(np.mean([distinct_n(r["tokens"], 2) for r in results])),
         "seconds": float(np.median([r["seconds"] for r in results])),
         "drafts": float(np.median([r["drafts"] for r in results])),
-    }  # fmt: skip
+    }
     if task == "infill":
         right = np.asarray([r["right_nll"] for r in results])
         row |= {"right_nll": float(right.mean()), "right_nll_90": bootstrap(right, np.mean, rng)}
@@ -212,8 +215,10 @@ def report(rows: list[dict], meta: dict) -> str:
     ]
     for r in rows:
         right = interval(r, "right_nll", ".1f") if "right_nll" in r else "-"
-        lines.append(f"| {r['task']} | {r['method']} | {interval(r, 'success', '.2f')} | {interval(r, 'fluency', '.1f')} | "
-                     f"{right} | {r['distinct_2']:.3f} | {r['seconds']:.2f} | {r['drafts']:.0f} |")  # fmt: skip
+        lines.append(
+            f"| {r['task']} | {r['method']} | {interval(r, 'success', '.2f')} | {interval(r, 'fluency', '.1f')} | "
+            f"{right} | {r['distinct_2']:.3f} | {r['seconds']:.2f} | {r['drafts']:.0f} |"
+        )
     return "\n".join(lines)
 
 
@@ -241,8 +246,9 @@ def main() -> None:
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--items", type=int, default=200)
     p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
-    p.add_argument("--methods", nargs="+", default=["langevin", "direct", "rejection", "importance", "smc"],
-                   choices=list(COMPOSERS))  # fmt: skip
+    p.add_argument(
+        "--methods", nargs="+", default=["langevin", "direct", "rejection", "importance", "smc"], choices=list(COMPOSERS)
+    )
     p.add_argument("--tokens", type=int, default=32)
     chain = ChainSettings()
     p.add_argument("--chains", type=int, default=chain.chains)
@@ -257,9 +263,9 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default="/tmp/bench/constrained")
     args = p.parse_args()
+    from commands.generate_command import parse_weights
     from trainer.data import load_corpus
-    from trainer.evaluate import load_run
-    from trainer.generate_command import parse_weights
+    from trainer.loading import load_run
 
     torch.set_num_threads(args.threads)
     args.weights = parse_weights(args.weight)
@@ -267,8 +273,11 @@ def main() -> None:
     model.eval()
     kn, test = reference_scorer(args, tok)
     docs, rng = load_corpus("builtin").texts("test"), np.random.default_rng(0)
-    build = {"keywords": lambda: keyword_items(docs, tok, args.items, rng), "infill": lambda: infill_items(test, args.items),
-             "avoid": lambda: avoid_items(docs, tok, args.items, rng)}  # fmt: skip
+    build = {
+        "keywords": lambda: keyword_items(docs, tok, args.items, rng),
+        "infill": lambda: infill_items(test, args.items),
+        "avoid": lambda: avoid_items(docs, tok, args.items, rng),
+    }
     rows = []
     keys = ("checkpoint", "items", "temperature", "top_k", "chains", "steps", "chain_temperature", "strength", "draw_strength")
     meta = {k: getattr(args, k) for k in keys} | {"step": state["step"]} | training_record(state, model, tok)

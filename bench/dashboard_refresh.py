@@ -21,8 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from app.curves import PANELS, RunSeries, add_derived, panel_figure  # noqa: E402
 from app.runlog import RunLog  # noqa: E402
 from bench.measure import peak_rss_mb  # noqa: E402
-from trainer.logs import LogReader  # noqa: E402
-from trainer.runfiles import BATCH_FIELDS, SCHEMA_VERSION  # noqa: E402
+from runs.logs import LogReader  # noqa: E402
+from runs.runfiles import BATCH_FIELDS, SCHEMA_VERSION  # noqa: E402
 
 
 def batch_line(step: int, rng: random.Random) -> str:

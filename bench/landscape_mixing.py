@@ -40,8 +40,9 @@ def mixing_row(model, contexts, args, strength: float, dt: float, gamma: float, 
     gen = torch.Generator().manual_seed(0)
     tv, floor, top5, entropy = [], [], [], []
     for g, u, h in contexts:
-        land = landscape(filter_logits(model.energy_logits(g, u, h), args.temperature, args.top_k), model.embeddings,
-                         basin_kappa(strength, d))  # fmt: skip
+        land = landscape(
+            filter_logits(model.energy_logits(g, u, h), args.temperature, args.top_k), model.embeddings, basin_kappa(strength, d)
+        )
         land = type(land)(*(x.expand(n, *x.shape[1:]) for x in land[:3]), land.kappa)
         z0 = normalize(g.expand(n, -1) + 0.01 * torch.randn(n, d, generator=gen))
         run = langevin_sample(z0, landscape_fn(land), steps, dt, gamma, chain_temperature(1.0, d), gen)
@@ -56,8 +57,16 @@ def mixing_row(model, contexts, args, strength: float, dt: float, gamma: float, 
         top5.append(float(chain[:5].sum() - exact[:5].sum()))
         post = torch.softmax(posterior_logits(run.z, land), -1)
         entropy.append(float(-(post * post.clamp_min(1e-12).log()).sum(-1).mean()))
-    return {"strength": strength, "dt": dt, "gamma": gamma, "steps": steps, "tv": np.mean(tv),
-            "tv_exact": np.mean(floor), "top5_excess": np.mean(top5), "posterior_entropy": np.mean(entropy)}  # fmt: skip
+    return {
+        "strength": strength,
+        "dt": dt,
+        "gamma": gamma,
+        "steps": steps,
+        "tv": np.mean(tv),
+        "tv_exact": np.mean(floor),
+        "top5_excess": np.mean(top5),
+        "posterior_entropy": np.mean(entropy),
+    }
 
 
 def test_contexts(model, tok, count: int) -> list[tuple]:
@@ -84,7 +93,7 @@ def main() -> None:
     p.add_argument("--gamma", type=float, nargs="+", default=[0.2])
     p.add_argument("--steps", type=int, nargs="+", default=[150])
     args = p.parse_args()
-    from trainer.evaluate import load_run
+    from trainer.loading import load_run
 
     _, model, tok = load_run(Path(args.checkpoint))
     model.eval()
@@ -97,8 +106,11 @@ def main() -> None:
         t = time.perf_counter()
         r = mixing_row(model, contexts, args, strength, dt, gamma, steps)
         took = time.perf_counter() - t
-        print(f"| {strength:g} | {dt:g} | {gamma:g} | {steps} | {r['tv']:.3f} | {r['tv_exact']:.3f} | "
-              f"{r['top5_excess']:+.3f} | {r['posterior_entropy']:.2f} | {took:.0f} |", flush=True)  # fmt: skip
+        print(
+            f"| {strength:g} | {dt:g} | {gamma:g} | {steps} | {r['tv']:.3f} | {r['tv_exact']:.3f} | "
+            f"{r['top5_excess']:+.3f} | {r['posterior_entropy']:.2f} | {took:.0f} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ebm.sampler import SamplerSettings, basin_of, sample  # noqa: E402
 from trainer.data import Windows, default_cache_dir, load_corpus, tokenize_split  # noqa: E402
-from trainer.evaluate import load_run  # noqa: E402
+from trainer.loading import load_run  # noqa: E402
 
 MIX_WEIGHTS = (0.0, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0)
 
@@ -41,14 +41,21 @@ def chain_row(model, windows: torch.Tensor, settings: SamplerSettings, n_targets
     logits = model.decoder(run.z, h, model.embeddings, bias=model.log_prior).logits
     log_d = torch.log_softmax(logits.float(), -1).gather(-1, targets).squeeze(-1)  # (N,)
     log_e = torch.log_softmax(model.energy_logits(g, u, h), -1).gather(-1, targets).squeeze(-1)
-    mix = {lam: -torch.logaddexp(log_e + math.log1p(-lam), log_d + math.log(lam)).mean().item()
-           for lam in MIX_WEIGHTS if 0 < lam < 1}  # fmt: skip
+    mix = {
+        lam: -torch.logaddexp(log_e + math.log1p(-lam), log_d + math.log(lam)).mean().item() for lam in MIX_WEIGHTS if 0 < lam < 1
+    }
     mix |= {0.0: -log_e.mean().item(), 1.0: -log_d.mean().item()}
     best = min(mix, key=mix.get)
     basin = basin_of(model, run.z)
-    return {"decoder_ppl": math.exp(-log_d.mean().item()), "energy_ppl": math.exp(mix[0.0]), "mix_weight": best,
-            "mix_ppl": math.exp(mix[best]), "cos_to_start": (run.z * g).sum(-1).mean().item(),
-            "cos_to_splat": basin.splat_cos.mean().item(), "cos_to_token": basin.token_cos.mean().item()}  # fmt: skip
+    return {
+        "decoder_ppl": math.exp(-log_d.mean().item()),
+        "energy_ppl": math.exp(mix[0.0]),
+        "mix_weight": best,
+        "mix_ppl": math.exp(mix[best]),
+        "cos_to_start": (run.z * g).sum(-1).mean().item(),
+        "cos_to_splat": basin.splat_cos.mean().item(),
+        "cos_to_token": basin.token_cos.mean().item(),
+    }
 
 
 def main() -> None:
@@ -68,8 +75,10 @@ def main() -> None:
     rows |= {f"T = {t:g} per dimension": SamplerSettings.latent(cfg, t)._replace(steps=args.steps) for t in (0.3, 1.0, 3.0)}
     rows["T = 1 unscaled"] = base._replace(temperature=1.0)
     print(f"{args.checkpoint}: d = {cfg.latent_dim}, {args.steps} steps, {args.windows} x 32 validation targets\n")
-    print("| chain | decoder ppl from z* | p_E ppl | best lambda | mixture ppl | cos(z*, g) | cos to nearest splat mean "
-          "| cos to nearest token |\n|---|---|---|---|---|---|---|---|")  # fmt: skip
+    print(
+        "| chain | decoder ppl from z* | p_E ppl | best lambda | mixture ppl | cos(z*, g) | cos to nearest splat mean "
+        "| cos to nearest token |\n|---|---|---|---|---|---|---|---|"
+    )
     for name, settings in rows.items():
         r = chain_row(model, windows, settings, 32)
         cells = " | ".join(f"{r[k]:.3f}" for k in ("cos_to_start", "cos_to_splat", "cos_to_token"))

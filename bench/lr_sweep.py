@@ -17,15 +17,20 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def one_run(out: Path, preset: str, minutes: float, lr: float, extra: list[str]) -> dict:
-    cmd = [sys.executable, "-m", "trainer.train", "--out", str(out), "--preset", preset, "--max-minutes", str(minutes),
-           "--set", f"learning_rate={lr}", "--run-id", f"lr{lr:g}", "--quiet", *extra]  # fmt: skip
+    cmd = [sys.executable, "-m", "commands", "train", "--out", str(out), "--preset", preset, "--quiet"]
+    cmd += ["--max-minutes", str(minutes), "--set", f"learning_rate={lr}", "--run-id", f"lr{lr:g}", *extra]
     subprocess.run(cmd, cwd=ROOT, check=True)
     records = [json.loads(line) for line in (out / "logs" / "ebm" / f"lr{lr:g}.jsonl").read_text().splitlines()]
     evals = [r for r in records if r["type"] in ("eval", "epoch")]
     batches = [r for r in records if r["type"] == "batch"]
-    return {"lr": lr, "steps": batches[-1]["step"], "ppl_energy": evals[-1]["ppl_energy"],
-            "ppl_decoder": evals[-1]["ppl_decoder"], "best_ppl_energy": min(e["ppl_energy"] for e in evals),
-            "tokenizer": records[0]["tokenizer"]}  # fmt: skip
+    return {
+        "lr": lr,
+        "steps": batches[-1]["step"],
+        "ppl_energy": evals[-1]["ppl_energy"],
+        "ppl_decoder": evals[-1]["ppl_decoder"],
+        "best_ppl_energy": min(e["ppl_energy"] for e in evals),
+        "tokenizer": records[0]["tokenizer"],
+    }
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -23,8 +23,8 @@ sys.path.insert(0, str(ROOT))
 
 def main() -> None:
     from ebm.memory import SplatMemory, fit_mixture
-    from trainer.evaluate import load_run, text_to_score
-    from trainer.memory import contexts_of, memory_texts
+    from trainer.corpus_memory import contexts_of, memory_texts
+    from trainer.loading import load_run, text_to_score
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", required=True)
@@ -45,8 +45,14 @@ def main() -> None:
     for n in sorted(args.sizes, key=lambda s: s or len(keys)):
         memory = SplatMemory(keys[: n or len(keys)], values[: n or len(keys)])
         memory.kappa, memory.weight, _ = fit_mixture(memory.recall(q_valid), y_valid, lp_valid)
-        rows.append({"splats": len(memory), "kappa": memory.kappa, "weight": memory.weight,
-                     "nll": -memory.log_prob(q_test, y_test, lp_test).sum().item()})  # fmt: skip
+        rows.append(
+            {
+                "splats": len(memory),
+                "kappa": memory.kappa,
+                "weight": memory.weight,
+                "nll": -memory.log_prob(q_test, y_test, lp_test).sum().item(),
+            }
+        )
     for r in rows:
         r["ppl"], r["word_ppl"] = math.exp(r["nll"] / len(y_test)), math.exp(r["nll"] / units["words"])
     out = Path(args.out)

@@ -45,7 +45,7 @@ ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 
 def scored_sets(args, tokenizer) -> dict[str, tuple[np.ndarray, dict]]:
     """name -> (token ids, words and bytes of the original text), exactly as ebm-evaluate scores them."""
-    from trainer.evaluate import text_to_score
+    from trainer.loading import text_to_score
 
     sets = {"in-domain": text_to_score("builtin", "test", False, tokenizer, args.max_tokens)}
     if args.wikitext:
@@ -64,8 +64,13 @@ def run_tokenizer(args):
 
 
 def scores(nll: float, tokens: int, units: dict) -> dict:
-    return {"ppl": math.exp(nll / tokens), "word_ppl": math.exp(nll / units["words"]),
-            "bits_per_byte": nll / math.log(2) / units["bytes"], "tokens": tokens, "words": units["words"]}  # fmt: skip
+    return {
+        "ppl": math.exp(nll / tokens),
+        "word_ppl": math.exp(nll / units["words"]),
+        "bits_per_byte": nll / math.log(2) / units["bytes"],
+        "tokens": tokens,
+        "words": units["words"],
+    }
 
 
 # ----------------------------------------------------------------------------- n-grams
@@ -83,8 +88,12 @@ def run_ngrams(args) -> dict:
     for order in args.kn_orders:
         t = time.perf_counter()
         model = KneserNey(order, V).fit(train.tolist())
-        row = {"model": f"Kneser-Ney {order}-gram (interpolated, modified)", "fit_s": time.perf_counter() - t,
-               "params": sum(len(c) for c in model.counts), "targets_seen": len(train)}  # fmt: skip
+        row = {
+            "model": f"Kneser-Ney {order}-gram (interpolated, modified)",
+            "fit_s": time.perf_counter() - t,
+            "params": sum(len(c) for c in model.counts),
+            "targets_seen": len(train),
+        }
         for name, (tokens, units) in sets.items():
             ids = tokens.tolist()
             nll = -sum(math.log(model.prob(ids[j], ids[max(0, j - order + 1) : j])) for j in range(1, len(ids)))
@@ -121,13 +130,18 @@ def run_transformer(args) -> dict:
 
     def valid_ppl(model) -> float:
         model.eval()
-        nll = sum(-model.target_logprobs(torch.from_numpy(valid_w.batch(curve_ids[i : i + 16])), C).sum().item()
-                  for i in range(0, len(curve_ids), 16))  # fmt: skip
+        nll = sum(
+            -model.target_logprobs(torch.from_numpy(valid_w.batch(curve_ids[i : i + 16])), C).sum().item()
+            for i in range(0, len(curve_ids), 16)
+        )
         model.train()
         return math.exp(nll / (len(curve_ids) * C))
 
-    sweep = {lr: valid_ppl(train_gpt(gcfg, train_w, lr, 60 * args.sweep_min, batch, None, prior)[0])
-             for lr in args.gpt_lrs} if len(args.gpt_lrs) > 1 else {}  # fmt: skip
+    sweep = (
+        {lr: valid_ppl(train_gpt(gcfg, train_w, lr, 60 * args.sweep_min, batch, None, prior)[0]) for lr in args.gpt_lrs}
+        if len(args.gpt_lrs) > 1
+        else {}
+    )
     best = min(sweep, key=sweep.get) if sweep else args.gpt_lrs[0]
     budget = 60 * args.budget_min
     model, steps, spent, curve = train_gpt(gcfg, train_w, best, budget, batch, (budget / 8, valid_ppl), prior)
@@ -149,8 +163,9 @@ def gpt_setup(preset: str, tok, gpt_prior: bool):
     corpus = load_corpus("builtin")
     train, valid = (np.asarray(tokenize_split(corpus, s, tok, default_cache_dir(), progress=False)) for s in ("train", "valid"))
     C = cfg.context_global
-    gcfg = GPTConfig(vocab_size=tok.vocab_size, block_size=C, n_layer=cfg.context_layers, n_embd=cfg.latent_dim,
-                     n_head=cfg.context_heads)  # fmt: skip
+    gcfg = GPTConfig(
+        vocab_size=tok.vocab_size, block_size=C, n_layer=cfg.context_layers, n_embd=cfg.latent_dim, n_head=cfg.context_heads
+    )
     prior = None
     if gpt_prior:  # the EBM's head start: an output bias at the add-one unigram of the training split
         from ebm.model import unigram_log_prior
@@ -161,9 +176,14 @@ def gpt_setup(preset: str, tok, gpt_prior: bool):
 
 def transformer_row(gcfg, model, steps: int, spent: float, batch: int, lr: float, gpt_prior: bool) -> dict:
     kind = ", unigram-initialised output bias" if gpt_prior else ""
-    row = {"model": f"transformer ({gcfg.n_layer} layers, d {gcfg.n_embd}, lr {lr:g}{kind})", "lr": lr, "steps": steps,
-           "train_s": spent, "targets_seen": steps * batch * gcfg.block_size,
-           "params": sum(p.numel() for p in model.parameters())}  # fmt: skip
+    row = {
+        "model": f"transformer ({gcfg.n_layer} layers, d {gcfg.n_embd}, lr {lr:g}{kind})",
+        "lr": lr,
+        "steps": steps,
+        "train_s": spent,
+        "targets_seen": steps * batch * gcfg.block_size,
+        "params": sum(p.numel() for p in model.parameters()),
+    }
     return row | {"targets_per_s": row["targets_seen"] / spent}
 
 
@@ -200,8 +220,10 @@ def train_gpt(gcfg, windows, lr: float, seconds: float, batch: int, curve_every,
     dtype = head_dtype("auto", torch.device("cpu"))
     model = GPT(gcfg, log_prior)
     params = list(model.parameters())  # nanoGPT's groups: decay on matrices only
-    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": 0.1},
-              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]  # fmt: skip
+    groups = [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": 0.1},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
     opt = torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95))
     rng = np.random.default_rng(0)
     spent, steps, curve = 0.0, 0, []
@@ -257,8 +279,23 @@ def score_ebm(args, checkpoint: str) -> dict:
     """ebm-evaluate's p_E and decoder scores of a checkpoint on each scored text."""
     row = {}
     for name, path, split, detok in scored_texts(args):
-        cmd = [sys.executable, "-m", "trainer.evaluate", "--checkpoint", checkpoint, "--data", str(path),
-               "--split", split, "--samples", "0", "--json", "--max-tokens", str(args.max_tokens)]  # fmt: skip
+        cmd = [
+            sys.executable,
+            "-m",
+            "commands",
+            "evaluate",
+            "--checkpoint",
+            checkpoint,
+            "--data",
+            str(path),
+            "--split",
+            split,
+            "--samples",
+            "0",
+            "--json",
+            "--max-tokens",
+            str(args.max_tokens),
+        ]
         ev = json.loads(
             subprocess.run(cmd + ["--detokenize"] * detok, check=True, env=ENV, capture_output=True, text=True).stdout
         )
@@ -273,8 +310,8 @@ def ebm_train(args, out: Path, lr: float, budget: list[str], run_id: str | None 
     back from its log."""
 
     run_id = run_id or f"bench-lr{lr:g}-{'-'.join(budget).lstrip('-')}"
-    cmd = [sys.executable, "-m", "trainer.train", "--out", str(out), "--run-id", run_id, "--quiet", "--preset", args.preset,
-           *budget, "--set", f"learning_rate={lr}"]  # fmt: skip
+    cmd = [sys.executable, "-m", "commands", "train", "--out", str(out), "--run-id", run_id, "--quiet"]
+    cmd += ["--preset", args.preset, *budget, "--set", f"learning_rate={lr}"]
     cmd += [a for kv in args.ebm_set for a in ("--set", kv)]
     subprocess.run(cmd, env=ENV, check=True)
     return read_run(args, out, run_id, lr)
@@ -282,8 +319,8 @@ def ebm_train(args, out: Path, lr: float, budget: list[str], run_id: str | None 
 
 def read_run(args, out: Path, run_id: str, lr: float) -> dict:
     """The row of a finished ebm-train run, from its log."""
-    from trainer.logs import LogReader
-    from trainer.runfiles import RunFiles
+    from runs.logs import LogReader
+    from runs.runfiles import RunFiles
 
     files = RunFiles.under(out, run_id)
     reader = LogReader(files.log)
@@ -292,12 +329,21 @@ def read_run(args, out: Path, run_id: str, lr: float) -> dict:
     last, meta = batches[max(batches)], reader.meta
     evals = [r for r in reader.of_type("eval") + reader.of_type("epoch") if r["step"] in batches]
     cfg = meta["config"]
-    row = {"model": f"EBM ({args.preset} preset{', ' + ', '.join(args.ebm_set) if args.ebm_set else ''}, lr {lr:g})",
-           "lr": lr, "steps": last["step"], "train_s": last["train_seconds"], "params": meta["n_params"],
-           "targets_seen": last["step"] * cfg["batch_size"] * (cfg["seq_length"] or cfg["context_global"]),
-           "best_valid": min(r["ppl_energy"] for r in evals), "ckpt": str(files.latest), "run_id": run_id,
-           "curve": [{"train_s": batches[r["step"]]["train_seconds"], "ppl": r["ppl_energy"],
-                      "ppl_decoder": r["ppl_decoder"]} for r in evals]}  # fmt: skip
+    row = {
+        "model": f"EBM ({args.preset} preset{', ' + ', '.join(args.ebm_set) if args.ebm_set else ''}, lr {lr:g})",
+        "lr": lr,
+        "steps": last["step"],
+        "train_s": last["train_seconds"],
+        "params": meta["n_params"],
+        "targets_seen": last["step"] * cfg["batch_size"] * (cfg["seq_length"] or cfg["context_global"]),
+        "best_valid": min(r["ppl_energy"] for r in evals),
+        "ckpt": str(files.latest),
+        "run_id": run_id,
+        "curve": [
+            {"train_s": batches[r["step"]]["train_seconds"], "ppl": r["ppl_energy"], "ppl_decoder": r["ppl_decoder"]}
+            for r in evals
+        ],
+    }
     row["targets_per_s"] = row["targets_seen"] / row["train_s"]
     return row
 
@@ -325,8 +371,10 @@ def report(results: dict, args) -> str:
         for label, suffix in ((r["model"], ""), (r["model"] + ", decoder head", " decoder")):
             if f"{sets[0]}{suffix}" not in r:
                 continue
-            cells = [f"{r[s + suffix]['ppl']:.1f} | {r[s + suffix]['word_ppl']:.1f} | {r[s + suffix]['bits_per_byte']:.3f}"
-                     for s in sets]  # fmt: skip
+            cells = [
+                f"{r[s + suffix]['ppl']:.1f} | {r[s + suffix]['word_ppl']:.1f} | {r[s + suffix]['bits_per_byte']:.3f}"
+                for s in sets
+            ]
             rate = f"{r['targets_per_s']:.0f}" if "targets_per_s" in r else "-"
             lines.append(f"| {label} | {' | '.join(cells)} | {r.get('targets_seen', 0):,} | {rate} | {r.get('params', 0):,} |")
     lines.append("")
@@ -358,10 +406,19 @@ def plot(results: dict, out: Path) -> None:
             points = [p for p in r.get("curve", []) if head in p] if isinstance(r, dict) else []
             if points:
                 name = r["model"] + (", decoder head" if head == "ppl_decoder" else "")
-                fig.add_trace(go.Scatter(x=[p["train_s"] / 60 for p in points], y=[p[head] for p in points],
-                                         mode="lines+markers", name=name))  # fmt: skip
-    fig.update_layout(title="Validation perplexity against training time", xaxis_title="minutes of training",
-                      yaxis_title="perplexity per token", yaxis_type="log", width=900, height=500)  # fmt: skip
+                fig.add_trace(
+                    go.Scatter(
+                        x=[p["train_s"] / 60 for p in points], y=[p[head] for p in points], mode="lines+markers", name=name
+                    )
+                )
+    fig.update_layout(
+        title="Validation perplexity against training time",
+        xaxis_title="minutes of training",
+        yaxis_title="perplexity per token",
+        yaxis_type="log",
+        width=900,
+        height=500,
+    )
     fig.write_html(out / "ppl_curve.html", include_plotlyjs="cdn")
     try:
         fig.write_image(out / "ppl_curve.png")

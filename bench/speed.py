@@ -173,7 +173,7 @@ def bench_knn(sizes: list[int], d: int, k: int, n_queries: int, dev) -> str:
             med, _ = timed(partial(index.search, queries, k), 3)
             rows.append([n, f"FAISS {kind}", build, med, n_queries / med, recall(index.search(queries, k), truth), brute / med])
         if dev is not None and n <= 50_000:
-            from ebm.vulkan.knn import topk_inner_product
+            from ebm.vulkan.topk import topk_inner_product
 
             med, _ = timed(partial(topk_inner_product, dev, queries, mu, k), 1)
             ids = topk_inner_product(dev, queries, mu, k)[0]
@@ -212,8 +212,8 @@ def bench_vulkan(cfg: EBMConfig, dev) -> str:
     if dev is None:
         return "### Vulkan kernels\n\nNo Vulkan device: install one with scripts/vulkan-setup.sh.\n"
     from ebm.energy import splat_energy, splat_log_kernels
-    from ebm.vulkan.knn import topk_inner_product
     from ebm.vulkan.splat import splat_energy as vk_energy
+    from ebm.vulkan.topk import topk_inner_product
     from ebm.vulkan.vocab import vocab_energies
 
     gen = torch.Generator().manual_seed(0)
@@ -289,7 +289,7 @@ def bench_memory(cfg: EBMConfig, n_splats: int) -> str:
     import os
     import subprocess
 
-    from trainer.checkpoint import save_checkpoint
+    from runs.checkpoint import save_checkpoint
     from trainer.tokenizer import load_tokenizer
 
     step = subprocess.run(

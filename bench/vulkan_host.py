@@ -23,7 +23,7 @@ import torch  # noqa: E402
 
 from ebm.geometry import random_points  # noqa: E402
 from ebm.vulkan import get_device  # noqa: E402
-from ebm.vulkan.langevin import ChainContext, DeviceChain, SplatField, langevin_sample  # noqa: E402
+from ebm.vulkan.chain import ChainContext, DeviceChain, SplatField, langevin_sample  # noqa: E402
 
 
 def one_chain(dev, case: dict, steps: int) -> tuple[float, int]:
@@ -45,18 +45,20 @@ def main(argv: list[str] | None = None) -> int:
     dev = get_device("vulkan")
     gen = torch.Generator().manual_seed(0)
     g = random_points(args.points, args.dim, gen)
-    field = SplatField(random_points(args.splats, args.dim, gen), torch.zeros(args.splats),
-                       torch.full((args.splats,), 20.0), 1.0, 16)  # fmt: skip
-    case = dict(z0=g.clone(), context=ChainContext(g, 1.0, 0.1 * torch.randn(args.points, args.dim, generator=gen)),
-                splats=field)  # fmt: skip
+    field = SplatField(
+        random_points(args.splats, args.dim, gen), torch.zeros(args.splats), torch.full((args.splats,), 20.0), 1.0, 16
+    )
+    case = dict(z0=g.clone(), context=ChainContext(g, 1.0, 0.1 * torch.randn(args.points, args.dim, generator=gen)), splats=field)
     rows = {}
     for reuse in (False, True, False, True):  # interleaved, so drift in the machine's speed hits both
         dev.reuse = reuse
         one_chain(dev, case, 5)  # warm-up: SPIR-V compiled and cached on disk
         for _ in range(args.repeats):
             rows.setdefault(reuse, []).append(one_chain(dev, case, args.steps))
-    print(f"device {dev}; {args.steps}-step chain, {args.points} point(s), {args.splats} splats, D = {args.dim}; "
-          f"median of {2 * args.repeats} chains each")  # fmt: skip
+    print(
+        f"device {dev}; {args.steps}-step chain, {args.points} point(s), {args.splats} splats, D = {args.dim}; "
+        f"median of {2 * args.repeats} chains each"
+    )
     print(f"{'pipelines':<28}{'built per chain':>16}{'seconds per chain':>20}{'ratio':>8}")
     base = statistics.median(t for t, _ in rows[False])
     for reuse, label in ((False, "new per dispatch (before)"), (True, "built once per chain")):

@@ -73,11 +73,11 @@ class VulkanBackend:
     def langevin(self, model: EBMModel, z0: Tensor, g: Tensor, u: Tensor, h: Tensor, settings, generator):
         """The chain of ebm.sampler.sample, on the device; the noise stream is seeded from `generator`.
         The context term runs as each chain's own splats (ebm.attractors.as_splat_energy)."""
-        from .vulkan.langevin import ChainContext, DeviceChain, SplatField, langevin_sample
+        from .vulkan.chain import ChainContext, DeviceChain, SplatField, langevin_sample
 
         seed = int(torch.randint(1 << 24, (1,), generator=generator))  # host: the Vulkan kernel's seed
         cfg, s, beta = model.cfg, model.splats, float(model.beta)
-        landscape = (s.mu, s.log_alpha, s.kappa, float(s.tau), None)
+        landscape: tuple[Tensor, Tensor, Tensor, float, Tensor | None] = (s.mu, s.log_alpha, s.kappa, float(s.tau), None)
         if cfg.splat_term != "token":
             idx, log_match = model.chain_splats(beta * g + u, h)
             landscape = as_splat_energy(s.mu, s.kappa, float(s.tau), log_match, idx, cfg.vocab_temperature)

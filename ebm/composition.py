@@ -36,7 +36,7 @@ from typing import NamedTuple
 
 import torch
 
-from .constraints import Constraint, SpanView
+from .constraints import Constraint, SpanView, right_context_of
 from .geometry import normalize
 from .langevin import LangevinResult, langevin_sample
 from .model import EBMModel
@@ -71,7 +71,7 @@ class Problem:
 
     @property
     def right(self) -> tuple[int, ...]:
-        return next((c.tokens for c in self.constraints if c.kind == "right_context"), ())
+        return right_context_of(self.constraints)
 
     @property
     def extras(self) -> list[int]:
@@ -281,7 +281,8 @@ def rejection(problem: Problem, budget: Budget, chain: ChainSettings, gen: torch
 
 def importance(problem: Problem, budget: Budget, chain: ChainSettings, gen: torch.Generator) -> ComposedSample:
     """Draws from q0 until the budget is spent, one resampled with weights exp(log potential)."""
-    started, drafts, pool = time.perf_counter(), 0, []
+    started, drafts = time.perf_counter(), 0
+    pool: list[tuple[Tensor, Scores]] = []
     while not pool or not budget.spent(started, drafts):
         tokens, _, _ = draw_spans(problem, budget.batch, gen)
         pool.append((tokens, score(problem, tokens)))
@@ -413,9 +414,8 @@ def langevin_drafts(
     start = drafts.repeat_interleave(4, 0)[:K]
     z0 = normalize(model.embeddings[start] + 0.01 * torch.randn(K, problem.n, D, generator=gen, device=start.device))
     run = langevin_sample(
-        z0, chain_energy(problem, chain.strength), chain.steps, chain.dt, chain.gamma,
-        chain.temperature / max(D - 1, 1), gen,
-    )  # fmt: skip
+        z0, chain_energy(problem, chain.strength), chain.steps, chain.dt, chain.gamma, chain.temperature / max(D - 1, 1), gen
+    )
     with torch.no_grad():
         tokens, log_q0, log_r = draw_spans(problem, K, gen, draw_tilt(problem, run.z, chain))
         scores = score(problem, tokens)

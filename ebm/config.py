@@ -370,7 +370,7 @@ def _check_field(name: str, hint: typing.Any, value: typing.Any, rule: Rule | No
 
 def small_config(**changes: typing.Any) -> EBMConfig:
     """A tiny config for tests and quick experiments on a laptop CPU."""
-    base = dict(
+    base: dict[str, typing.Any] = dict(
         latent_dim=32,
         vocab_size=128,
         n_splats_init=64,

@@ -37,15 +37,24 @@ class SpanView(NamedTuple):
 
 
 class Constraint(Protocol):
-    kind: str  # "keyword", "avoid", "right_context", "topic"
-    label: str  # what the user asked for, for reports
-    weight: float  # lambda
-    hard: bool
+    @property
+    def kind(self) -> str: ...  # "keyword", "avoid", "right_context", "topic"
+    @property
+    def label(self) -> str: ...  # what the user asked for, for reports
+    @property
+    def weight(self) -> float: ...  # lambda
+    @property
+    def hard(self) -> bool: ...
 
     def energy(self, view: SpanView) -> Tensor: ...  # (K,)
     def met(self, tokens: Tensor, energy: Tensor) -> Tensor: ...  # (K, n) ids, (K,) energies -> (K,) bool
     def candidates(self) -> tuple[int, ...]: ...  # token ids the discrete draw must be able to pick
     def banned_next(self, prefix: list[int]) -> list[int]: ...  # ids that would break the constraint next
+
+
+def right_context_of(constraints: Sequence[Constraint]) -> tuple[int, ...]:
+    """The token ids the span must lead into (empty without a right-context constraint)."""
+    return next((c.tokens for c in constraints if isinstance(c, RightContext)), ())
 
 
 def half_sq_dist(x: Tensor, y: Tensor) -> Tensor:

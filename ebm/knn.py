@@ -45,12 +45,14 @@ class SplatIndex:
             return
         data = _as_faiss(mu)
         d = data.shape[1]
+        index: faiss.Index
         if self.kind == "flat":
             index = faiss.IndexFlatIP(d)
         else:
-            index = faiss.IndexHNSWFlat(d, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
-            index.hnsw.efSearch = self.ef_search
-            index.hnsw.efConstruction = max(40, self.ef_search)
+            hnsw = faiss.IndexHNSWFlat(d, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+            hnsw.hnsw.efSearch = self.ef_search
+            hnsw.hnsw.efConstruction = max(40, self.ef_search)
+            index = hnsw
         index.add(data)
         self._index = index
 
@@ -72,13 +74,13 @@ class SplatIndex:
 
     def search(self, queries: Tensor, k: int) -> Tensor:
         """(N, D) -> (N, min(k, K)) long ids, best first."""
-        if self.on_device:
+        if self.on_device and self._snapshot is not None:
             return exact_knn(queries, self._snapshot, k)
         if self._index is None:
             raise RuntimeError("SplatIndex.search before build(); call ensure(mu) first")
         k = min(k, self._index.ntotal)
-        _, ids = self._index.search(_as_faiss(queries), k)
-        ids = torch.from_numpy(ids).to(queries.device)
+        _, found = self._index.search(_as_faiss(queries), k)
+        ids = torch.from_numpy(found).to(queries.device)
         # HNSW pads with -1 when it finds fewer than k; repeat the best id (a duplicate
         # neighbour only re-weights a kernel that is already in the sum).
         if (ids < 0).any():

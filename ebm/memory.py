@@ -83,10 +83,10 @@ class SplatMemory:
 
     def recall(self, q: Tensor) -> Recall:
         """The n nearest memory splats of unit directions q (M, D)."""
-        sims, ids = self._index.search(np.ascontiguousarray(q.detach().float().cpu().numpy()), self.neighbours)
-        ids = torch.from_numpy(ids)
+        found_sims, found_ids = self._index.search(np.ascontiguousarray(q.detach().float().cpu().numpy()), self.neighbours)
+        ids = torch.from_numpy(found_ids)
         tokens = torch.where(ids >= 0, self.tokens[ids.clamp(min=0)], -1)
-        sims = torch.where(ids >= 0, torch.from_numpy(sims), -math.inf)
+        sims = torch.where(ids >= 0, torch.from_numpy(found_sims), -math.inf)
         return Recall(sims.to(q.device), tokens.to(q.device))
 
     def log_prob(self, q: Tensor, targets: Tensor, log_p_model: Tensor) -> Tensor:
@@ -101,6 +101,7 @@ def _index(keys: np.ndarray) -> faiss.Index:
     lists, 32 of them probed, trained on 40 points a list (FAISS's advice): an exact search of
     every scored context against a million keys would cost more than the model."""
     d = keys.shape[1]
+    index: faiss.Index
     if keys.shape[0] < IVF_FROM:
         index = faiss.IndexFlatIP(d)
     else:
@@ -108,6 +109,6 @@ def _index(keys: np.ndarray) -> faiss.Index:
         index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, lists, faiss.METRIC_INNER_PRODUCT)
         sample = np.random.default_rng(0).choice(keys.shape[0], min(keys.shape[0], 40 * lists), replace=False)
         index.train(keys[sample])
-        index.nprobe = 32
+        faiss.ParameterSpace().set_index_parameter(index, "nprobe", 32)
     index.add(keys)
     return index

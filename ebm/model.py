@@ -178,7 +178,8 @@ class EBMModel(nn.Module):
         no_decay_ids = {id(p) for p in (self.token_raw, self.log_beta, self.log_prior, *self.splats.parameters())}
         # decay would pull every query back to beta g + u
         no_decay_ids |= {id(self.query.weight), id(self.log_strength), id(self.log_null)}
-        decay, plain = [], []
+        decay: list[nn.Parameter] = []
+        plain: list[nn.Parameter] = []
         for p in self.parameters():
             (plain if id(p) in no_decay_ids or p.dim() < 2 else decay).append(p)
         return [{"params": decay, "weight_decay": self.cfg.weight_decay}, {"params": plain, "weight_decay": 0.0}]

@@ -181,10 +181,16 @@ def combine(parts: list[StepResult]) -> StepResult:
     metrics, the per-target tensors concatenated in batch order."""
     if len(parts) == 1:
         return parts[0]
-    k = len(parts)
-    metrics = {name: sum(p.metrics[name] for p in parts) / k for name in parts[0].metrics}
+    metrics = {name: _mean([p.metrics[name] for p in parts]) for name in parts[0].metrics}
     per_target = (torch.cat([getattr(p, f) for p in parts]) for f in ("target_points", "target_energy", "target_nbr"))
-    return StepResult(sum(p.loss.detach() for p in parts) / k, metrics, *per_target)
+    return StepResult(_mean([p.loss.detach() for p in parts]), metrics, *per_target)
+
+
+def _mean(values: list[Tensor]) -> Tensor:
+    total = values[0]
+    for value in values[1:]:
+        total = total + value
+    return total / len(values)
 
 
 def host_metrics(metrics: dict[str, Tensor], reduce: Callable[[Tensor], Tensor] | None = None) -> dict[str, float]:

@@ -275,12 +275,7 @@ def target_scores(
 
 
 def linear_cross_entropy(
-    x: Tensor,
-    w: Tensor,
-    targets: Tensor,
-    bias: Tensor | None = None,
-    dtype: torch.dtype = torch.float32,
-    block: int = HEAD_BLOCK,
+    x: Tensor, w: Tensor, targets: Tensor, bias: Tensor | None = None, dtype: torch.dtype = torch.float32, block: int = HEAD_BLOCK
 ) -> Tensor:
     """Mean cross-entropy of softmax(row_scores(x, w, bias, dtype)) at targets: x (N, D),
     w (V, D), targets (N,), bias (V,) -> ().

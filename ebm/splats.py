@@ -44,6 +44,12 @@ class EditCounts:
 
 
 class SplatStore(nn.Module):
+    usage: Tensor  # (K,) buffers, registered in __init__
+    birth_step: Tensor
+    last_used: Tensor
+    birth_phase: Tensor
+    tau: Tensor
+
     def __init__(self, cfg: EBMConfig, n: int, mu_init: Tensor | None = None, generator: torch.Generator | None = None):
         super().__init__()
         self.cfg = cfg
@@ -166,10 +172,10 @@ class SplatStore(nn.Module):
         optimizer: torch.optim.Optimizer | None = None,
     ) -> None:
         """Keep rows `keep` (long ids) in that order, then append splats at positions `new_mu` (M, splat_dim)."""
-        n_new = 0 if new_mu is None else new_mu.shape[0]
-        if n_new and new_mu.shape[1] != self.cfg.splat_dim:
+        if new_mu is not None and new_mu.shape[1] != self.cfg.splat_dim:
             raise ValueError(f"new splat positions have {new_mu.shape[1]} coordinates; splats live in {self.cfg.splat_dim}")
-        means, keys = self.split(new_mu) if n_new else (None, None)
+        n_new = 0 if new_mu is None else new_mu.shape[0]
+        means, keys = self.split(new_mu) if new_mu is not None and n_new else (None, None)
         new_rows = {
             "mu_raw": means,
             "key_raw": keys,
@@ -179,7 +185,8 @@ class SplatStore(nn.Module):
         for name in SPLAT_PARAMS:
             param = getattr(self, name)
             kept = param.data[keep]
-            fresh = new_rows[name] if n_new else kept[:0]
+            fresh = new_rows[name]
+            fresh = kept[:0] if fresh is None or not n_new else fresh
             # A new Parameter, not a resized .data: autograd reuses a tensor's gradient
             # accumulator while any graph from before the edit is alive, and that accumulator
             # still expects the old shape ("invalid gradient ... expected shape [K_old]").
@@ -213,7 +220,7 @@ class SplatStore(nn.Module):
         for i in order.tolist():
             if cos[i] < self.cfg.soc_merge_cos:
                 break
-            j = other[i].item()
+            j = int(other[i])
             if touched[i] or touched[j]:
                 continue
             wi, wj = alpha[i], alpha[j]

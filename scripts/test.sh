@@ -7,4 +7,6 @@ bash scripts/setup.sh
 bash scripts/vulkan-setup.sh || echo "[setup] Vulkan backend not installed: its tests will be skipped"
 . .venv/bin/activate
 ruff check .
+ruff format --check .
+mypy
 python -m pytest -q "$@"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from trainer.logs import LogReader
+from runs.logs import LogReader
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
@@ -102,13 +102,13 @@ def train(ws: Path, *extra: str, timeout: int = 300, procs: int = 1) -> subproce
 
 
 def train_command(ws: Path, *extra: str, launcher: list[str] | None = None) -> tuple[list[str], dict]:
-    """train()'s command line and environment; `launcher` (a torchrun command) runs -m trainer.train."""
+    """train()'s command line and environment; `launcher` (a torchrun command) runs -m commands train."""
     setup = (
         []
         if "--resume" in extra
         else ["--data", str(ws / "corpus.txt"), "--tokenizer", "bpe:300", "--config", str(ws / "tiny.json")]
     )
-    module = [*(launcher or [sys.executable]), "-m", "trainer.train"]
+    module = [*(launcher or [sys.executable]), "-m", "commands", "train"]
     env = {**os.environ, "EBM_CACHE": str(ws / "cache"), "PYTHONPATH": str(ROOT)}
     return [*module, *setup, "--out", str(ws), "--quiet", *extra], env
 
@@ -130,7 +130,7 @@ def full_run(workspace):
 def evaluate_json(ws: Path, device: str) -> dict:
     """ebm-evaluate --json of the shared full run's latest checkpoint on 512 valid tokens."""
     latest = ws / "checkpoints" / "full" / "latest.pt"
-    cmd = [sys.executable, "-m", "trainer.evaluate", "--checkpoint", str(latest), "--data", str(ws / "corpus.txt")]
+    cmd = [sys.executable, "-m", "commands", "evaluate", "--checkpoint", str(latest), "--data", str(ws / "corpus.txt")]
     cmd += ["--split", "valid", "--max-tokens", "512", "--samples", "1", "--json", "--device", device]
     env = {**os.environ, "EBM_CACHE": str(ws / "cache"), "PYTHONPATH": str(ROOT)}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
@@ -147,7 +147,7 @@ def generate_on(ws: Path, monkeypatch, device_prefix: str):
 
     monkeypatch.setenv(LOG_ENV, str(ws / "logs"))
     monkeypatch.setenv(CHECKPOINT_ENV, str(ws / "checkpoints"))
-    at = AppTest.from_file(str(ROOT / "app" / "views" / "generate.py"), default_timeout=120).run()
+    at = AppTest.from_file(str(ROOT / "app" / "views" / "generate_page.py"), default_timeout=120).run()
     box = at.selectbox(key="gen_device")
     box.set_value(next(o for o in box.options if o.startswith(device_prefix)))
     at.number_input(key="gen_n").set_value(3)

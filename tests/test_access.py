@@ -82,9 +82,9 @@ def test_read_only_turns_off_notes_and_generate(full_run, monkeypatch):
     monkeypatch.setenv(READ_ONLY_ENV, "1")
     monkeypatch.setenv(LOG_ENV, str(ws / "logs"))
     monkeypatch.setenv(CHECKPOINT_ENV, str(ws / "checkpoints"))
-    at = AppTest.from_file(str(APP / "views" / "runs.py"), default_timeout=120).run()
+    at = AppTest.from_file(str(APP / "views" / "runs_page.py"), default_timeout=120).run()
     assert not at.exception and all(w.disabled for w in at.text_input if w.key.startswith("name-"))
-    gen = AppTest.from_file(str(APP / "views" / "generate.py"), default_timeout=120).run()
+    gen = AppTest.from_file(str(APP / "views" / "generate_page.py"), default_timeout=120).run()
     assert not gen.exception and "turned off" in gen.info[0].value and not gen.button
 
 

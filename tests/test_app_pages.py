@@ -20,7 +20,7 @@ PAGES = ("runs", "curves", "splat_map", "generate", "diagnose")
 def page(name: str, ws: Path, monkeypatch) -> AppTest:
     monkeypatch.setenv(LOG_ENV, str(ws / "logs"))
     monkeypatch.setenv(CHECKPOINT_ENV, str(ws / "checkpoints"))
-    at = AppTest.from_file(str(VIEWS / f"{name}.py"), default_timeout=120)
+    at = AppTest.from_file(str(VIEWS / f"{name}_page.py"), default_timeout=120)
     return at.run()
 
 
@@ -180,7 +180,7 @@ def test_main_page_navigation_runs(full_run, monkeypatch):
     monkeypatch.setenv(CHECKPOINT_ENV, str(ws / "checkpoints"))
     at = AppTest.from_file(str(VIEWS.parent / "main.py"), default_timeout=120).run()
     assert not at.exception and at.title[0].value == "Runs"
-    at.switch_page(str(VIEWS / "diagnose.py")).run()
+    at.switch_page(str(VIEWS / "diagnose_page.py")).run()
     assert not at.exception and at.title[0].value == "Diagnose"
 
 
@@ -195,7 +195,7 @@ def test_projection_cache_is_reused(copy_of_run):
 
 @pytest.mark.parametrize("name", ["generate", "diagnose", "splat_map"])
 def test_pages_open_an_export_folder(name, copy_of_run, monkeypatch):
-    from trainer.export import export_checkpoint
+    from commands.export_command import export_checkpoint
 
     run_dir = copy_of_run / "checkpoints" / "full"
     export_checkpoint(run_dir / "latest.pt", run_dir / "export")
@@ -287,7 +287,7 @@ def test_generate_names_a_bad_constraint_instead_of_failing(full_run, monkeypatc
 
 def test_splats_handed_over_by_the_splat_map_become_a_topic(full_run, monkeypatch):
     from app.settings import TOPIC_KEY
-    from trainer.evaluate import load_run
+    from trainer.loading import load_run
 
     ws, _ = full_run
     latest = ws / "checkpoints" / "full" / "latest.pt"

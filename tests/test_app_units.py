@@ -15,8 +15,8 @@ from app.projection import cache_file, load_array, nearest_tokens, pca_fit, plac
 from app.runlog import RunLog
 from app.settings import Folders
 from app.summary import open_alerts, run_summary
-from trainer.logs import LogReader, RunLogger
-from trainer.status import write_status
+from runs.logs import LogReader, RunLogger
+from runs.status import write_status
 
 
 def write_log(path, n, start=0):
@@ -219,8 +219,9 @@ def test_flat_and_empty_panels_are_told_apart_from_moving_ones():
 def test_runs_keep_one_colour_across_panels():
     from app.curves import PANELS, RunSeries, panel_figure
 
-    batch = pd.DataFrame({"step": [1, 2, 3], "t": [1.0, 2.0, 3.0], "nll": [3.0, 2.5, 2.0], "dsm": [1.0, 0.9, 0.8],
-                          "lr": [1e-3, 1e-3, 1e-3]})  # fmt: skip
+    batch = pd.DataFrame(
+        {"step": [1, 2, 3], "t": [1.0, 2.0, 3.0], "nll": [3.0, 2.5, 2.0], "dsm": [1.0, 0.9, 0.8], "lr": [1e-3, 1e-3, 1e-3]}
+    )
     runs = [RunSeries(run=r, frames={"batch": batch}, start_t=0.0, phases=pd.DataFrame(), alerts=pd.DataFrame()) for r in "ab"]
     colours = {}
     for panel in (PANELS[0], panel_named("Learning rate")):  # several metrics, and one
@@ -247,7 +248,11 @@ def test_a_box_selection_on_the_splat_map_keeps_only_splats():
 
     from app.splatmap import selected_splats
 
-    points = [{"curve_number": 0, "point_index": 7}, {"curve_number": 0, "point_index": 2},
-              {"curve_number": 1, "point_index": 0}, {"curve_number": 0, "point_index": 7}]  # fmt: skip
+    points = [
+        {"curve_number": 0, "point_index": 7},
+        {"curve_number": 0, "point_index": 2},
+        {"curve_number": 1, "point_index": 0},
+        {"curve_number": 0, "point_index": 7},
+    ]
     assert selected_splats(SimpleNamespace(selection=SimpleNamespace(points=points))) == [2, 7]  # no word overlay, no repeats
     assert selected_splats(None) == [] and selected_splats(SimpleNamespace(selection=None)) == []

@@ -12,15 +12,17 @@ import pytest
 import torch
 from conftest import ROOT, train
 
-from trainer.checkpoint import content_digest
-from trainer.runfiles import RunFiles
+from runs.checkpoint import content_digest
+from runs.runfiles import RunFiles
 
 pytestmark = pytest.mark.slow
 
 
-def run(ws, module, *args):
+def run(ws, command, *args):
     env = {**os.environ, "EBM_CACHE": str(ws / "cache"), "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=ws, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "commands", command, *args], cwd=ws, env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 def one_line(proc, fragment):
@@ -78,7 +80,7 @@ def test_a_checkpoint_whose_tensors_do_not_fit_its_config(full_run, tmp_path):
     state.pop("content_digest")
     state["content_digest"] = content_digest(state)  # a consistent file, just not a model that fits
     torch.save(state, run_dir / "latest.pt")
-    proc = run(ws, "trainer.evaluate", "--checkpoint", str(run_dir / "latest.pt"), "--data", "corpus.txt")
+    proc = run(ws, "evaluate", "--checkpoint", str(run_dir / "latest.pt"), "--data", "corpus.txt")
     one_line(proc, "do not match its config")
 
 
@@ -93,20 +95,20 @@ def test_a_checkpoint_beside_another_runs_tokenizer(full_run, tmp_path, workspac
             train(workspace, "--run-id", "other-tok", "--max-steps", "1", "--data", str(workspace / "other.txt")).returncode == 0
         )
     shutil.copy(other.tokenizer, run_dir / "tokenizer.json")
-    proc = run(ws, "trainer.evaluate", "--checkpoint", str(run_dir), "--data", "corpus.txt")
+    proc = run(ws, "evaluate", "--checkpoint", str(run_dir), "--data", "corpus.txt")
     one_line(proc, "not the tokenizer this checkpoint was trained with")
 
 
 def test_evaluate_and_diagnose_on_missing_and_non_checkpoint_files(workspace, bad_files):
-    one_line(run(workspace, "trainer.evaluate", "--checkpoint", "nowhere.pt"), "no checkpoint at")
-    one_line(run(workspace, "trainer.diagnose", "--checkpoint", "nowhere.pt"), "no checkpoint at")
-    one_line(run(workspace, "trainer.diagnose", "--checkpoint", str(bad_files / "binary.bin")), "corrupt or truncated")
+    one_line(run(workspace, "evaluate", "--checkpoint", "nowhere.pt"), "no checkpoint at")
+    one_line(run(workspace, "diagnose", "--checkpoint", "nowhere.pt"), "no checkpoint at")
+    one_line(run(workspace, "diagnose", "--checkpoint", str(bad_files / "binary.bin")), "corrupt or truncated")
 
 
 def test_a_memory_fitted_on_the_scored_split(full_run):
     ws, _ = full_run
     latest = str(ws / "checkpoints" / "full" / "latest.pt")
-    proc = run(ws, "trainer.evaluate", "--checkpoint", latest, "--data", "corpus.txt", "--memory", "corpus.txt")
+    proc = run(ws, "evaluate", "--checkpoint", latest, "--data", "corpus.txt", "--memory", "corpus.txt")
     one_line(proc, "fitted on the valid split: score --split test")
 
 
@@ -157,10 +159,11 @@ def test_a_checkpoint_without_its_digest_is_refused_unless_asked(full_run, tmp_p
     state["model"]["log_beta"] = state["model"]["log_beta"] + 1.0  # edited, and no digest to tell
     torch.save(state, run_dir / "latest.pt")
     args = ("--checkpoint", str(run_dir / "latest.pt"), "--data", "corpus.txt", "--max-tokens", "64", "--samples", "0")
-    one_line(run(ws, "trainer.evaluate", *args), "has no digest, so its content cannot be verified")
+    one_line(run(ws, "evaluate", *args), "has no digest, so its content cannot be verified")
     env = {**os.environ, "EBM_CACHE": str(ws / "cache"), "PYTHONPATH": str(ROOT), "EBM_ACCEPT_UNVERIFIED": "1"}
-    proc = subprocess.run([sys.executable, "-m", "trainer.evaluate", *args], cwd=ws, env=env, capture_output=True, text=True,
-                          timeout=300)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "commands", "evaluate", *args], cwd=ws, env=env, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
 
 
@@ -179,19 +182,38 @@ def test_resume_reads_the_runs_own_text_from_any_folder_and_refuses_a_changed_on
     (here / "small.txt").write_text(text)
     (elsewhere / "small.txt").write_text(text[::-1])  # another text under the same relative name
     env = {**os.environ, "EBM_CACHE": str(workspace / "cache"), "PYTHONPATH": str(ROOT)}
-    base = [sys.executable, "-m", "trainer.train", "--out", str(tmp_path), "--quiet"]
-    start = [*base, "--run-id", "rel", "--data", "small.txt", "--tokenizer", "bpe:300", "--config", str(workspace / "tiny.json"),
-             "--max-steps", "2"]  # fmt: skip
+    base = [sys.executable, "-m", "commands", "train", "--out", str(tmp_path), "--quiet"]
+    start = [
+        *base,
+        "--run-id",
+        "rel",
+        "--data",
+        "small.txt",
+        "--tokenizer",
+        "bpe:300",
+        "--config",
+        str(workspace / "tiny.json"),
+        "--max-steps",
+        "2",
+    ]
     assert subprocess.run(start, cwd=here, env=env, capture_output=True, timeout=300).returncode == 0
-    resumed = subprocess.run([*base, "--resume", "rel", "--max-steps", "3"], cwd=elsewhere, env=env, capture_output=True,
-                             text=True, timeout=300)  # fmt: skip
+    resumed = subprocess.run(
+        [*base, "--resume", "rel", "--max-steps", "3"], cwd=elsewhere, env=env, capture_output=True, text=True, timeout=300
+    )
     assert resumed.returncode == 0, resumed.stderr[-2000:]  # the run's own file, by its absolute path
     (here / "small.txt").write_text(text[: len(text) // 2])
-    refused = subprocess.run([*base, "--resume", "rel", "--max-steps", "4"], cwd=elsewhere, env=env, capture_output=True,
-                             text=True, timeout=300)  # fmt: skip
+    refused = subprocess.run(
+        [*base, "--resume", "rel", "--max-steps", "4"], cwd=elsewhere, env=env, capture_output=True, text=True, timeout=300
+    )
     one_line(refused, "has changed since run rel trained on it")
-    accepted = subprocess.run([*base, "--resume", "rel", "--max-steps", "4", "--accept-changed-data"], cwd=elsewhere,
-                              env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    accepted = subprocess.run(
+        [*base, "--resume", "rel", "--max-steps", "4", "--accept-changed-data"],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert accepted.returncode == 0 and "warning: the text at" in accepted.stderr, accepted.stderr[-2000:]
 
 
@@ -212,7 +234,7 @@ def test_a_damaged_or_missing_tokenizer_is_one_line(run_copy, content, fragment)
     ws, run_dir = run_copy
     tok = run_dir / "tokenizer.json"
     tok.unlink() if content is None else tok.write_bytes(content)
-    one_line(run(ws, "trainer.evaluate", "--checkpoint", str(run_dir), "--data", "corpus.txt", "--max-tokens", "64"), fragment)
+    one_line(run(ws, "evaluate", "--checkpoint", str(run_dir), "--data", "corpus.txt", "--max-tokens", "64"), fragment)
     one_line(train(ws, "--resume", "full", "--out", str(run_dir.parents[1]), "--max-steps", "1"), fragment)
 
 
@@ -223,25 +245,26 @@ def test_diagnose_on_a_checkpoint_that_is_no_model_is_one_line(run_copy):
     state.pop("content_digest")
     state["content_digest"] = content_digest(state)
     torch.save(state, run_dir / "latest.pt")
-    one_line(run(ws, "trainer.diagnose", "--checkpoint", str(run_dir / "latest.pt")), "cannot be read as a model's")
-    table = run(ws, "trainer.diagnose", "--batch", "--run-id", "full", "--out", str(run_dir.parents[1]))
+    one_line(run(ws, "diagnose", "--checkpoint", str(run_dir / "latest.pt")), "cannot be read as a model's")
+    table = run(ws, "diagnose", "--batch", "--run-id", "full", "--out", str(run_dir.parents[1]))
     assert table.returncode == 0 and "Traceback" not in table.stderr and "latest.pt | unreadable" in table.stdout
 
 
 @pytest.mark.parametrize("config", ["[1, 2]", '"text"', "{}"])
 def test_an_export_with_a_broken_config_json_is_one_line(run_copy, config):
-    from trainer.export import export_checkpoint
+    from commands.export_command import export_checkpoint
 
     ws, run_dir = run_copy
     folder = export_checkpoint(run_dir / "latest.pt", run_dir / "export")
     (folder / "config.json").write_text(config)
-    one_line(run(ws, "trainer.evaluate", "--checkpoint", str(folder), "--data", "corpus.txt", "--max-tokens", "64"), str(folder))
-    one_line(run(ws, "trainer.diagnose", "--checkpoint", str(folder)), str(folder))
+    one_line(run(ws, "evaluate", "--checkpoint", str(folder), "--data", "corpus.txt", "--max-tokens", "64"), str(folder))
+    one_line(run(ws, "diagnose", "--checkpoint", str(folder)), str(folder))
 
 
 def test_scoring_an_empty_file_is_one_line(full_run, tmp_path):
     ws, _ = full_run
     (tmp_path / "empty.txt").write_text("")
-    proc = run(ws, "trainer.evaluate", "--checkpoint", str(ws / "checkpoints" / "full"), "--data", str(tmp_path / "empty.txt"),
-               "--split", "all")  # fmt: skip
+    proc = run(
+        ws, "evaluate", "--checkpoint", str(ws / "checkpoints" / "full"), "--data", str(tmp_path / "empty.txt"), "--split", "all"
+    )
     one_line(proc, "holds no text")

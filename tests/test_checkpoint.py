@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from trainer.checkpoint import CheckpointError, load_checkpoint, prune_checkpoints, save_checkpoint
+from runs.checkpoint import CheckpointError, load_checkpoint, prune_checkpoints, save_checkpoint
 
 
 def test_checkpoint_atomic_retention_and_corruption(tmp_path):
@@ -26,7 +26,7 @@ def test_checkpoint_atomic_retention_and_corruption(tmp_path):
 def test_latest_is_the_epoch_snapshot_not_a_second_write(tmp_path):
     import os
 
-    from trainer.checkpoint import save_checkpoint
+    from runs.checkpoint import save_checkpoint
 
     state = {"model": {"w": torch.ones(3)}, "config": {}}
     path = save_checkpoint(state, tmp_path, epoch=1, keep_every=5, keep_last=1)

@@ -118,10 +118,19 @@ def test_every_method_meets_an_avoid_constraint_and_is_deterministic_under_a_see
     avoid = Avoid(((7,), (9,)), model.embeddings.detach(), label="no 7 9")
     for method in COMPOSERS:
         runs = [
-            compose(model, [1, 2, 3], 6, [avoid], method, samples=2, budget=Budget(drafts=16),
-                    chain=ChainSettings(chains=4, steps=5), seed=3)
+            compose(
+                model,
+                [1, 2, 3],
+                6,
+                [avoid],
+                method,
+                samples=2,
+                budget=Budget(drafts=16),
+                chain=ChainSettings(chains=4, steps=5),
+                seed=3,
+            )
             for _ in range(2)
-        ]  # fmt: skip
+        ]
         assert [s.tokens for s in runs[0]] == [s.tokens for s in runs[1]], method
         if method != "direct":  # direct ignores constraints by design
             assert all(s.met["no 7 9"] and not {7, 9} & set(s.tokens) for s in runs[0]), method
@@ -161,6 +170,12 @@ def test_generate_takes_constraints_from_the_package():
     from ebm import generate
 
     model = small_model().eval()
-    ids, details = generate(model, [1, 2], 5, constraints=[PackageAvoid(((3,),), model.embeddings.detach(), label="3")],
-                            method="smc", budget=Budget(drafts=8))  # fmt: skip
+    ids, details = generate(
+        model,
+        [1, 2],
+        5,
+        constraints=[PackageAvoid(((3,),), model.embeddings.detach(), label="3")],
+        method="smc",
+        budget=Budget(drafts=8),
+    )
     assert len(ids) == 5 and 3 not in ids and details[0].met == {"3": True}

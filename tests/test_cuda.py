@@ -9,10 +9,7 @@ from conftest import evaluate_json, generate_on, records, train
 from ebm.geometry import random_points
 from ebm.knn import SplatIndex
 
-pytestmark = [
-    pytest.mark.cuda,
-    pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device visible to torch"),
-]
+pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device visible to torch")]
 FP32 = ("--set", "head_dtype=float32")  # bf16 rounds differently on the two devices
 
 

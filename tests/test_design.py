@@ -7,7 +7,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DESIGN = (ROOT / "docs" / "design.md").read_text(encoding="utf-8")
-PACKAGES = ("ebm", "trainer", "app")
+PACKAGES = ("ebm", "runs", "trainer", "commands", "app")
 MAX_LINES = 50
 
 

@@ -1,6 +1,6 @@
 import numpy as np
 
-from trainer.diagnose import histogram_text
+from trainer.diagnosis import histogram_text
 
 
 def test_histogram_labels_tell_close_bins_apart():

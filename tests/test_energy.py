@@ -1,13 +1,7 @@
 import torch
 
 from ebm.backend import TORCH
-from ebm.energy import (
-    context_energies,
-    context_grad,
-    splat_energy,
-    splat_energy_and_grad,
-    splat_log_kernels,
-)
+from ebm.energy import context_energies, context_grad, splat_energy, splat_energy_and_grad, splat_log_kernels
 from ebm.geometry import exp_map, normalize, project, random_points, tangent_noise
 
 D, K, N, k = 12, 30, 16, 6

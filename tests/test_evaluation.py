@@ -56,7 +56,7 @@ def test_word_level_perplexity_and_bits_per_byte_divide_the_same_total():
 def test_a_scored_prefix_counts_words_per_document():
     """Documents end with an end-of-text token; joined without a separator, the last word of one
     and the first word of the next would count as one word."""
-    from trainer.evaluate import _documents
+    from trainer.loading import _documents
 
     assert _documents([5, 6, 0, 7, 0, 8], eot=0) == [[5, 6], [7], [8]]
     assert _documents([5, 0, 6], eot=None) == [[5, 0, 6]]

@@ -9,10 +9,10 @@ import pytest
 import torch
 from conftest import ROOT
 
+from commands.export_command import export_checkpoint
 from ebm import token_logprobs
-from trainer.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
-from trainer.export import export_checkpoint
-from trainer.runfiles import checkpoints_of
+from runs.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
+from runs.runfiles import checkpoints_of
 
 
 @pytest.fixture
@@ -45,11 +45,21 @@ def test_export_cli_and_the_picker(full_run, tmp_path):
     ws, _ = full_run
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     run_dir = ws / "checkpoints" / "full"
-    proc = subprocess.run([sys.executable, "-m", "trainer.export", "--checkpoint", str(run_dir), "--out", str(tmp_path / "e")],
-                          env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "commands", "export", "--checkpoint", str(run_dir), "--out", str(tmp_path / "e")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0 and (tmp_path / "e" / "model.safetensors").exists(), proc.stderr
-    bad = subprocess.run([sys.executable, "-m", "trainer.export", "--checkpoint", str(tmp_path / "none.pt")],
-                         env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+    bad = subprocess.run(
+        [sys.executable, "-m", "commands", "export", "--checkpoint", str(tmp_path / "none.pt")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
     assert checkpoints_of(tmp_path)[-1] == tmp_path / "e"  # a run folder's pickers list its exports
 
@@ -75,7 +85,7 @@ def test_a_kill_during_a_re_export_leaves_the_old_export_or_the_new_one(full_run
     latest, folder = ws / "checkpoints" / "full" / "latest.pt", tmp_path / "export"
     export_checkpoint(latest, folder)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "trainer.export", "--checkpoint", str(latest), "--out", str(folder)]
+    cmd = [sys.executable, "-m", "commands", "export", "--checkpoint", str(latest), "--out", str(folder)]
     t0 = time.perf_counter()
     subprocess.run(cmd, env=env, check=True, capture_output=True, timeout=120)
     whole = time.perf_counter() - t0
@@ -84,7 +94,7 @@ def test_a_kill_during_a_re_export_leaves_the_old_export_or_the_new_one(full_run
         time.sleep(whole * (0.5 + 0.5 * i / 11))  # the writes come at the end, after torch has loaded
         proc.kill()
         proc.wait()
-        from trainer.files import restore_folder
+        from runs.files import restore_folder
 
         restore_folder(folder)  # what the next start does first
         assert load_checkpoint(folder)["step"] == load_checkpoint(latest)["step"], i
@@ -106,7 +116,7 @@ def test_an_export_with_a_string_schema_version_says_so(exported):
 
 def test_a_folder_parked_by_a_killed_swap_comes_back(tmp_path):
     """The one moment of a swap where neither folder is in place: the next start restores."""
-    from trainer.files import atomic_folder, restore_folder
+    from runs.files import atomic_folder, restore_folder
 
     folder = tmp_path / "export"
     atomic_folder(folder, lambda f: (f / "a").write_text("old"))

@@ -13,17 +13,19 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, records, train
+from conftest import ROOT, records, train, train_command
 
-from trainer.checkpoint import load_checkpoint
-from trainer.runfiles import RunFiles
+from runs.checkpoint import load_checkpoint
+from runs.runfiles import RunFiles
 
 pytestmark = pytest.mark.slow
 
 
-def cli(ws: Path, module: str, *args: str) -> subprocess.CompletedProcess:
+def cli(ws: Path, command: str, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "EBM_CACHE": str(ws / "cache"), "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=ws, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "commands", command, *args], cwd=ws, env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 def one_line_error(proc: subprocess.CompletedProcess, fragment: str) -> None:
@@ -65,13 +67,13 @@ def test_a_checkpoint_that_would_run_code_is_refused_everywhere(small_run):
     marker = ws / "pwned"
     torch.save({"model": Payload(marker), "config": {}, "schema_version": 1}, files.latest)
     os.utime(files.latest)  # the newest file of the run
-    for module, args in (
-        ("trainer.evaluate", ["--checkpoint", str(files.latest), "--data", "corpus.txt"]),
-        ("trainer.diagnose", ["--checkpoint", str(files.latest)]),
-        ("trainer.diagnose", ["--batch", "--run-id", "r", "--out", str(ws)]),
+    for command, args in (
+        ("evaluate", ["--checkpoint", str(files.latest), "--data", "corpus.txt"]),
+        ("diagnose", ["--checkpoint", str(files.latest)]),
+        ("diagnose", ["--batch", "--run-id", "r", "--out", str(ws)]),
     ):
-        proc = cli(ws, module, *args)
-        assert not marker.exists(), module
+        proc = cli(ws, command, *args)
+        assert not marker.exists(), command
         assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
     proc = train(ws, "--resume", "r", "--max-steps", "14")
     assert not marker.exists()
@@ -83,7 +85,7 @@ def test_a_flipped_byte_names_the_last_good_checkpoint(small_run):
     data = bytearray(files.latest.read_bytes())
     data[len(data) // 2] ^= 0x01
     files.latest.write_bytes(bytes(data))
-    proc = cli(ws, "trainer.evaluate", "--checkpoint", str(files.latest), "--data", "corpus.txt")
+    proc = cli(ws, "evaluate", "--checkpoint", str(files.latest), "--data", "corpus.txt")
     one_line_error(proc, "the last good checkpoint is")
     assert "ebm_epoch_1.pt" in proc.stderr
 
@@ -102,8 +104,13 @@ def test_resume_uses_an_epoch_file_written_just_before_a_kill(small_run):
 def test_a_second_writer_on_a_live_run_is_refused(small_run):
     ws, files = small_run
     env = {**os.environ, "EBM_CACHE": str(ws / "cache"), "PYTHONPATH": str(ROOT)}
-    first = subprocess.Popen([sys.executable, "-m", "trainer.train", "--resume", "r", "--quiet", "--max-steps", "100000"],
-                             cwd=ws, env=env, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    first = subprocess.Popen(
+        [sys.executable, "-m", "commands", "train", "--resume", "r", "--quiet", "--max-steps", "100000"],
+        cwd=ws,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.time() + 60
         while time.time() < deadline and f"{first.pid}" not in (files.run_dir / "run.lock").read_text():
@@ -119,7 +126,7 @@ def test_a_second_writer_on_a_live_run_is_refused(small_run):
 def test_kill_9_during_writes_leaves_only_loadable_checkpoints(small_run):
     ws, files = small_run
     env = {**os.environ, "EBM_CACHE": str(ws / "cache"), "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "trainer.train", "--resume", "r", "--quiet", "--max-steps", "100000"]
+    cmd = [sys.executable, "-m", "commands", "train", "--resume", "r", "--quiet", "--max-steps", "100000"]
     for delay in (1.5, 2.5, 3.5, 4.5):
         proc = subprocess.Popen(cmd, cwd=ws, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(delay)
@@ -200,8 +207,8 @@ def poisoned(*args, **kwargs):  # every step of this process is non-finite
     return out._replace(loss=out.loss * nan, metrics={**out.metrics, "loss": nan})
 
 loop.training_loss = poisoned
-from trainer.train import main
-sys.exit(main(sys.argv[1:]))
+from commands.cli import train
+sys.exit(train(sys.argv[1:]))
 """
 
 
@@ -227,9 +234,7 @@ def wait_until_torch_loads(pid: int, timeout: float = 60.0) -> None:
 
 @pytest.mark.parametrize("delay", [0.0, 1.2])  # while torch loads; while the data and model are built
 def test_ctrl_c_during_start_up_is_one_line(workspace, delay):
-    env = {**os.environ, "EBM_CACHE": str(workspace / "cache"), "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "trainer.train", "--data", str(workspace / "corpus.txt"), "--tokenizer", "bpe:300",
-           "--config", str(workspace / "tiny.json"), "--out", str(workspace), "--quiet", "--run-id", f"int-{delay}"]  # fmt: skip
+    cmd, env = train_command(workspace, "--run-id", f"int-{delay}")
     # A terminal's Ctrl-C meets the default disposition. Under a non-interactive shell's `&` the
     # suite inherits SIGINT ignored (POSIX), and so would the child: the signal would be dropped.
     default_sigint = partial(signal.signal, signal.SIGINT, signal.SIG_DFL)
@@ -246,14 +251,14 @@ def test_ctrl_c_during_start_up_is_one_line(workspace, delay):
 
 DISK_FULL = """
 import errno, sys
-import trainer.checkpoint as ckpt
+import torch
 
 def full(*args, **kwargs):  # the disk fills up during the large write; small status writes still fit
     raise OSError(errno.ENOSPC, "No space left on device")
 
-ckpt.torch.save = full
-from trainer.train import main
-sys.exit(main(sys.argv[1:]))
+torch.save = full  # runs.checkpoint imports torch when it saves, and finds this one
+from commands.cli import train
+sys.exit(train(sys.argv[1:]))
 """
 
 
@@ -281,10 +286,8 @@ def test_a_full_disk_stops_with_one_line_and_a_crashed_state(small_run, script, 
 def test_a_stop_request_cuts_a_long_evaluation_short(workspace, tmp_path):
     """langevin_steps at its bound makes the step-0 samples take hours: SIGTERM still ends the
     run within seconds, stopped, with a checkpoint and no half-written record."""
-    env = {**os.environ, "EBM_CACHE": str(workspace / "cache"), "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "trainer.train", "--data", str(workspace / "corpus.txt"), "--tokenizer", "bpe:300",
-           "--config", str(workspace / "tiny.json"), "--out", str(tmp_path), "--quiet", "--run-id", "long-eval",
-           "--set", "langevin_steps=100000"]  # fmt: skip
+    extra = ("--out", str(tmp_path), "--run-id", "long-eval", "--set", "langevin_steps=100000")
+    cmd, env = train_command(workspace, *extra)  # the later --out wins
     proc = subprocess.Popen(cmd, cwd=workspace, env=env, stderr=subprocess.PIPE, text=True)
     files = RunFiles.under(tmp_path, "long-eval")
     deadline = time.time() + 120

@@ -14,14 +14,30 @@ pytestmark = pytest.mark.slow
 
 def generate(ws, *args):
     env = {**os.environ, "EBM_CACHE": str(ws / "cache"), "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "trainer.generate_command", "--checkpoint", str(ws / "checkpoints" / "full"), *args]
+    cmd = [sys.executable, "-m", "commands", "generate", "--checkpoint", str(ws / "checkpoints" / "full"), *args]
     return subprocess.run(cmd, cwd=ws, env=env, capture_output=True, text=True, timeout=300)
 
 
 def test_json_lines_carry_text_tokens_and_each_constraints_verdict(full_run):
     ws, _ = full_run
-    proc = generate(ws, "--prompt", "The city", "--tokens", "8", "--samples", "2", "--keywords", "the", "--avoid", "of",
-                    "--chains", "4", "--steps", "5", "--json")  # fmt: skip
+    proc = generate(
+        ws,
+        "--prompt",
+        "The city",
+        "--tokens",
+        "8",
+        "--samples",
+        "2",
+        "--keywords",
+        "the",
+        "--avoid",
+        "of",
+        "--chains",
+        "4",
+        "--steps",
+        "5",
+        "--json",
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = [json.loads(line) for line in proc.stdout.splitlines()]
     assert len(lines) == 2
@@ -35,8 +51,20 @@ def test_json_lines_carry_text_tokens_and_each_constraints_verdict(full_run):
 
 def test_infilling_from_the_command_line(full_run):
     ws, _ = full_run
-    proc = generate(ws, "--prompt", "The city", "--tokens", "4", "--right-context", " is large.", "--sampler", "importance",
-                    "--budget-drafts", "8", "--json")  # fmt: skip
+    proc = generate(
+        ws,
+        "--prompt",
+        "The city",
+        "--tokens",
+        "4",
+        "--right-context",
+        " is large.",
+        "--sampler",
+        "importance",
+        "--budget-drafts",
+        "8",
+        "--json",
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     (sample,) = [json.loads(line) for line in proc.stdout.splitlines()]
     assert sample["constraints"][0]["kind"] == "right_context" and sample["constraints"][0]["energy"] > 0
@@ -63,8 +91,8 @@ def test_bad_input_is_one_clear_line(full_run, args, fragment):
 
 
 def test_the_command_line_defaults_are_the_library_defaults():
+    from commands.cli import generate_parser
     from ebm.composition import ChainSettings
-    from trainer.cli import generate_parser
 
     args = generate_parser().parse_args(["--checkpoint", "x"])
     assert (args.chains, args.steps) == (ChainSettings().chains, ChainSettings().steps)

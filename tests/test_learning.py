@@ -93,10 +93,19 @@ def test_the_full_model_beats_a_unigram_on_real_text(tmp_path):
     tokenizer = load_tokenizer("bpe:2048", train_texts=corpus.splits["train"][:3000], cache_dir=tmp_path / "tok")
     train = np.asarray(tokenize_split(corpus, "train", tokenizer, tmp_path, progress=False))[:300_000]
     valid = np.asarray(tokenize_split(corpus, "valid", tokenizer, tmp_path, progress=False))[:20_000]
-    smaller = {"latent_dim": 64, "context_heads": 2, "hidden_dim": 128, "context_global": 64, "context_medium": 32,
-               "n_splats_init": 256, "curriculum_capacities": (256, 512, 1024), "max_splats": 2048}  # fmt: skip
-    cfg = small_config(**{**PRESETS["cpu"].config, **smaller, "vocab_size": tokenizer.vocab_size, "seq_length": 0,
-                          "eval_interval": 10_000})  # fmt: skip
+    smaller = {
+        "latent_dim": 64,
+        "context_heads": 2,
+        "hidden_dim": 128,
+        "context_global": 64,
+        "context_medium": 32,
+        "n_splats_init": 256,
+        "curriculum_capacities": (256, 512, 1024),
+        "max_splats": 2048,
+    }
+    cfg = small_config(
+        **{**PRESETS["cpu"].config, **smaller, "vocab_size": tokenizer.vocab_size, "seq_length": 0, "eval_interval": 10_000}
+    )
     opts = RunOptions(run_id="learn", out=tmp_path, max_steps=700, quiet=True, embeddings="own")  # ~45 s alone on 2 cores
     trainer = Trainer(cfg, opts, tokenizer, train, valid)
     trainer.fit()

@@ -1,4 +1,4 @@
-from trainer.logs import LogReader, RunLogger
+from runs.logs import LogReader, RunLogger
 
 
 def test_log_reader_partial_and_corrupt_lines(tmp_path):

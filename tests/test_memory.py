@@ -1,4 +1,4 @@
-"""Memory splats (ebm.memory, trainer.memory): the mixture is a normalised distribution over the
+"""Memory splats (ebm.memory, trainer.corpus_memory): the mixture is a normalised distribution over the
 whole vocabulary, retrieval and weights match a brute-force reference, the fit finds a known
 optimum, and scoring a text with the memory agrees with a term-by-term reference."""
 
@@ -15,8 +15,8 @@ from conftest import ROOT, small_model
 
 from ebm.geometry import normalize
 from ebm.memory import Recall, SplatMemory, fit_mixture, memory_log_prob, mix
+from trainer.corpus_memory import build_memory, contexts_of
 from trainer.evaluation import score_text, sliding_windows
-from trainer.memory import build_memory, contexts_of
 
 
 def brute_force(keys, tokens, q, n, kappa, vocab_size):
@@ -106,7 +106,7 @@ def test_scoring_with_the_memory_matches_a_term_by_term_reference():
 
 def test_ebm_evaluate_mixes_in_memory_splats_from_a_corpus(full_run):
     ws, _ = full_run
-    cmd = [sys.executable, "-m", "trainer.evaluate", "--checkpoint", str(ws / "checkpoints" / "full" / "latest.pt")]
+    cmd = [sys.executable, "-m", "commands", "evaluate", "--checkpoint", str(ws / "checkpoints" / "full" / "latest.pt")]
     cmd += ["--data", "corpus.txt", "--split", "test", "--max-tokens", "256", "--samples", "0", "--json"]
     env = {**os.environ, "EBM_CACHE": str(ws / "cache"), "PYTHONPATH": str(ROOT)}
     plain, mixed = (

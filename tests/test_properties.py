@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ebm.config import ConfigError, EBMConfig
-from trainer.logs import LogReader
+from runs.logs import LogReader
 
 KEYS = [f.name for f in fields(EBMConfig)]
 json_values = st.recursive(

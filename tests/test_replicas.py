@@ -18,13 +18,21 @@ import torch.multiprocessing as mp
 from conftest import records, small_model, train, train_command
 
 from ebm.splats import adopt_store_state, store_state
-from trainer.checkpoint import load_checkpoint
+from runs.checkpoint import load_checkpoint
 from trainer.replicas import ReplicaError, Replicas
 
 # SOC avalanches (merge, spawn) every 10 steps and curriculum growth at steps 12 and 24: the
 # store changes shape four times in 30 steps.
-EDITS = ("--set", "curriculum_unit=step", "--set", "curriculum_boundaries=[12,24]", "--set", "schedule_steps=30",
-         "--set", "head_dtype=float32")  # fmt: skip
+EDITS = (
+    "--set",
+    "curriculum_unit=step",
+    "--set",
+    "curriculum_boundaries=[12,24]",
+    "--set",
+    "schedule_steps=30",
+    "--set",
+    "head_dtype=float32",
+)
 REL = 1e-5
 
 

@@ -5,7 +5,7 @@ import time
 
 from conftest import ROOT
 
-from trainer.runfiles import (
+from runs.runfiles import (
     RECORD_FIELDS,
     RunFiles,
     checkpoints_of,
@@ -60,7 +60,7 @@ def test_light_pages_import_neither_torch_nor_faiss(full_run):
         "import sys\n"
         "from streamlit.testing.v1 import AppTest\n"
         "for name in ('runs', 'curves'):\n"
-        "    at = AppTest.from_file(f'app/views/{name}.py', default_timeout=60).run()\n"
+        "    at = AppTest.from_file(f'app/views/{name}_page.py', default_timeout=60).run()\n"
         "    assert not at.exception, [e.value for e in at.exception]\n"
         "print(sorted(m for m in ('torch', 'faiss', 'numba', 'ebm') if m in sys.modules))\n"
     )

@@ -4,10 +4,10 @@ import sys
 
 import pytest
 
-from trainer.runlock import RunLock, RunLockedError
+from runs.runlock import RunLock, RunLockedError
 
 HOLD = (
-    "import sys, time; from trainer.runlock import RunLock; "
+    "import sys, time; from runs.runlock import RunLock; "
     "RunLock(sys.argv[1]).acquire(); print('held', flush=True); time.sleep(60)"
 )
 

@@ -78,8 +78,9 @@ def test_two_callers_sample_on_two_backends_at_once():
     results = {}
 
     def run(name, backend):
-        results[name] = generate(model, [1, 2, 3], 6, settings=settings, top_k=5, seed=3, backend=backend,
-                                 sampler="langevin+decoder")[0]  # fmt: skip
+        results[name] = generate(
+            model, [1, 2, 3], 6, settings=settings, top_k=5, seed=3, backend=backend, sampler="langevin+decoder"
+        )[0]
 
     threads = [threading.Thread(target=run, args=a) for a in (("torch", TorchBackend()), ("other", other))]
     for t in threads:

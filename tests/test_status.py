@@ -1,6 +1,6 @@
 import json
 
-from trainer.status import effective_state, write_status
+from runs.status import effective_state, write_status
 
 
 def test_status_staleness(tmp_path):

@@ -9,7 +9,7 @@ import pytest
 from app.runlog import RunLog
 from app.settings import Folders
 from app.summary import run_summary
-from trainer.status import write_status
+from runs.status import write_status
 
 
 def write_run(tmp_path, state):
@@ -19,8 +19,17 @@ def write_run(tmp_path, state):
     lines = [{"v": 1, "type": "meta", "t": start, "step": 0, "epoch": 0, "budget": {"planned_steps": 1000, "max_minutes": 1.0}}]
     for step in range(1, 11):  # 10 of 1000 steps, but 30 of the 60 budgeted seconds
         rate = 10.0 if step == 10 else 100.0  # the last batch shared its time with an evaluation
-        lines.append({"v": 1, "type": "batch", "t": start + 6 * step, "step": step, "epoch": 0, "train_seconds": 3.0 * step,
-                      "tokens_per_s": rate})  # fmt: skip
+        lines.append(
+            {
+                "v": 1,
+                "type": "batch",
+                "t": start + 6 * step,
+                "step": step,
+                "epoch": 0,
+                "train_seconds": 3.0 * step,
+                "tokens_per_s": rate,
+            }
+        )
     log.write_text("".join(json.dumps(r) + "\n" for r in lines))
     write_status(tmp_path / "checkpoints" / "r" / "status.json", state, total_steps=1000)
     run_log = RunLog(log)

@@ -12,14 +12,16 @@ from ebm.config import EBMConfig
 
 def cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "trainer.train", *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=120)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "commands", "train", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_help_shows_defaults_and_examples_without_loading_torch():
     code = (
-        "import sys; from trainer.train import build_parser; from trainer import cli\n"
-        "for parser in (build_parser, cli.evaluate_parser, cli.diagnose_parser, cli.export_parser): parser().format_help()\n"
+        "import sys; from commands import cli\n"
+        "for parser in (cli.train_parser, cli.evaluate_parser, cli.generate_parser, cli.diagnose_parser, cli.export_parser):\n"
+        "    parser().format_help()\n"
         "print('torch' in sys.modules)"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -42,24 +44,31 @@ def test_a_mistyped_field_gets_a_suggestion_before_anything_is_written(tmp_path)
 
 
 def test_a_preset_is_chosen_by_device_and_config_and_set_apply_on_top(tmp_path):
+    import dataclasses
     import json
 
     import pytest
 
+    from commands.cli import train_parser
+    from commands.specs import TrainSpec, spec_from
     from ebm.presets import PRESETS, choose_preset
     from trainer.startup import UserError, build_config, run_preset
-    from trainer.train import build_parser
+
+    def spec(*argv: str) -> TrainSpec:
+        return spec_from(TrainSpec, train_parser().parse_args(argv), out=tmp_path, argv=argv)
+
+    def config(s: TrainSpec) -> EBMConfig:
+        return build_config(s, run_preset(s)[0])
 
     assert choose_preset(None, "cpu")[0].name == "cpu" and choose_preset(None, "vulkan:0")[0].name == "cpu"
     assert choose_preset(None, "cuda:1")[0].name == "seed" and choose_preset("cpu", "cuda")[1] == "--preset"
-    config = tmp_path / "c.json"
-    config.write_text(json.dumps({"batch_size": 4, "latent_dim": 128}))
-    args = build_parser().parse_args(["--config", str(config), "--set", "latent_dim=64", "--set", "context_heads=2"])
-    cfg = build_config(args, 1000)
+    config_file = tmp_path / "c.json"
+    config_file.write_text(json.dumps({"batch_size": 4, "latent_dim": 128}))
+    args = spec("--config", str(config_file), "--set", "latent_dim=64", "--set", "context_heads=2")
+    cfg = config(args).replace(vocab_size=1000)
     assert cfg.context_global == PRESETS["cpu"].config["context_global"]  # from the preset
     assert (cfg.batch_size, cfg.latent_dim, cfg.vocab_size) == (4, 64, 1000)  # the file, then --set, then the tokenizer
-    seed = build_config(build_parser().parse_args(["--preset", "seed"]), 50257)
+    seed = config(spec("--preset", "seed")).replace(vocab_size=50257)
     assert seed == EBMConfig(vocab_size=50257)  # the seed preset is the specification's defaults
-    args.preset = "nonsense"
     with pytest.raises(UserError, match="unknown preset"):
-        run_preset(args)
+        run_preset(dataclasses.replace(args, preset="nonsense"))

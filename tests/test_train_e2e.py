@@ -10,14 +10,14 @@ import time
 
 from conftest import ROOT, records, train
 
-from trainer.checkpoint import load_checkpoint, model_from_checkpoint
-from trainer.runfiles import RECORD_KINDS, SCHEMA_VERSION, missing_fields
+from runs.checkpoint import load_checkpoint, model_from_checkpoint
+from runs.runfiles import RECORD_KINDS, SCHEMA_VERSION, missing_fields
 
 
 def test_log_schema_every_event_type(full_run):
     _, recs = full_run
     assert recs[0]["type"] == "meta"
-    for r in recs:  # the contract of trainer.runfiles, which the dashboard reads
+    for r in recs:  # the contract of runs.runfiles, which the dashboard reads
         assert not missing_fields(r) and r["v"] == SCHEMA_VERSION, (r["type"], missing_fields(r))
     seen = {r["type"] for r in recs}
     assert seen == set(RECORD_KINDS) - {"resume"}, set(RECORD_KINDS) - seen  # a run that never stopped has no resume
@@ -74,7 +74,8 @@ def test_evaluate_and_diagnose_on_checkpoint(full_run):
         [
             sys.executable,
             "-m",
-            "trainer.evaluate",
+            "commands",
+            "evaluate",
             "--checkpoint",
             str(ws / "checkpoints" / "full"),
             "--data",
@@ -99,7 +100,8 @@ def test_evaluate_and_diagnose_on_checkpoint(full_run):
         [
             sys.executable,
             "-m",
-            "trainer.diagnose",
+            "commands",
+            "diagnose",
             "--checkpoint",
             str(ws / "checkpoints/full/latest.pt"),
             "--report",
@@ -118,7 +120,7 @@ def test_evaluate_and_diagnose_on_checkpoint(full_run):
     if shutil.which("chromium"):  # kaleido draws the PNGs with the system Chromium
         assert (ws / "report" / "hist_kappa.png").stat().st_size > 5000 and "hist_kappa.png" in report
     bad = subprocess.run(
-        [sys.executable, "-m", "trainer.evaluate", "--checkpoint", str(ws / "nope.pt")],
+        [sys.executable, "-m", "commands", "evaluate", "--checkpoint", str(ws / "nope.pt")],
         cwd=ws,
         env=env,
         capture_output=True,

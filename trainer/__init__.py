@@ -1,7 +1,5 @@
-"""Background training, evaluation and diagnosis for ebm models.
-
-Modules that the dashboard imports (logs, status, files) must not import torch.
-"""
+"""Training, evaluation and diagnosis of ebm models: the training loop and its helpers, data and
+tokenizers. The files a run writes are the `runs` package's; the command lines are `commands`'."""
 
 import os
 

@@ -4,6 +4,7 @@ an Alert (what it saw, what to try) or None; tests fire and silence each one."""
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 
 
@@ -162,3 +163,9 @@ class Monitor:
 
     def load_state_dict(self, history: dict) -> None:
         self.history = {k: list(v) for k, v in history.items()}
+
+
+def echo_alert(record: dict) -> None:
+    """A log listener: each alert record, one line on stderr as well."""
+    if record["type"] == "alert":
+        print(f"[ebm-train] ALERT {record['rule']}: {record['message']} -> {record['advice']}", file=sys.stderr)

@@ -27,7 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .files import atomic_write
+from runs.files import atomic_write
+
 from .tokenizer import TextTokenizer
 
 SPLITS = ("train", "valid", "test")
@@ -98,7 +99,8 @@ def wikitext_corpus(name: str) -> Corpus:
 
 def _join_wikitext_lines(lines: list[str]) -> list[str]:
     """WikiText rows are lines; articles start at ' = Title = ' lines."""
-    docs, current = [], []
+    docs: list[str] = []
+    current: list[str] = []
     for line in lines:
         if re.match(r"^ = [^=].* = $", line.rstrip("\n")) and current:
             docs.append("".join(current))
@@ -115,8 +117,9 @@ def read_text_file(path: Path) -> str:
     raw = path.read_bytes()
     nul = raw.find(b"\x00")
     if nul >= 0:
-        raise DataError(f"{path} is not a text file (it contains NUL bytes, the first at byte {nul:,}); "
-                        "give a UTF-8 text file or folder")  # fmt: skip
+        raise DataError(
+            f"{path} is not a text file (it contains NUL bytes, the first at byte {nul:,}); give a UTF-8 text file or folder"
+        )
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as err:

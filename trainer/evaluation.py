@@ -48,8 +48,14 @@ def batch_scores(
 
 def _summary(nll_e: float, nll_d: float, covered: float, n: float) -> dict:
     n = max(n, 1)
-    return {"ppl_energy": safe_exp(nll_e / n), "ppl_decoder": safe_exp(nll_d / n), "nll_energy": nll_e / n,
-            "nll_decoder": nll_d / n, "coverage": covered / n, "tokens": int(n)}  # fmt: skip
+    return {
+        "ppl_energy": safe_exp(nll_e / n),
+        "ppl_decoder": safe_exp(nll_d / n),
+        "nll_energy": nll_e / n,
+        "nll_decoder": nll_d / n,
+        "coverage": covered / n,
+        "tokens": int(n),
+    }
 
 
 def sliding_windows(n_tokens: int, context: int, stride: int) -> list[tuple[int, int]]:
@@ -67,14 +73,27 @@ def sliding_windows(n_tokens: int, context: int, stride: int) -> list[tuple[int,
 
 
 @torch.no_grad()
-def score_text(model: EBMModel, tokens: np.ndarray, stride: int, batch_size: int, progress=None,
-               backend: Backend = TORCH, memory: SplatMemory | None = None) -> dict:  # fmt: skip
+def score_text(
+    model: EBMModel,
+    tokens: np.ndarray,
+    stride: int,
+    batch_size: int,
+    progress=None,
+    backend: Backend = TORCH,
+    memory: SplatMemory | None = None,
+) -> dict:
     """Every token of a whole text scored once with a sliding window of context_global tokens
     (the literature's protocol for perplexity): sums and token-level perplexities."""
     model.eval()
     targets_done = None if progress is None else (lambda sums: progress(int(sums[-1])))  # sums[-1]: targets so far
-    totals = sliding_sums(lambda rows, new: batch_scores(model, rows, new, backend, memory), tokens,
-                          model.cfg.context_global, stride, batch_size, targets_done)  # fmt: skip
+    totals = sliding_sums(
+        lambda rows, new: batch_scores(model, rows, new, backend, memory),
+        tokens,
+        model.cfg.context_global,
+        stride,
+        batch_size,
+        targets_done,
+    )
     model.train()
     return _summary(*totals)
 
@@ -89,6 +108,8 @@ def sliding_sums(batch_fn, tokens: np.ndarray, context: int, stride: int, batch_
         totals = sums if totals is None else totals + sums
         if progress is not None:
             progress(totals)
+    if totals is None:
+        raise ValueError("no window to score: the text needs at least two tokens")
     return totals
 
 
@@ -171,3 +192,15 @@ def generate_samples(
         "n_tokens": len(flat),
     }
     return samples, metrics
+
+
+def sample_log_records(
+    model: EBMModel, valid: Windows, window_ids: np.ndarray, decode, step: int, n_tokens: int = 12, backend: Backend = TORCH
+) -> list[dict]:
+    """The `sample` records of an evaluation: a continuation of the last 8 tokens of each given
+    validation window, each with the quality figures of all of them."""
+    prompts = [valid.batch(np.array([i]))[0, -9:-1].tolist() for i in window_ids]
+    settings = SamplerSettings.from_config(model.cfg)
+    samples, quality = generate_samples(model, prompts, n_tokens, decode, seed=step, settings=settings, backend=backend)
+    keys = ("prompt", "text", "mean_energy", "mean_cosine")
+    return [{**{k: s[k] for k in keys}, **quality} for s in samples]

@@ -6,8 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ebm.presets import Preset
-
-from .runfiles import RunFiles
+from runs.runfiles import RunFiles
 
 
 @dataclass(frozen=True)

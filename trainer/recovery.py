@@ -45,3 +45,23 @@ class Recovery:
 
     def load_state_dict(self, state: dict) -> None:
         self.rollbacks = int(state.get("rollbacks", 0))
+
+
+def stopped_alert() -> dict:
+    """The alert record of a run that recovery stopped."""
+    return {
+        "rule": "nan_stop",
+        "severity": "error",
+        "message": "training stays non-finite; stopped with a checkpoint of the last finite state",
+        "advice": "lower learning_rate, raise warmup_steps, or check the data",
+    }
+
+
+def rolled_back_alert(step: int, checkpoint_name: str) -> dict:
+    """The alert record of a rollback to `checkpoint_name` at `step`."""
+    return {
+        "rule": "rollback",
+        "severity": "error",
+        "message": f"rolled back to step {step} from {checkpoint_name}; learning rate halved",
+        "advice": "if this repeats, lower learning_rate in the config",
+    }

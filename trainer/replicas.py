@@ -119,8 +119,10 @@ class Replicas:
         torch.distributed.broadcast(theirs, src=0)
         differs = torch.tensor([float(not torch.equal(mine, theirs))], device=mine.device)
         if self.agree_max(differs).item():
-            raise ReplicaError("data-parallel ranks hold different models after a splat edit; "
-                               "rerun with one process to rule out the launcher, and report it")  # fmt: skip
+            raise ReplicaError(
+                "data-parallel ranks hold different models after a splat edit; "
+                "rerun with one process to rule out the launcher, and report it"
+            )
 
     def _comm_device(self) -> torch.device | None:
         backend = torch.distributed.get_backend()

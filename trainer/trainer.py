@@ -1,7 +1,7 @@
 """The training loop. It coordinates and decides nothing itself: the loss is ebm.objective's,
 the store's upkeep ebm.upkeep's, the schedule and budget trainer.schedule's, recovery from
 non-finite steps trainer.recovery's, alert rules trainer.alerts', and the files it writes
-follow trainer.runfiles (docs/design.md, "Training loop"). Under torchrun it is one of several
+follow runs.runfiles (docs/design.md, "Training loop"). Under torchrun it is one of several
 data-parallel replicas (trainer.replicas): rank 0 alone writes files and decides splat edits.
 """
 
@@ -15,34 +15,41 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
-from ebm import EBMModel, SamplerSettings, backend_for
+from ebm import EBMModel, backend_for
 from ebm.config import EBMConfig
 from ebm.objective import StepResult, combine, host_metrics, training_loss
-from ebm.ops import head_dtype
 from ebm.pretrained import pretrained_embeddings
 from ebm.upkeep import Event, SplatUpkeep
+from runs.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 
 from . import alerts
-from .checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
-from .data import BUILTIN_LICENSE, token_frequencies, windows_for
-from .device import resolve_device
-from .evaluation import generate_samples, score
+from .data import token_frequencies, windows_for
+from .device_spec import resolve_device
+from .evaluation import sample_log_records, score
 from .heap import release_free_heap
-from .logs import RunLogger
 from .options import RunOptions
-from .recovery import Action, Recovery
+from .recovery import Action, Recovery, rolled_back_alert, stopped_alert
 from .replicas import ALONE, Replicas
-from .reporting import make_reporters
+from .run_meta import meta_record
+from .run_records import RunRecords
+from .save_clock import SaveClock
 from .schedule import Budget, is_eval_step, lr_factor
-from .status import Heartbeat
 from .system import SystemMeter
 
 
 class Trainer:
     """One run: data, model, optimiser, upkeep, logs and checkpoints."""
 
-    def __init__(self, cfg: EBMConfig, opts: RunOptions, tokenizer, train_tokens: np.ndarray, valid_tokens: np.ndarray,
-                 resume_state: dict | None = None, replicas: Replicas = ALONE):  # fmt: skip
+    def __init__(
+        self,
+        cfg: EBMConfig,
+        opts: RunOptions,
+        tokenizer,
+        train_tokens: np.ndarray,
+        valid_tokens: np.ndarray,
+        resume_state: dict | None = None,
+        replicas: Replicas = ALONE,
+    ):
         self.cfg, self.opts, self.tokenizer, self.files = cfg, opts, tokenizer, opts.files
         self.replicas, self.writes = replicas, replicas.main
         self.device, vulkan = resolve_device(opts.device)
@@ -53,15 +60,12 @@ class Trainer:
         self.upkeep = SplatUpkeep(cfg, freq, decides=replicas.main)
         self.monitor, self.recovery = alerts.Monitor(), Recovery()
         resume_step = None if resume_state is None else int(resume_state["step"])
-        reporters = make_reporters(list(opts.report_to), self.files.logs, opts.run_id, resume_step) if self.writes else []
-        self.listeners = [_echo_alert, *reporters]
-        self.logger = RunLogger(self.files.log, echo=self._tell_listeners) if self.writes else None
-        self.heartbeat = Heartbeat(self.files.status)
+        self.records = RunRecords(opts, self.writes, resume_step)
         self.system = SystemMeter(str(self.device))
         self.step = self.epoch = self.batch_in_epoch = 0
         self.train_seconds, self.stop_requested, self.stop_signal = 0.0, False, False
         self.interruptible = False  # inside work that a stop request ends at once (_stoppable)
-        self._last_save, self._saves = time.monotonic(), 0  # checkpoints written by this process
+        self.save_clock = SaveClock(cfg.checkpoint_minutes)
         self.embedding_source = "checkpoint"
         self.resumed_from = None if resume_state is None else resume_state.get("resumed_from", "latest.pt")
         self.model = self._fresh_model() if resume_state is None else model_from_checkpoint(resume_state).train()
@@ -100,10 +104,6 @@ class Trainer:
             yield
         finally:
             self.interruptible = False
-
-    def _tell_listeners(self, record: dict) -> None:
-        for listener in self.listeners:
-            listener(record)
 
     def _set_lr(self) -> float:
         """The schedule's learning rate for this step, halved once per rollback (trainer.recovery).
@@ -158,45 +158,25 @@ class Trainer:
         self.monitor.load_state_dict(state.get("history", self.monitor.state_dict()))
         self.train_seconds = float(state.get("train_seconds", 0.0))
 
-    def _save_if_due(self) -> None:
-        """A checkpoint every checkpoint_minutes of wall time, the first after a fifth of that, so
-        the dashboard has a model to open within minutes and a long epoch is not an hour without one."""
-        due = self._next_save_in()
-        if due is not None and due <= 0:
-            self.save()
-
-    def _next_save_in(self) -> float | None:
-        """Seconds until the next clock checkpoint (None when they are off)."""
-        minutes = self.cfg.checkpoint_minutes
-        if minutes <= 0:
-            return None
-        gap = minutes / 5 if self._saves == 0 else minutes
-        return 60 * gap - (time.monotonic() - self._last_save)
-
     def save(self, epoch: int | None = None) -> None:
         if not self.writes:
             return
         cfg = self.cfg
         path = save_checkpoint(self.state_dict(), self.files.run_dir, epoch, cfg.checkpoint_keep_every, cfg.checkpoint_keep_last)
-        self.logger.log("checkpoint", self.step, self.epoch, path=str(path), latest=str(self.files.latest))
-        self._last_save = time.monotonic()
-        self._saves += 1
+        self._log("checkpoint", path=str(path), latest=str(self.files.latest))
+        self.save_clock.saved()
 
     def _beat(self, state: str = "running", force: bool = False) -> None:
-        if not self.writes:
-            return
-        due = self._next_save_in()
-        self.heartbeat.beat(state, force, run_id=self.opts.run_id, step=self.step, epoch=self.epoch,
-                            phase=self.upkeep.phase.name, total_steps=self.total_steps,
-                            next_checkpoint_t=None if due is None else time.time() + max(due, 0.0))  # fmt: skip
+        due = self.save_clock.next_in()
+        due_t = None if due is None else time.time() + max(due, 0.0)
+        where = {"step": self.step, "epoch": self.epoch, "phase": self.upkeep.phase.name}
+        self.records.beat(state, force, **where, total_steps=self.total_steps, next_checkpoint_t=due_t)
 
     def _log(self, kind: str, **fields) -> None:
-        if self.writes:
-            self.logger.log(kind, self.step, self.epoch, **fields)
+        self.records.log(kind, self.step, self.epoch, **fields)
 
     def _log_alerts(self, found: list[alerts.Alert]) -> None:
-        for alert in found:
-            self._log("alert", **alert.as_dict())
+        self.records.log_alerts(found, self.step, self.epoch)
 
     def _log_events(self, events: list[Event]) -> None:
         for kind, fields in events:
@@ -209,8 +189,13 @@ class Trainer:
         """Train until the budget, a stop request or the last epoch; the final state."""
         from tqdm import tqdm
 
-        bar = tqdm(total=self.total_steps, initial=self.step, unit="step", dynamic_ncols=True,
-                   disable=self.opts.quiet or not sys.stderr.isatty())  # fmt: skip
+        bar = tqdm(
+            total=self.total_steps,
+            initial=self.step,
+            unit="step",
+            dynamic_ncols=True,
+            disable=self.opts.quiet or not sys.stderr.isatty(),
+        )
         try:  # a failure anywhere, the last checkpoint's write included, leaves the state `crashed`
             try:
                 self._open_run()
@@ -220,21 +205,10 @@ class Trainer:
                 pass
             return self._close_run()
         except Exception as err:
-            self._record_crash(err)
+            self.records.crashed(err, self.step, self.epoch)
             raise
         finally:
             bar.close()
-
-    def _record_crash(self, err: Exception) -> None:
-        """Best effort: the reason may be the very folder or disk these records go to."""
-        reason = f"{type(err).__name__}: {err}"[:300]
-        if not self.writes:
-            return
-        try:
-            self.heartbeat.beat("crashed", force=True, run_id=self.opts.run_id, step=self.step, reason=reason)
-            self._log("status", state="crashed", reason=reason)
-        except OSError:
-            pass
 
     def _open_run(self) -> None:
         if not self.writes:
@@ -250,28 +224,13 @@ class Trainer:
         self._beat(force=True)
 
     def _meta(self) -> dict:
-        cfg, opts = self.cfg, self.opts
-        return {
-            "run_id": opts.run_id,
-            "name": opts.name or opts.run_id,
-            "config": cfg.to_dict(),
-            "tokenizer": self.tokenizer.name,
-            "data": opts.data,
-            "data_note": BUILTIN_LICENSE if opts.data == "builtin" else opts.data,
-            "train_tokens": int(len(self.train.tokens)),
-            "valid_tokens": int(len(self.valid.tokens)),
-            "embedding_source": self.embedding_source,
-            "device": self.device_name,
-            "replicas": self.replicas.size,
-            "grad_accum": opts.grad_accum,
-            "precision": opts.precision,
-            "head_dtype": str(head_dtype(cfg.head_dtype, self.device)).removeprefix("torch."),
-            "pid": os.getpid(),
-            "n_params": sum(p.numel() for p in self.model.parameters()),
-            "budget": {"planned_steps": self.total_steps, "max_steps": opts.max_steps, "max_minutes": opts.max_minutes},
-            "preset": opts.preset[0].name if opts.preset else None,
-            "preset_reason": opts.preset[1] if opts.preset else None,
+        sizes = {
+            "train_tokens": len(self.train.tokens),
+            "valid_tokens": len(self.valid.tokens),
+            "planned_steps": self.total_steps,
         }
+        context = {"embedding_source": self.embedding_source, "device": self.device_name, "replicas": self.replicas.size}
+        return meta_record(self.opts, self.model, self.tokenizer, sizes, self.device, context)
 
     def _close_run(self) -> str:
         state = "finished"
@@ -284,10 +243,7 @@ class Trainer:
             self.save()
         self._log("status", state=state)
         self._beat(state, force=True)
-        if self.logger is not None:
-            self.logger.close()
-        for listener in self.listeners:
-            getattr(listener, "close", lambda: None)()
+        self.records.close()
         return state
 
     def _run_epoch(self, bar) -> None:
@@ -301,11 +257,11 @@ class Trainer:
             metrics = self.train_step(torch.from_numpy(self.train.batch(rows)))
             self.batch_in_epoch += 1
             bar.update(1)
-            bar.set_postfix(loss=f"{metrics['loss']:.3f}", ppl=f"{metrics['ppl']:.1f}",
-                            tok_s=f"{metrics['tokens_per_s']:.0f}", epoch=self.epoch)  # fmt: skip
+            bar.set_postfix_str(f"loss={metrics['loss']:.3f}, ppl={metrics['ppl']:.1f}, tok_s={metrics['tokens_per_s']:.0f}")
             if is_eval_step(self.step, self.cfg.eval_interval, self.cfg.eval_first_interval):
                 self._evaluate()
-            self._save_if_due()
+            if self.save_clock.due():
+                self.save()
             self._beat()
         if self.batch_in_epoch >= n_batches:
             self.epoch += 1
@@ -367,8 +323,9 @@ class Trainer:
         """The store's upkeep on the global batch's statistics, the same on every replica, with
         rank 0's edits copied to the others."""
         gather = self.replicas.gather
-        out = out._replace(target_points=gather(out.target_points), target_energy=gather(out.target_energy),
-                           target_nbr=gather(out.target_nbr))  # fmt: skip
+        out = out._replace(
+            target_points=gather(out.target_points), target_energy=gather(out.target_energy), target_nbr=gather(out.target_nbr)
+        )
         progress = self.epoch + self.batch_in_epoch / self.steps_per_epoch
         events = self.upkeep.after_step(self.model, out, self.step, progress, lr, self.opt)
         if self.upkeep.edits_due(self.epoch, self.step, after_step=True):
@@ -393,9 +350,7 @@ class Trainer:
         if action is Action.ROLL_BACK:
             self._roll_back()
         elif action is Action.STOP:
-            self._log("alert", rule="nan_stop", severity="error",
-                      message="training stays non-finite; stopped with a checkpoint of the last finite state",
-                      advice="lower learning_rate, raise warmup_steps, or check the data")  # fmt: skip
+            self._log("alert", **stopped_alert())
             self.stop_requested = True
 
     def _roll_back(self) -> None:
@@ -406,9 +361,7 @@ class Trainer:
         self.opt = torch.optim.AdamW(self.model.parameter_groups(), lr=self.cfg.learning_rate)
         self._restore(state)
         self.train_seconds = spent
-        self._log("alert", rule="rollback", severity="error",
-                  message=f"rolled back to step {self.step} from {self.files.latest.name}; learning rate halved",
-                  advice="if this repeats, lower learning_rate in the config")  # fmt: skip
+        self._log("alert", **rolled_back_alert(self.step, self.files.latest.name))
 
     # ----- evaluation
     def _evaluate(self, epoch_end: bool = False) -> None:
@@ -417,26 +370,27 @@ class Trainer:
         with self._stoppable():
             result = score(self.model, self.valid, self.eval_ids, self.cfg.batch_size, backend=self.backend)
         phase = self.upkeep.phase
-        self._log("epoch" if epoch_end else "eval", **result, **self.model.splats.stats(self.step),
-                  soc_rate=self.upkeep.soc.rate(), phase=phase.index, phase_name=phase.name, split="valid",
-                  tokenizer=self.tokenizer.name)  # fmt: skip
+        self._log(
+            "epoch" if epoch_end else "eval",
+            **result,
+            **self.model.splats.stats(self.step),
+            soc_rate=self.upkeep.soc.rate(),
+            phase=phase.index,
+            phase_name=phase.name,
+            split="valid",
+            tokenizer=self.tokenizer.name,
+        )
         self._log_alerts(self.monitor.after_eval(result["ppl_energy"]))
         self._log_samples()
 
-    def _log_samples(self, n: int = 2, n_tokens: int = 12) -> None:
-        prompts = [self.valid.batch(np.array([i]))[0, -9:-1].tolist() for i in self.eval_ids[:n]]
+    def _log_samples(self, n: int = 2) -> None:
         with self._stoppable():
-            samples, quality = generate_samples(self.model, prompts, n_tokens, self.tokenizer.decode, seed=self.step,
-                                                settings=SamplerSettings.from_config(self.cfg), backend=self.backend)  # fmt: skip
-        for s in samples:
-            self._log("sample", prompt=s["prompt"], text=s["text"], mean_energy=s["mean_energy"],
-                      mean_cosine=s["mean_cosine"], **quality)  # fmt: skip
+            records = sample_log_records(
+                self.model, self.valid, self.eval_ids[:n], self.tokenizer.decode, self.step, backend=self.backend
+            )
+        for record in records:
+            self._log("sample", **record)
 
 
 class StopRequestedError(Exception):
     """Raised by the stop signal's handler inside work marked _stoppable."""
-
-
-def _echo_alert(record: dict) -> None:
-    if record["type"] == "alert":
-        print(f"[ebm-train] ALERT {record['rule']}: {record['message']} -> {record['advice']}", file=sys.stderr)

@@ -34,10 +34,13 @@ def splat_forward(
     outs = [dev.tensor(np.zeros(shape, np.float32)) for shape in ((n,), (n, k), (n, k), (n, d))]
     with dev.reusing():
         seq = dev.mgr.sequence().record(dev.upload(ins))
-        record_splat(dev, seq, *ins, *outs, n, k, d, tau, 0)
+        z_t, mu_t, log_alpha_t, kappa_t, idx_t = ins
+        energy, weights, cosines, grad = outs
+        record_splat(dev, seq, z_t, mu_t, log_alpha_t, kappa_t, idx_t, energy, weights, cosines, grad, n, k, d, tau, 0)
         seq.record(dev.download(outs)).eval()
     shapes = ((n,), (n, k), (n, k), (n, d))
-    return tuple(torch.from_numpy(t.data().reshape(shape).copy()) for t, shape in zip(outs, shapes))
+    e, w, c, g = (torch.from_numpy(t.data().reshape(shape).copy()) for t, shape in zip(outs, shapes))
+    return e, w, c, g
 
 
 def record_splat(dev: VulkanDevice, seq, z, mu, log_alpha, kappa, idx, energy, weight, cosine, grad, n, k, d, tau, offset):

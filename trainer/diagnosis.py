@@ -1,21 +1,20 @@
-"""ebm-diagnose: splat statistics, loss trends and recommendations for a checkpoint,
-or a table over every checkpoint of a run (--batch). The dashboard's Diagnose page calls
-`diagnose` and `render_markdown` from here."""
+"""A checkpoint's diagnosis: splat statistics, loss trends and recommendations, as a report
+(markdown, histograms, JSON). ebm-diagnose (commands.diagnose_command) and the dashboard's
+Diagnose page both read it from here."""
 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from runs.checkpoint import CheckpointError, load_checkpoint
+from runs.logs import LogReader
+from runs.runfiles import log_path, run_id_problem
+
 from .alerts import Trend, describe_trend, trend
-from .checkpoint import CheckpointError, load_checkpoint
-from .logs import LogReader
-from .runfiles import list_checkpoints, log_path, run_id_problem
-from .tokenizer import TokenizerError
 
 
 def splat_arrays(state: dict) -> dict[str, np.ndarray]:
@@ -201,65 +200,3 @@ def write_report(report: dict, folder: Path) -> Path:
     plain = {k: (vars(v) if isinstance(v, Trend) else v) for k, v in report.items() if k != "arrays"}
     (folder / "report.json").write_text(json.dumps(plain, default=float, indent=2))
     return path
-
-
-def main(argv: list[str] | None = None) -> int:
-    from .cli import diagnose as parse_and_run
-
-    return parse_and_run(argv)
-
-
-def cli_main(args) -> int:
-    out = Path(args.out)
-    try:
-        if args.batch:
-            return _batch(out, args.run_id)
-        if not args.checkpoint:
-            print("ebm-diagnose: error: give --checkpoint PATH or --batch", file=sys.stderr)
-            return 2
-        ckpt = Path(args.checkpoint)
-        report = diagnose(ckpt, out / "logs")
-        print(render_markdown(report))
-        for name in ("kappa", "alpha"):
-            print(f"{name} histogram\n{histogram_text(report['arrays'][name])}\n")
-        if args.report is not None:
-            folder = Path(args.report) if args.report else (ckpt if ckpt.is_dir() else ckpt.parent) / "report"
-            print(f"report written to {write_report(report, folder)}")
-    except (CheckpointError, TokenizerError, OSError) as err:
-        print(f"ebm-diagnose: error: {err}", file=sys.stderr)
-        return 2
-    return 0
-
-
-def _batch(out: Path, run_id: str | None) -> int:
-    root = out / "checkpoints"
-    if run_id is None:
-        runs = sorted((p for p in root.glob("*") if p.is_dir()), key=lambda p: p.stat().st_mtime)
-        if not runs:
-            raise CheckpointError(f"no runs under {root}")
-        run_id = runs[-1].name
-    paths = [p for _, p in list_checkpoints(root / run_id)] + [root / run_id / "latest.pt"]
-    print(
-        "| checkpoint | step | splats | kappa p50 | alpha p50 | coverage | ppl_energy | nll trend |\n"
-        "|---|---|---|---|---|---|---|---|"
-    )
-    for path in paths:
-        if not path.exists():
-            continue
-        try:
-            r = diagnose(path, out / "logs")
-        except CheckpointError as err:
-            print(f"| {path.name} | unreadable: {err} | | | | | | |")
-            continue
-        ev = r["last_eval"] or {}
-        cov = f"{r['coverage']:.3f}" if r["coverage"] is not None else "-"
-        print(
-            f"| {path.name} | {r['step']} | {r['n_splats']} | {r['stats']['kappa']['p50']:.3g} "
-            f"| {r['stats']['alpha']['p50']:.3g} "
-            f"| {cov} | {ev.get('ppl_energy', float('nan')):.2f} | {r['nll_trend'].word} |"
-        )
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

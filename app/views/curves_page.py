@@ -40,8 +40,13 @@ def sidebar(ids: list[str]) -> View:
     with st.sidebar:
         chosen = st.multiselect("Runs", ids, default=ids[:1], key="curve_runs")
         x_label = st.radio("x axis", list(X_AXES), horizontal=True, key="curve_x")
-        method = st.radio("Smoothing", ["ema", "mean", "none"], horizontal=True, key="curve_smooth",
-                          help="ema: debiased exponential average; mean: trailing moving average")  # fmt: skip
+        method = st.radio(
+            "Smoothing",
+            ["ema", "mean", "none"],
+            horizontal=True,
+            key="curve_smooth",
+            help="ema: debiased exponential average; mean: trailing moving average",
+        )
         if method == "ema":
             strength = st.slider("EMA weight", 0.0, 0.99, 0.9, 0.01, key="curve_beta")
         elif method == "mean":
@@ -67,15 +72,21 @@ def run_series(log: RunLog) -> RunSeries:
 def panel_view(panel, series: list[RunSeries], view: View) -> None:
     """One panel: the chart, its meaning, a log-scale switch and its data as CSV."""
     log_y = st.session_state.get(f"log-{panel.title}", panel.log_y)
-    fig, note = panel_figure(panel, series, view.x, view.method, view.strength, show_raw=view.show_raw, log_y=log_y,
-                             x_range=view.x_range)  # fmt: skip
+    fig, note = panel_figure(
+        panel, series, view.x, view.method, view.strength, show_raw=view.show_raw, log_y=log_y, x_range=view.x_range
+    )
     st.plotly_chart(fig, key=f"panel-{panel.title}", width="stretch")
     st.caption(panel.help + (f" · {note}" if note else ""))
     left, right = st.columns(2)
     left.toggle("log scale", value=panel.log_y, key=f"log-{panel.title}")
     data = panel_data(panel, series).to_csv(index=False).encode()
-    right.download_button("data (CSV)", data, file_name=f"{panel.title.split(' (')[0].replace(' ', '_')}.csv",
-                          mime="text/csv", key=f"csv-{panel.title}")  # fmt: skip
+    right.download_button(
+        "data (CSV)",
+        data,
+        file_name=f"{panel.title.split(' (')[0].replace(' ', '_')}.csv",
+        mime="text/csv",
+        key=f"csv-{panel.title}",
+    )
 
 
 def config_table(logs: list[RunLog], chosen: list[str]) -> None:

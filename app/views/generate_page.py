@@ -85,8 +85,12 @@ def loaded(path: Path) -> tuple[Path, tuple] | None:
 def compare_choice(where, path: Path) -> Path | None:
     """A second checkpoint (of any run) to continue the same prompt with the same seed, side by side."""
     options = {"(none)": None} | {f"{p.parent.name}/{p.name}": p for p in all_checkpoints(where) if p != path}
-    label = st.sidebar.selectbox("Compare with", list(options), key="gen_compare",
-                                 help="generate from a second checkpoint with the same prompt, settings and seed")  # fmt: skip
+    label = st.sidebar.selectbox(
+        "Compare with",
+        list(options),
+        key="gen_compare",
+        help="generate from a second checkpoint with the same prompt, settings and seed",
+    )
     return options[label]
 
 
@@ -95,9 +99,17 @@ def show_or_generate(request: "Request | None", path: Path, model, tokenizer, ke
     if request is not None and request.constraints is not None and request.constraints.active:
         if request.device.startswith("cuda"):
             model = model_on(str(path), file_key(path), request.device.split(" ")[0])
-        st.session_state[key] = generate_constrained(request.constraints, request.prompt, request.n_tokens,
-                                                     request.sample_temperature, request.top_k, request.seed, model,
-                                                     tokenizer, str(path))  # fmt: skip
+        st.session_state[key] = generate_constrained(
+            request.constraints,
+            request.prompt,
+            request.n_tokens,
+            request.sample_temperature,
+            request.top_k,
+            request.seed,
+            model,
+            tokenizer,
+            str(path),
+        )
     elif request is not None:
         generate_panel(request, model, tokenizer, path, key)
         return
@@ -108,19 +120,44 @@ def show_or_generate(request: "Request | None", path: Path, model, tokenizer, ke
         st.markdown(text_block((result["text"], ""), (tokenizer.decode(result["tokens"]), "strong")), unsafe_allow_html=True)
 
 
+def chain_inputs(cfg) -> SamplerSettings:
+    """The Langevin chain's row of the form, in the units a user reads."""
+    a, b, c, d, e = st.columns(5)
+    steps = a.number_input("Langevin steps", 1, 2000, cfg.langevin_steps, key="gen_steps")
+    dt = b.number_input("dt", 1e-4, 1.0, cfg.langevin_dt, format="%.4f", key="gen_dt")
+    gamma = c.number_input("γ (friction)", 0.0, 100.0, cfg.langevin_gamma, key="gen_gamma")
+    temperature = d.number_input(
+        "Langevin temperature",
+        0.0,
+        10.0,
+        cfg.langevin_T,
+        format="%.3f",
+        key="gen_T",
+        help="per degree of freedom: 1 samples p_E exactly once the chain has mixed; "
+        "below 1 the chain favours the deepest basins",
+    )
+    strength = e.number_input(
+        "Basin κ/√(d-1)",
+        0.1,
+        20.0,
+        cfg.langevin_kappa,
+        key="gen_kappa",
+        help="how sharply each candidate token's basin holds z: higher, and z* decides the "
+        "token more; too high, and the chain stays in the first basin it finds",
+    )
+    chain_T, kappa = chain_temperature(float(temperature), cfg.latent_dim), basin_kappa(float(strength), cfg.latent_dim)
+    return SamplerSettings(int(steps), float(dt), float(gamma), chain_T, kappa)
+
+
+def device_choices() -> list[str]:
+    cuda = [f"cuda:{i} ({torch.cuda.get_device_name(i)})" for i in range(torch.cuda.device_count())]
+    return ["cpu", *cuda, *(f"vulkan:{i} ({name})" for i, name in enumerate(list_devices()))]
+
+
 def request_form(cfg, checkpoint: str) -> Request | None:
     with st.form("generate"):
         prompt = st.text_area("Prompt", "The history of the city", key="gen_prompt")
-        a, b, c, d, e = st.columns(5)
-        steps = a.number_input("Langevin steps", 1, 2000, cfg.langevin_steps, key="gen_steps")
-        dt = b.number_input("dt", 1e-4, 1.0, cfg.langevin_dt, format="%.4f", key="gen_dt")
-        gamma = c.number_input("γ (friction)", 0.0, 100.0, cfg.langevin_gamma, key="gen_gamma")
-        temperature = d.number_input("Langevin temperature", 0.0, 10.0, cfg.langevin_T, format="%.3f", key="gen_T",
-                                     help="per degree of freedom: 1 samples p_E exactly once the chain has mixed; "
-                                          "below 1 the chain favours the deepest basins")  # fmt: skip
-        strength = e.number_input("Basin κ/√(d-1)", 0.1, 20.0, cfg.langevin_kappa, key="gen_kappa",
-                                  help="how sharply each candidate token's basin holds z: higher, and z* decides the "
-                                       "token more; too high, and the chain stays in the first basin it finds")  # fmt: skip
+        settings = chain_inputs(cfg)
         a, b, c, d = st.columns(4)
         sample_temperature = a.number_input("Sampling temperature", 0.0, 5.0, 1.0, key="gen_sample_T")
         top_k = b.number_input("top-k (0: off)", 0, cfg.vocab_size, 40, key="gen_top_k")
@@ -130,17 +167,23 @@ def request_form(cfg, checkpoint: str) -> Request | None:
         seed = a.number_input("Seed", 0, 2**31 - 1, 0, key="gen_seed")
         how = "draw each token from the energy at the end of a Langevin run, or from p_E itself"
         sampler = c.selectbox("Sampler", list(SAMPLERS), list(SAMPLERS).index(DEFAULT_SAMPLER), key="gen_sampler", help=how)
-        cuda = [f"cuda:{i} ({torch.cuda.get_device_name(i)})" for i in range(torch.cuda.device_count())]
-        devices = ["cpu", *cuda, *(f"vulkan:{i} ({name})" for i, name in enumerate(list_devices()))]
         help_ = "CUDA runs the whole model on the GPU; Vulkan scores the vocabulary's energies on the device"
-        device = b.selectbox("Device", devices, key="gen_device", help=help_)
+        device = b.selectbox("Device", device_choices(), key="gen_device", help=help_)
         constraints = constraint_inputs(checkpoint)
         if not st.form_submit_button("Generate"):
             return None
-    chain_T, kappa = chain_temperature(float(temperature), cfg.latent_dim), basin_kappa(float(strength), cfg.latent_dim)
-    settings = SamplerSettings(int(steps), float(dt), float(gamma), chain_T, kappa)
-    return Request(prompt, settings, float(sample_temperature), int(top_k), float(top_p), int(n_tokens), int(seed), device,
-                   SAMPLERS[sampler], constraints)  # fmt: skip
+    return Request(
+        prompt,
+        settings,
+        float(sample_temperature),
+        int(top_k),
+        float(top_p),
+        int(n_tokens),
+        int(seed),
+        device,
+        SAMPLERS[sampler],
+        constraints,
+    )
 
 
 def generate_panel(request: Request, model, tokenizer, path: Path, key: str = "generation") -> None:
@@ -155,9 +198,19 @@ def generate_panel(request: Request, model, tokenizer, path: Path, key: str = "g
     out, n = st.empty(), request.n_tokens
     progress = st.progress(0.0, text="sampling ...")
     tokens, rows, paths, basins = [], [], [], []
-    stream = generate_stream(model, tokenizer.encode(request.prompt), n, request.settings, request.sample_temperature,
-                             request.top_k, request.top_p, request.seed,
-                             keep_path=True, backend=backend, sampler=request.sampler)  # fmt: skip
+    stream = generate_stream(
+        model,
+        tokenizer.encode(request.prompt),
+        n,
+        request.settings,
+        request.sample_temperature,
+        request.top_k,
+        request.top_p,
+        request.seed,
+        keep_path=True,
+        backend=backend,
+        sampler=request.sampler,
+    )
     for i, tok in enumerate(stream):
         tokens.append(tok.token)
         out.markdown(text_block((request.prompt, ""), (tokenizer.decode(tokens), "strong")), unsafe_allow_html=True)
@@ -169,8 +222,13 @@ def generate_panel(request: Request, model, tokenizer, path: Path, key: str = "g
             paths.append(tok.path.cpu().numpy())
             basins += basin_rows(model, tok.path, i, tokenizer)
     progress.empty()
-    st.session_state[key] = {"text": request.prompt, "tokens": tokens, "energies": pd.DataFrame(rows),
-                             "basins": pd.DataFrame(basins), "checkpoint": str(path)}  # fmt: skip
+    st.session_state[key] = {
+        "text": request.prompt,
+        "tokens": tokens,
+        "energies": pd.DataFrame(rows),
+        "basins": pd.DataFrame(basins),
+        "checkpoint": str(path),
+    }
     if key == "generation":  # the first column's paths feed the Splat map
         st.session_state["langevin_paths"] = paths
         if paths:
@@ -181,10 +239,16 @@ def basin_rows(model, path: torch.Tensor, token: int, tokenizer) -> list[dict]:
     """The nearest splat and token at each step of one token's Langevin path."""
     b = basin_of(model, path.to(model.embeddings.device))
     return [
-        {"token": token, "step": s, "nearest splat": int(b.splat[s]), "cos to splat": float(b.splat_cos[s]),
-         "nearest token": tokenizer.token_text(int(b.token[s])), "cos to token": float(b.token_cos[s])}
+        {
+            "token": token,
+            "step": s,
+            "nearest splat": int(b.splat[s]),
+            "cos to splat": float(b.splat_cos[s]),
+            "nearest token": tokenizer.token_text(int(b.token[s])),
+            "cos to token": float(b.token_cos[s]),
+        }
         for s in range(path.shape[0])
-    ]  # fmt: skip
+    ]
 
 
 def energy_panels(result: dict, path: Path) -> None:
@@ -218,8 +282,11 @@ def basin_panel(basins: "pd.DataFrame | None", which: int) -> None:
     fig = px.line(long, x="step", y="cosine", color="to", title=f"Token {which}: cosine to the nearest splat and token")
     st.plotly_chart(fig, key="gen-basin", width="stretch")
     every = max(1, len(one) // 10)
-    st.dataframe(one.iloc[::every][["step", "nearest splat", "cos to splat", "nearest token", "cos to token"]],
-                 hide_index=True, key="gen-basin-table")  # fmt: skip
+    st.dataframe(
+        one.iloc[::every][["step", "nearest splat", "cos to splat", "nearest token", "cos to token"]],
+        hide_index=True,
+        key="gen-basin-table",
+    )
 
 
 page()

@@ -22,8 +22,10 @@ def memory_texts(corpus: str, tokenizer, train_tokens: int = 0) -> tuple[np.ndar
     train_tokens if given) and those their mixture is fitted on (the valid split's first
     HELD_OUT_TOKENS)."""
     splits = load_corpus(corpus)
-    train, valid = (np.asarray(tokenize_split(splits, s, tokenizer, default_cache_dir(), progress=False), dtype=np.int64)
-                    for s in ("train", "valid"))  # fmt: skip
+    train, valid = (
+        np.asarray(tokenize_split(splits, s, tokenizer, default_cache_dir(), progress=False), dtype=np.int64)
+        for s in ("train", "valid")
+    )
     if train_tokens:
         train = train[: train_tokens + 1]
     if len(train) < 2 or len(valid) < 2:
@@ -64,9 +66,16 @@ def build_memory(
     q, targets, log_p = contexts_of(model, held_out, stride, batch_size, "fitting the mixture", show)
     recall: Recall = memory.recall(q)
     memory.kappa, memory.weight, nll = fit_mixture(recall, targets, log_p)
-    fit = {"splats": len(memory), "kappa": memory.kappa, "weight": memory.weight, "neighbours": memory.neighbours,
-           "held_out_tokens": int(targets.shape[0]), "held_out_nll_before": -log_p.mean().item(),
-           "held_out_nll_after": nll, "search_recall": search_recall(keys, q[:500], recall.sims[:500])}  # fmt: skip
+    fit = {
+        "splats": len(memory),
+        "kappa": memory.kappa,
+        "weight": memory.weight,
+        "neighbours": memory.neighbours,
+        "held_out_tokens": int(targets.shape[0]),
+        "held_out_nll_before": -log_p.mean().item(),
+        "held_out_nll_after": nll,
+        "search_recall": search_recall(keys, q[:500], recall.sims[:500]),
+    }
     return memory, fit
 
 
@@ -74,3 +83,9 @@ def search_recall(keys: torch.Tensor, q: torch.Tensor, found: torch.Tensor) -> f
     """Share of queries (M, D) whose exact nearest key is among the retrieved, found (M, n) sims."""
     exact = torch.cat([(part @ keys.T).max(-1).values for part in q.split(100)])
     return (found.max(-1).values >= exact - 1e-5).float().mean().item()
+
+
+def memory_for(corpus: str, model, tokenizer, stride: int, show: bool, train_tokens: int = 0):
+    """Memory splats from the train split of `corpus`, fitted on its valid split (ebm.memory)."""
+    train, held_out = memory_texts(corpus, tokenizer, train_tokens)
+    return build_memory(model, train, held_out, stride, model.cfg.batch_size, show)

@@ -16,6 +16,8 @@ light pages import this module without torch.
 from __future__ import annotations
 
 import re
+import secrets
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,9 +27,26 @@ SCHEMA_VERSION = 1
 
 COMMON_FIELDS = ("v", "type", "t", "step", "epoch")
 BATCH_FIELDS = (
-    "loss", "nll", "ppl", "dsm", "dec", "balance", "energy", "energy_splat", "energy_geo", "energy_comp",
-    "beta", "grad_norm", "lr", "train_seconds", "tokens_per_s", "n_splats", "phase", "cpu_cores", "rss_mb",
-)  # fmt: skip
+    "loss",
+    "nll",
+    "ppl",
+    "dsm",
+    "dec",
+    "balance",
+    "energy",
+    "energy_splat",
+    "energy_geo",
+    "energy_comp",
+    "beta",
+    "grad_norm",
+    "lr",
+    "train_seconds",
+    "tokens_per_s",
+    "n_splats",
+    "phase",
+    "cpu_cores",
+    "rss_mb",
+)
 EVAL_FIELDS = ("ppl_energy", "ppl_decoder", "nll_energy", "nll_decoder", "coverage", "tokens", "n_splats", "phase", "split")
 # The fields each kind of record always has, beyond COMMON_FIELDS; writers may add more.
 RECORD_FIELDS: dict[str, tuple[str, ...]] = {
@@ -60,8 +79,15 @@ def run_id_problem(run_id: str) -> str | None:
     '.', '_' and '-', so that no id reaches outside the checkpoints and logs folders."""
     if RUN_ID.fullmatch(run_id) and ".." not in run_id:
         return None
-    return (f"run id {run_id!r} is not a plain name: use up to 128 letters, digits, '.', '_' or '-', "
-            "starting with a letter or digit (no '/', no '..')")  # fmt: skip
+    return (
+        f"run id {run_id!r} is not a plain name: use up to 128 letters, digits, '.', '_' or '-', "
+        "starting with a letter or digit (no '/', no '..')"
+    )
+
+
+def new_run_id() -> str:
+    """A fresh run id: the local date and time, and a random suffix for runs started in the same second."""
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
 
 
 def run_exists(files: RunFiles) -> bool:

@@ -6,7 +6,7 @@ import streamlit as st
 
 from app.resources import LOAD_ERRORS, choose_checkpoint, file_key, refreshed_logs, show_load_error
 from app.settings import Folders, folders
-from trainer.diagnose import diagnose, histogram_figures, render_markdown
+from trainer.diagnosis import diagnose, histogram_figures, render_markdown
 
 
 @st.cache_data(max_entries=4, show_spinner="Diagnosing ...")

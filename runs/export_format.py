@@ -1,4 +1,4 @@
-"""ebm-export: a model-only folder from a checkpoint, for sharing and for loading without pickle.
+"""The export folder: a model-only copy of a checkpoint, for sharing and for loading without pickle.
 
     <out>/model.safetensors   every tensor of the model, the neighbour table included
     <out>/config.json         the config, step, run id, tokenizer id, and one digest of the tensors and these fields
@@ -13,23 +13,18 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
+from typing import Any
 
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save
-
-from .checkpoint import content_digest, load_checkpoint, model_from_checkpoint
+from .digest import content_digest
 from .files import atomic_folder, atomic_write, atomic_write_json
 from .runfiles import EXPORT_WEIGHTS, SCHEMA_VERSION, CheckpointError, run_id_problem
 
 EXTRA = ("neighbours._extra_state", "splats._extra_state")
 
 
-def export_checkpoint(checkpoint: Path, out: Path) -> Path:
-    """Write the export folder of a checkpoint; returns the folder."""
-    state = load_checkpoint(checkpoint)
-    model_state = model_from_checkpoint(state).state_dict()  # the current layout, whatever the file's
+def export_contents(state: dict, model_state: dict) -> tuple[dict, dict]:
+    """(tensors, config.json's fields) of a loaded checkpoint and its model's current state_dict."""
     tensors = {k: v.contiguous() for k, v in model_state.items() if k not in EXTRA}
     nbr = model_state["neighbours._extra_state"]
     tensors["neighbours.vocab_nbr"] = nbr["vocab_nbr"].contiguous()
@@ -44,7 +39,12 @@ def export_checkpoint(checkpoint: Path, out: Path) -> Path:
         "store_version": model_state["splats._extra_state"]["version"],
     }
     meta["content_digest"] = export_digest(tensors, meta)
-    tokenizer = (checkpoint if checkpoint.is_dir() else checkpoint.parent) / "tokenizer.json"
+    return tensors, meta
+
+
+def write_export(out: Path, tensors: dict, meta: dict, tokenizer: Path) -> Path:
+    """Write the export folder atomically (a reader sees the old folder or the whole new one)."""
+    from safetensors.torch import save
 
     def fill(folder: Path) -> None:
         atomic_write(folder / EXPORT_WEIGHTS, lambda fh: fh.write(save(tensors, metadata={"ebm": json.dumps(meta)})))
@@ -63,6 +63,9 @@ def export_digest(tensors: dict, meta: dict) -> str:
 
 def load_export(folder: Path) -> dict:
     """An export folder as a checkpoint-shaped state (model, config, step, ...); no optimiser."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
     try:
         tensors = load_file(str(folder / EXPORT_WEIGHTS))
         meta = json.loads((folder / "config.json").read_text(encoding="utf-8"))
@@ -76,15 +79,17 @@ def load_export(folder: Path) -> dict:
         )
     if export_digest(tensors, meta) != meta.get("content_digest"):
         if content_digest(tensors) == meta.get("content_digest"):
-            raise CheckpointError(f"{folder} was written by an older ebm-lab whose digest left config.json unchecked: "
-                                  "export its checkpoint again with ebm-export")  # fmt: skip
+            raise CheckpointError(
+                f"{folder} was written by an older ebm-lab whose digest left config.json unchecked: "
+                "export its checkpoint again with ebm-export"
+            )
         raise CheckpointError(f"{folder} is damaged: its tensors or config.json do not match the digest in config.json")
     if meta.get("run_id") is not None and (problem := run_id_problem(str(meta["run_id"]))):
         raise CheckpointError(f"{folder}: config.json's {problem}")
     missing = [k for k in ("nbr_step", "nbr_version", "store_version", "config", "step") if k not in meta]
     if missing or "neighbours.vocab_nbr" not in tensors:
         raise CheckpointError(f"{folder} lacks {', '.join(missing) or 'neighbours.vocab_nbr'}: export its checkpoint again")
-    model = {k: v for k, v in tensors.items() if not k.startswith("neighbours.")}
+    model: dict[str, Any] = {k: v for k, v in tensors.items() if not k.startswith("neighbours.")}
     model["neighbours._extra_state"] = {
         "nbr_step": meta["nbr_step"],
         "nbr_version": meta["nbr_version"],
@@ -94,25 +99,3 @@ def load_export(folder: Path) -> dict:
     }
     model["splats._extra_state"] = {"version": meta["store_version"]}
     return {"model": model, **{k: v for k, v in meta.items() if k != "content_digest"}}
-
-
-def main(argv: list[str] | None = None) -> int:
-    from .cli import export
-
-    return export(argv)
-
-
-def cli_main(args) -> int:
-    ckpt = Path(args.checkpoint)
-    out = Path(args.out) if args.out else (ckpt if ckpt.is_dir() else ckpt.parent) / "export"
-    try:
-        folder = export_checkpoint(ckpt, out)
-    except (CheckpointError, OSError) as err:
-        print(f"ebm-export: error: {err}", file=sys.stderr)
-        return 2
-    print(f"exported {ckpt} to {folder}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

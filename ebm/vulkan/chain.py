@@ -13,8 +13,8 @@ import torch
 from ..geometry import tangent_noise
 from ..langevin import LangevinResult
 from .device import VulkanDevice, groups
-from .knn import record_topk
 from .splat import record_splat
+from .topk import record_topk
 
 
 def _f32(t: torch.Tensor) -> np.ndarray:

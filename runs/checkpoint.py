@@ -5,22 +5,20 @@ SOC state, config, tokenizer id, RNG states, data position, step, epoch), the
 schema version and a digest of its content. Loading never runs code from the file (torch's
 `weights_only` unpickler: tensors, numbers, strings and containers only) and checks the
 digest, so a flipped byte is an error that names the last good checkpoint, not a silently
-different model. Retention keeps every `keep_every`-th epoch plus the last `keep_last`.
+different model. Retention keeps every `keep_every`-th epoch plus the last `keep_last`. torch loads on the first
+checkpoint read or written, never at import: the dashboard's light pages list runs without it.
 """
 
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import pickle
 import shutil
 from pathlib import Path
 
-import torch
-
-from ebm.config import EBMConfig
-
+from .digest import DIGEST_KEY, content_digest
+from .export_format import load_export
 from .files import atomic_write
 from .runfiles import EXPORT_WEIGHTS, SCHEMA_VERSION, CheckpointError, checkpoints_of, list_checkpoints
 
@@ -33,34 +31,6 @@ __all__ = [
     "prune_checkpoints",
     "save_checkpoint",
 ]
-
-
-DIGEST_KEY = "content_digest"
-
-
-def content_digest(obj) -> str:
-    """A digest of every tensor's bytes and every value in a nested state, in a fixed order."""
-    h = hashlib.blake2b(digest_size=16)
-    _feed(h, obj)
-    return h.hexdigest()
-
-
-def _feed(h, obj) -> None:
-    if isinstance(obj, torch.Tensor):
-        t = obj.detach().to("cpu").contiguous()
-        h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
-        h.update(memoryview(t.reshape(-1).view(torch.uint8).numpy()))
-    elif isinstance(obj, dict):
-        h.update(f"D{len(obj)}".encode())
-        for key in sorted(obj, key=repr):
-            h.update(repr(key).encode())
-            _feed(h, obj[key])
-    elif isinstance(obj, (list, tuple)):
-        h.update(f"L{len(obj)}".encode())
-        for item in obj:
-            _feed(h, item)
-    else:
-        h.update(repr(obj).encode())
 
 
 def save_checkpoint(state: dict, run_dir: Path, epoch: int | None, keep_every: int, keep_last: int) -> Path:
@@ -79,6 +49,8 @@ def save_checkpoint(state: dict, run_dir: Path, epoch: int | None, keep_every: i
 def _torch_save(state: dict, fh, target: Path) -> None:
     """torch.save, whose zip writer reports a full disk as a RuntimeError ("unexpected pos"):
     raised as the OSError it is, so every caller's one-line handling of write errors applies."""
+    import torch
+
     try:
         torch.save(state, fh)
     except RuntimeError as err:
@@ -118,8 +90,6 @@ def load_checkpoint(path: str | Path) -> dict:
     the newest intact checkpoint of the same run."""
     path = Path(path)
     if (path / EXPORT_WEIGHTS).exists():
-        from .export import load_export
-
         return load_export(path)
     if path.is_dir():
         path = path / "latest.pt"
@@ -132,6 +102,8 @@ def load_checkpoint(path: str | Path) -> dict:
 
 
 def _load_verified(path: Path) -> dict:
+    import torch
+
     if not path.exists():
         raise CheckpointError(f"no checkpoint at {path}")
     try:
@@ -150,8 +122,10 @@ def _load_verified(path: Path) -> dict:
         raise CheckpointError(f"{path} has schema version {version!r}, this ebm-lab reads version {SCHEMA_VERSION} (a number)")
     stored = state.pop(DIGEST_KEY, None)
     if stored is None and os.environ.get(UNVERIFIED_ENV) != "1":
-        raise CheckpointError(f"{path} has no digest, so its content cannot be verified (edited, or written by an older "
-                              f"ebm-lab): set {UNVERIFIED_ENV}=1 to load it anyway")  # fmt: skip
+        raise CheckpointError(
+            f"{path} has no digest, so its content cannot be verified (edited, or written by an older "
+            f"ebm-lab): set {UNVERIFIED_ENV}=1 to load it anyway"
+        )
     if stored is not None and stored != content_digest(state):
         raise CheckpointError(f"{path} is damaged: its content does not match its digest")
     return state
@@ -166,7 +140,7 @@ def checkpoints_by_age(run_dir: Path) -> list[Path]:
 def newest_intact(run_dir: Path, exclude: Path | None = None) -> tuple[Path | None, dict | None, list[str]]:
     """The newest checkpoint of the run that loads and verifies, its state, and why each newer
     one did not; (None, None, reasons) when none does."""
-    problems = []
+    problems: list[str] = []
     for path in checkpoints_by_age(run_dir):
         if exclude is not None and path.resolve() == exclude.resolve():
             continue
@@ -180,6 +154,7 @@ def newest_intact(run_dir: Path, exclude: Path | None = None) -> tuple[Path | No
 def model_from_checkpoint(state: dict):
     """Rebuild an EBMModel from a loaded checkpoint alone."""
     from ebm import EBMModel
+    from ebm.config import EBMConfig
 
     try:
         cfg = EBMConfig.from_saved(state["config"])

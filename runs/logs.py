@@ -2,7 +2,7 @@
 dashboard imports this module cheaply.
 
 Every line has v (schema version), type, t (unix time), step, epoch and the fields of its kind
-(trainer.runfiles.RECORD_FIELDS); the first line of a log is a `meta` record with the config. `LogReader` keeps a byte offset and
+(runs.runfiles.RECORD_FIELDS); the first line of a log is a `meta` record with the config. `LogReader` keeps a byte offset and
 parses only complete new lines: a half-written last line is left for the next read, a corrupt
 line is counted and skipped, and a file that shrank (rewritten) is read again from the start.
 """

@@ -6,24 +6,26 @@ from __future__ import annotations
 import json
 import math
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 import torch
 
 from ebm.composition import COMPOSERS, Budget, ChainSettings, ComposedSample, compose
-from ebm.constraints import from_text
+from ebm.constraints import from_text, right_context_of
+from runs.runfiles import CheckpointError
+from trainer.device_spec import DeviceError, resolve_device
+from trainer.loading import load_run
+from trainer.tokenizer import TokenizerError
 
-from .device import DeviceError, resolve_device
-from .evaluate import load_run
-from .runfiles import CheckpointError
-from .tokenizer import TokenizerError
+from .specs import GenerateSpec
 
 
 class GenerateError(ValueError):
     pass
 
 
-def parse_weights(items: list[str]) -> dict[str, float]:
+def parse_weights(items: Iterable[str]) -> dict[str, float]:
     """["keyword=3", ...] -> {"keyword": 3.0}; a malformed item is named in the error."""
     weights = {}
     for item in items:
@@ -43,7 +45,7 @@ def words(text: str) -> list[str]:
     return [] if not text.strip() else text.split(",")
 
 
-def check_args(args) -> None:
+def check_args(args: GenerateSpec) -> None:
     if args.sampler not in COMPOSERS:
         raise GenerateError(f"--sampler {args.sampler!r}: choose one of {', '.join(COMPOSERS)}")
     for name in ("tokens", "samples", "chains", "steps", "budget_drafts"):
@@ -57,7 +59,8 @@ def check_args(args) -> None:
         raise GenerateError("--device vulkan: the sequence sampler differentiates through the encoder in torch; use cpu or cuda")
 
 
-def run(args) -> list[dict]:
+def generate_records(args: GenerateSpec) -> list[dict]:
+    """One record per sample: its text, tokens, constraint badges and cost."""
     check_args(args)
     weights = parse_weights(args.weight)
     device, _ = resolve_device(args.device)
@@ -65,23 +68,39 @@ def run(args) -> list[dict]:
     model.to(device).eval()
     try:
         constraints = from_text(
-            tok.encode, tok.decode, model.embeddings, words(args.keywords), words(args.avoid), args.right_context,
-            words(args.topic), weights=weights,
-        )  # fmt: skip
+            tok.encode,
+            tok.decode,
+            model.embeddings,
+            words(args.keywords),
+            words(args.avoid),
+            args.right_context,
+            words(args.topic),
+            weights=weights,
+        )
     except ValueError as err:
         raise GenerateError(str(err)) from None
     prompt = tok.encode(args.prompt)
-    window = (
-        model.cfg.context_global + 1 - args.tokens - len(next((c.tokens for c in constraints if c.kind == "right_context"), ()))
-    )
+    window = model.cfg.context_global + 1 - args.tokens - len(right_context_of(constraints))
     if window >= 1 and len(prompt) > window:
-        print(f"ebm-generate: note: the prompt is {len(prompt)} tokens; only its last {window} condition the text",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"ebm-generate: note: the prompt is {len(prompt)} tokens; only its last {window} condition the text", file=sys.stderr
+        )
     budget = Budget(seconds=args.budget_seconds, drafts=None if args.budget_seconds else args.budget_drafts)
     chain = ChainSettings(chains=args.chains, steps=args.steps)
     try:
-        samples = compose(model, prompt, args.tokens, constraints, args.sampler, args.samples, budget, chain,
-                          args.temperature, args.top_k, args.seed)  # fmt: skip
+        samples = compose(
+            model,
+            prompt,
+            args.tokens,
+            constraints,
+            args.sampler,
+            args.samples,
+            budget,
+            chain,
+            args.temperature,
+            args.top_k,
+            args.seed,
+        )
     except ValueError as err:
         raise GenerateError(str(err)) from None
     return [sample_record(s, constraints, tok, args.sampler) for s in samples]
@@ -102,10 +121,10 @@ def sample_record(sample: ComposedSample, constraints: list, tok, method: str) -
     }
 
 
-def cli_main(args) -> int:
+def run(args: GenerateSpec) -> int:
     torch.manual_seed(args.seed)
     try:
-        records = run(args)
+        records = generate_records(args)
     except (GenerateError, CheckpointError, TokenizerError, DeviceError, OSError) as err:
         print(f"ebm-generate: error: {err}", file=sys.stderr)
         return 2
@@ -117,9 +136,3 @@ def cli_main(args) -> int:
         print(f"--- sample {i + 1} ({record['sampler']}, {record['seconds']:.1f} s){'  ' + badges if badges else ''}")
         print(args.prompt + record["text"])
     return 0
-
-
-if __name__ == "__main__":
-    from .cli import generate
-
-    sys.exit(generate())

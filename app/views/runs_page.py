@@ -49,11 +49,7 @@ def live_runs(where: Folders) -> None:
 
 def runs_table(logs: list[RunLog], where: Folders) -> None:
     rows = pd.DataFrame([run_summary(log, where) for log in logs])
-    st.dataframe(
-        table_view(rows),
-        hide_index=True,
-        column_config=run_columns(),
-    )
+    st.dataframe(table_view(rows), hide_index=True, column_config=run_columns())
     for row in rows.itertuples():
         if row.corrupt_lines:
             st.warning(f"{row.run}: {row.corrupt_lines} unreadable log line(s) skipped; the rest of the log is shown.")
