@@ -6,6 +6,8 @@ token once, sliding window; in-domain test split and WikiText-2 valid zero-shot;
 word-level perplexity):
 
   full          as shipped: splats as context-conditioned attractors (splat_term=context)
+  mixture       splat_term=mixture: each retrieved splat a mixture component in probability space
+                beside the base softmax (ebm.mixture)
   splats off    splat_term=off: p_E is the base softmax with its learned token prior, which is
                 a free per-token bias, so this row is also "splats replaced by a free bias"
   token splats  splat_term=token: splats as a context-free energy of each token (the earlier design)
@@ -64,6 +66,7 @@ from ebm.sampler import SAMPLERS  # noqa: E402
 
 VARIANTS = {
     "full": [],
+    "mixture": ["splat_term=mixture"],
     "splats off": ["splat_term=off"],
     "token splats": ["splat_term=token"],
     "no DSM": ["lambda_dsm=0"],
@@ -202,8 +205,10 @@ def report(results: dict, args) -> str:
         f"{args.steps} optimiser steps per row, {args.preset} preset, lr {args.lr:g}, seed 0; tokenizer "
         f"{results['tokenizer']}. Whole texts, every token once, sliding window of the context, stride half of it.",
         "",
-        "| variant | " + " | ".join(f"{s} ppl | {s} word ppl" for s in sets) + " | targets/s | vs full |",
-        "|---|" + "---|" * (2 * len(sets) + 2),
+        "| variant | "
+        + " | ".join(f"{s} ppl | {s} word ppl" for s in sets)
+        + " | epochs | train / valid nll | targets/s | vs full |",
+        "|---|" + "---|" * (2 * len(sets) + 4),
     ]
     full = results["rows"].get("full")
     for name, r in results["rows"].items():
@@ -213,7 +218,7 @@ def report(results: dict, args) -> str:
         if "targets_per_s" in r:  # not a count model
             speed = f"{r['targets_per_s']:.0f}"
             ratio += f", {r['targets_per_s'] / full['targets_per_s']:.2f}x speed"
-        lines.append(f"| {name} | {cells} | {speed} | {ratio} |")
+        lines.append(f"| {name} | {cells} | {epochs_and_gap(r)} | {speed} | {ratio} |")
     for name, r in results["rows"].items():
         if "memory" in r:
             m = r["memory"]
@@ -225,6 +230,14 @@ def report(results: dict, args) -> str:
     if results.get("generation"):
         lines += generation_table(results["generation"])
     return "\n".join(lines) + "\n"
+
+
+def epochs_and_gap(row: dict) -> str:
+    """Epochs seen and the train / valid NLL of a trained row ("- | -" for a count model)."""
+    epochs = f"{row['epochs']:.2f}" if row.get("epochs") is not None else "-"
+    if row.get("valid_nll") is None:
+        return f"{epochs} | -"
+    return f"{epochs} | {row['train_nll']:.2f} / {row['valid_nll']:.2f}"
 
 
 def generation_table(rows: list[dict]) -> list[str]:

@@ -345,6 +345,11 @@ def read_run(args, out: Path, run_id: str, lr: float) -> dict:
         ],
     }
     row["targets_per_s"] = row["targets_seen"] / row["train_s"]
+    if meta.get("train_tokens"):
+        row["epochs"] = row["targets_seen"] / meta["train_tokens"]
+    tail = [batches[s]["nll"] for s in sorted(batches)[-max(len(batches) // 10, 1) :]]
+    row["train_nll"] = sum(tail) / len(tail)  # the last tenth of the batches, as they trained
+    row["valid_nll"] = evals[-1]["nll_energy"] if evals else None
     return row
 
 

@@ -111,8 +111,9 @@ class EBMConfig:
     max_splats: int = setting(150000, at_most(10_000_000, "beyond what one machine holds"), "hard cap on the number of splats")
     splat_term: str = setting(
         "context",
-        one_of("context", "token", "off"),
-        "splats as attractors retrieved by each context, as a context-free per-token energy, or off",
+        one_of("context", "mixture", "token", "off"),
+        "splats retrieved by each context, as attractors that boost the base softmax (context) or as "
+        "mixture components in probability space (mixture); as a context-free per-token energy; or off",
     )
     knn_k: int = setting(
         64,
@@ -218,7 +219,12 @@ class EBMConfig:
     @property
     def splat_dim(self) -> int:
         """Dimension of the space splats live in: the context term pairs a key with a mean."""
-        return 2 * self.latent_dim if self.splat_term == "context" else self.latent_dim
+        return 2 * self.latent_dim if self.retrieves_splats else self.latent_dim
+
+    @property
+    def retrieves_splats(self) -> bool:
+        """Each context retrieves its splats by key: the boost (context) and mixture terms."""
+        return self.splat_term in ("context", "mixture")
 
     def __post_init__(self) -> None:
         for f in fields(self):  # JSON gives lists; tuples keep the config hashable and frozen

@@ -23,7 +23,17 @@ from .context import ContextOut, context_encoder
 from .decoder import MoEDecoder
 from .energy import splat_log_kernels
 from .geometry import normalize
+from .mixture import (
+    MixtureWeights,
+    component_log_probs,
+    component_logits,
+    continuous_log_match,
+    mixture_entries,
+    mixture_weights,
+    vocab_log_probs,
+)
 from .neighbours import NeighbourTable
+from .ops import linear_logsumexp
 from .splats import SplatStore
 
 Tensor = torch.Tensor
@@ -34,7 +44,8 @@ class Retrieval(NamedTuple):
 
     q: Tensor  # (N, D) unit query
     idx: Tensor  # (N, k) retrieved splat ids
-    log_match: Tensor  # (N, k) log gamma r_i(c), differentiable in the query, the splats and gamma
+    log_match: Tensor  # (N, k) log gamma r_i(c), or log pi_i(c) under the mixture; differentiable
+    log_rest: Tensor | None = None  # (N,) log pi_0(c), the base softmax's weight: the mixture only
 
 
 def initial_splat_means(embeddings: Tensor, n: int, token_freq: Tensor | None = None, seed: int = 0) -> Tensor:
@@ -130,15 +141,28 @@ class EBMModel(nn.Module):
         # (q, 0) against positions (key, mu) / sqrt 2 ranks the splats by key . q alone
         idx = self.neighbours.search(s, torch.cat([q.detach(), torch.zeros_like(q)], -1))
         log_kernels = splat_log_kernels(q, s.key, s.log_alpha, s.kappa, float(s.tau), idx)
+        if self.cfg.splat_term == "mixture":
+            w = mixture_weights(log_kernels, self.log_null)
+            return Retrieval(q, idx, w.log_pi, w.log_rest)
         return Retrieval(q, idx, log_matches(log_kernels, self.log_strength, self.log_null))
 
     def chain_splats(self, c: Tensor, h: Tensor) -> tuple[Tensor, Tensor]:
-        """What a Langevin chain of each context sums: retrieved ids and log gamma r_i, (B, k)
-        each; none (k = 0) with the splats off."""
-        if self.cfg.splat_term == "context":
-            r = self.retrieve(c, h)
-            return r.idx, r.log_match
-        return torch.zeros(c.shape[0], 0, dtype=torch.long, device=c.device), c.new_zeros(c.shape[0], 0)
+        """What a Langevin chain of each context sums: retrieved ids and log_match (B, k) each,
+        log gamma r_i under the boost and ebm.mixture.continuous_log_match under the mixture;
+        none (k = 0) with the splats off."""
+        if not self.cfg.retrieves_splats:
+            return torch.zeros(c.shape[0], 0, dtype=torch.long, device=c.device), c.new_zeros(c.shape[0], 0)
+        r = self.retrieve(c, h)
+        return r.idx, r.log_match if r.log_rest is None else self.continuous_match(r, c)
+
+    def continuous_match(self, r: Retrieval, c: Tensor) -> Tensor:
+        """The mixture's log_match (N, k) for the continuous energy of contexts c (N, D) (ebm.mixture)."""
+        assert r.log_rest is not None
+        emb, s, T = self.embeddings, self.splats, self.cfg.vocab_temperature
+        top = self.neighbours.current(s, emb).splat_top
+        log_norm = torch.logsumexp(component_logits(s.kappa, float(s.tau), top_cosines(s.mu, emb, top)), -1)  # (K,)
+        base_lse = linear_logsumexp(c / T, emb, self.vocab_bias(None))  # (N,), blockwise
+        return continuous_log_match(MixtureWeights(r.log_rest, r.log_match), log_norm, r.idx, base_lse)
 
     @torch.no_grad()
     def splat_points(self, tokens: Tensor, n_targets: int) -> Tensor:
@@ -154,7 +178,10 @@ class EBMModel(nn.Module):
         """The (splat, top token) pairs of each context and their log gains (ebm.attractors)."""
         emb = self.embeddings if embeddings is None else embeddings
         s, top = self.splats, self.neighbours.current(self.splats, emb).splat_top
-        return entries(r.log_match, s.kappa, float(s.tau), top, top_cosines(s.mu, emb, top), r.idx)
+        top_cos = top_cosines(s.mu, emb, top)
+        if self.cfg.splat_term == "mixture":
+            return mixture_entries(r.log_match, component_log_probs(s.kappa, float(s.tau), top_cos), top, r.idx)
+        return entries(r.log_match, s.kappa, float(s.tau), top, top_cos, r.idx)
 
     def vocab_splat_energy(self, embeddings: Tensor | None = None, backend: Backend = TORCH) -> Tensor:
         """E_splat(e_w) for every token, (V,), differentiable in embeddings and splats."""
@@ -170,6 +197,10 @@ class EBMModel(nn.Module):
         logits = backend.vocab_logits(emb, self.vocab_bias(splat_vocab), c, cfg.vocab_temperature)
         if cfg.splat_term == "context":
             logits = logits + vocab_gains(self.attractor_entries(self.retrieve(c, h), emb), cfg.vocab_size)
+        if cfg.splat_term == "mixture":
+            r = self.retrieve(c, h)
+            assert r.log_rest is not None
+            logits = vocab_log_probs(r.log_rest, torch.log_softmax(logits, -1), self.attractor_entries(r, emb))
         return logits
 
     def parameter_groups(self) -> list[dict]:

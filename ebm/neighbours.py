@@ -55,7 +55,7 @@ class NeighbourTable(nn.Module):
         self.index.build(store.position)
         if self.cfg.splat_term == "token":
             self.vocab_nbr = self.index.search(embeddings, self.cfg.knn_k)
-        if self.cfg.splat_term == "context":
+        if self.cfg.retrieves_splats:
             self.splat_top = nearest_tokens(store.mu.detach(), embeddings.detach(), self.cfg.splat_top_tokens)
         self.built_version = store.version
         self.built_step = self.built_step if step is None else step
@@ -86,7 +86,7 @@ class NeighbourTable(nn.Module):
         self.vocab_nbr = state["vocab_nbr"].clone()
         # Files from before the context term lack the top-token table: rebuilt on first use.
         self.splat_top = state["splat_top"].clone() if "splat_top" in state else self.splat_top[:0]
-        if "splat_top" not in state and self.cfg.splat_term == "context":
+        if "splat_top" not in state and self.cfg.retrieves_splats:
             self.built_version = -1
         if state["index_snapshot"] is not None:
             self.index.build(state["index_snapshot"])

@@ -19,6 +19,7 @@ from .context import ContextOut
 from .energy import context_energies, context_grad, splat_energy_and_grad, vocab_logit_terms
 from .geometry import project
 from .losses import dsm_loss, noisy_targets, sample_noise_levels
+from .mixture import mixture_energy_and_grad, target_log_prob
 from .model import EBMModel, Retrieval
 from .ops import gather_dot, head_dtype, linear_cross_entropy, linear_logsumexp, rounded, target_scores
 from .shard import SOLO, Shard
@@ -62,7 +63,7 @@ def targets_of(model: EBMModel, tokens: Tensor, n_targets: int | None = None, ba
     emb, beta = model.embeddings, model.beta
     g, u, h = (x.reshape(-1, cfg.latent_dim) for x in encode(model, tokens[:, :-1], T, emb))
     splat_vocab = model.vocab_splat_energy(emb, backend) if cfg.splat_term == "token" else None
-    retrieval = model.retrieve(beta * g + u, h) if cfg.splat_term == "context" else None
+    retrieval = model.retrieve(beta * g + u, h) if cfg.retrieves_splats else None
     return Targets(emb, beta, g, u, h, tokens[:, -T:].reshape(-1), splat_vocab, retrieval)
 
 
@@ -88,6 +89,8 @@ def energy_nll(model: EBMModel, t: Targets) -> Tensor:
     e = model.attractor_entries(t.retrieval, t.emb)
     base_logp = gather_dot(rounded(c, dtype), rounded(t.emb, dtype), e.ids) + bias[e.ids] - lse[:, None]  # (N, M)
     base_nll = lse - target_scores(c, t.emb, t.ids, bias, dtype)
+    if t.retrieval.log_rest is not None:  # the mixture: pi_0 p_base + sum_i pi_i q_i
+        return -target_log_prob(t.retrieval.log_rest, -base_nll, e, t.ids).mean()
     return (base_nll - target_gain(e, t.ids) + log_normaliser(base_logp, e)).mean()
 
 
@@ -109,12 +112,24 @@ def score_matching(model: EBMModel, t: Targets, noisy: Noisy, shard: Shard = SOL
 def splat_grad(model: EBMModel, t: Targets, x: Tensor) -> Tensor:
     """Euclidean gradient of the splat term at points x (N, D) near each context's target."""
     s, cfg = model.splats, model.cfg
+    if t.retrieval is not None and t.retrieval.log_rest is not None:
+        return mixture_grad(model, t, x)
     if t.retrieval is not None:
         r = t.retrieval
         return attractor_energy_and_grad(x, s.mu, s.kappa, float(s.tau), r.log_match, r.idx, cfg.vocab_temperature)[1]
     if t.splat_vocab is not None:
         return splat_energy_and_grad(x, s.mu, s.log_alpha, s.kappa, float(s.tau), model.neighbours.search(s, x))[1]
     return torch.zeros_like(x)
+
+
+def mixture_grad(model: EBMModel, t: Targets, x: Tensor) -> Tensor:
+    """Euclidean gradient of the mixture's splat part at points x (N, D) (ebm.mixture)."""
+    s, r = model.splats, t.retrieval
+    assert r is not None
+    log_match = model.continuous_match(r, t.beta * t.g + t.u)
+    geo, comp = context_energies(x, t.g, t.beta, t.u)
+    base = (geo + comp, context_grad(t.g, t.beta, t.u))
+    return mixture_energy_and_grad(x, base, s.mu, s.kappa, float(s.tau), log_match, r.idx, model.cfg.vocab_temperature)[1]
 
 
 def decoder_latents(noisy: Noisy, t: Targets, generator: torch.Generator | None = None, shard: Shard = SOLO) -> Tensor:

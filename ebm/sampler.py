@@ -29,6 +29,7 @@ from .energy import context_energies, context_grad, splat_energy_and_grad
 from .geometry import normalize
 from .landscape import Landscape, draw, filter_logits, landscape, landscape_energy_and_grad
 from .langevin import EnergyFn, LangevinResult, langevin_sample
+from .mixture import mixture_energy_and_grad
 from .model import EBMModel
 
 Tensor = torch.Tensor
@@ -94,23 +95,25 @@ def energy_fn(model: EBMModel, g: Tensor, u: Tensor, h: Tensor | None = None) ->
     splat = _splat_term(model, beta * g + u, torch.zeros_like(g) if h is None else h)
 
     def fn(z: Tensor, step: int) -> tuple[dict[str, Tensor], Tensor]:
-        e_splat, grad = splat(z, step)
         geo, comp = context_energies(z, g, beta, u)
+        base_grad = context_grad(g, beta, u)
+        e_splat, grad = splat(z, step, (geo + comp, base_grad))
         terms = {"total": e_splat + geo + comp, "splat": e_splat, "geo": geo, "comp": comp}
-        return terms, grad + context_grad(g, beta, u)
+        return terms, grad + base_grad
 
     return fn
 
 
 def _splat_term(model: EBMModel, c: Tensor, h: Tensor):
-    """(z, step) -> (E_splat (B,), its gradient (B, D)) for the configured splat term."""
+    """(z, step, base) -> (E_splat (B,), its gradient (B, D)) for the configured splat term;
+    base = (E_geo + E_comp, its gradient) at z, which only the mixture's splat part depends on."""
     s, cfg = model.splats, model.cfg
     mu, kappa, tau = s.mu, s.kappa, float(s.tau)
     if cfg.splat_term == "token":
         log_alpha, cache = s.log_alpha, {}
         model.neighbours.index.ensure(mu)
 
-        def token_term(z: Tensor, step: int) -> tuple[Tensor, Tensor]:
+        def token_term(z: Tensor, step: int, base: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
             if step % cfg.langevin_knn_refresh == 0 or "idx" not in cache:
                 cache["idx"] = model.neighbours.index.search(z, cfg.knn_k)
             return splat_energy_and_grad(z, mu, log_alpha, kappa, tau, cache["idx"])
@@ -118,10 +121,13 @@ def _splat_term(model: EBMModel, c: Tensor, h: Tensor):
         return token_term
     idx, log_match = model.chain_splats(c, h)
 
-    def context_term(z: Tensor, step: int) -> tuple[Tensor, Tensor]:
+    def context_term(z: Tensor, step: int, base: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
         return attractor_energy_and_grad(z, mu, kappa, tau, log_match, idx, cfg.vocab_temperature)
 
-    return context_term
+    def mixture_term(z: Tensor, step: int, base: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
+        return mixture_energy_and_grad(z, base, mu, kappa, tau, log_match, idx, cfg.vocab_temperature)
+
+    return mixture_term if cfg.splat_term == "mixture" else context_term
 
 
 @torch.no_grad()
@@ -137,7 +143,9 @@ def sample(
     h: Tensor | None = None,
 ) -> LangevinResult:
     """Langevin chains from z0 (B, D) under the energy of contexts g, u, h (B, D)."""
-    if backend.runs_chains and not keep_path:  # a device chain reads back only its end
+    # a device chain reads back only its end; the mixture's splat part needs E_base(z) at each step,
+    # which the Vulkan chain kernel does not compute, so its chains run in torch
+    if backend.runs_chains and not keep_path and model.cfg.splat_term != "mixture":
         chains = cast(VulkanBackend, backend)  # the one kind of backend that runs chains
         return chains.langevin(model, z0, g, u, torch.zeros_like(g) if h is None else h, settings, generator)
     fn = energy_fn(model, g, u, h)

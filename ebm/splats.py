@@ -60,7 +60,7 @@ class SplatStore(nn.Module):
             raise ValueError(f"mu_init has shape {tuple(mu_init.shape)}, expected {(n, d)}")
         self.mu_raw = nn.Parameter(normalize(mu_init.float()).clone())
         self.key_raw = nn.Parameter(normalize(mu_init.float()).clone())  # a key starts at its mean
-        self.paired = cfg.splat_term == "context"
+        self.paired = cfg.retrieves_splats
         self.log_alpha = nn.Parameter(torch.zeros(n))
         self.kappa_raw = nn.Parameter(self.kappa_to_raw(torch.full((n,), cfg.init_kappa)))
         self.register_buffer("usage", torch.zeros(n))
