@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from ebm import EBMModel, small_config
 from runs.logs import LogReader
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
@@ -155,3 +156,20 @@ def generate_on(ws: Path, monkeypatch, device_prefix: str):
     at.button[0].click().run()
     assert not at.exception and not at.error
     return at
+
+
+def trained_looking_model(seed: int = 0, **changes) -> EBMModel:
+    """A small model whose splats, query correction and prior are far from their start values."""
+    cfg = small_config(**({"head_dtype": "float32", "splat_top_tokens": 12, "knn_k": 6} | changes))
+    model = EBMModel(cfg, seed=seed)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        s = model.splats
+        s.log_alpha.copy_(3 + torch.randn(s.n, generator=gen))
+        s.tau.fill_(1.0)
+        s.kappa_raw.copy_(torch.randn(s.n, generator=gen))
+        model.query.weight.copy_(0.3 * torch.randn(model.query.weight.shape, generator=gen))
+        model.log_prior.copy_(torch.randn(cfg.vocab_size, generator=gen))
+        model.log_strength.fill_(1.5)
+        s.key_raw.copy_(torch.randn(s.key_raw.shape, generator=gen))  # keys away from the means
+    return model

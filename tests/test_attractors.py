@@ -3,6 +3,7 @@
 import math
 
 import torch
+from conftest import trained_looking_model
 
 from ebm.attractors import (
     as_splat_energy,
@@ -14,7 +15,6 @@ from ebm.attractors import (
     top_cosines,
     vocab_gains,
 )
-from ebm.config import small_config
 from ebm.energy import splat_energy_and_grad
 from ebm.geometry import normalize, random_points
 from ebm.langevin import langevin_sample
@@ -22,23 +22,6 @@ from ebm.model import EBMModel
 from ebm.objective import energy_nll, targets_of
 from ebm.ops import gather_dot, linear_logsumexp
 from ebm.scoring import token_logprobs
-
-
-def _trained_looking_model(seed: int = 0) -> EBMModel:
-    """A small model whose splats, query correction and prior are far from their start values."""
-    cfg = small_config(head_dtype="float32", splat_top_tokens=12, knn_k=6)
-    model = EBMModel(cfg, seed=seed)
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        s = model.splats
-        s.log_alpha.copy_(3 + torch.randn(s.n, generator=gen))
-        s.tau.fill_(1.0)
-        s.kappa_raw.copy_(torch.randn(s.n, generator=gen))
-        model.query.weight.copy_(0.3 * torch.randn(model.query.weight.shape, generator=gen))
-        model.log_prior.copy_(torch.randn(cfg.vocab_size, generator=gen))
-        model.log_strength.fill_(1.5)
-        s.key_raw.copy_(torch.randn(s.key_raw.shape, generator=gen))  # keys away from the means
-    return model
 
 
 def _reference_logits(model: EBMModel, tokens: torch.Tensor, n_targets: int) -> torch.Tensor:
@@ -69,7 +52,7 @@ def _reference_logits(model: EBMModel, tokens: torch.Tensor, n_targets: int) -> 
 
 
 def test_exact_normalisation_against_term_by_term_reference():
-    model = _trained_looking_model()
+    model = trained_looking_model()
     tokens = torch.randint(0, model.cfg.vocab_size, (2, 9), generator=torch.Generator().manual_seed(1))
     reference = torch.log_softmax(_reference_logits(model, tokens, 4), -1)  # (N, V)
     targets = tokens[:, -4:].reshape(-1)

@@ -3,8 +3,8 @@ term by term, the training NLL equal to the scoring NLL, and the continuous ener
 against autograd and against the energy it is the splat part of."""
 
 import torch
+from conftest import trained_looking_model
 
-from ebm.config import small_config
 from ebm.energy import context_energies, context_grad
 from ebm.geometry import normalize, random_points
 from ebm.mixture import mixture_energy_and_grad, mixture_weights, target_responsibility
@@ -14,18 +14,7 @@ from ebm.scoring import token_logprobs
 
 
 def _mixture_model(seed: int = 0) -> EBMModel:
-    """A small mixture model whose splats and keys are far from their start values."""
-    cfg = small_config(head_dtype="float32", splat_top_tokens=12, knn_k=6, splat_term="mixture")
-    model = EBMModel(cfg, seed=seed)
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        s = model.splats
-        s.log_alpha.copy_(3 + torch.randn(s.n, generator=gen))
-        s.tau.fill_(1.0)
-        s.kappa_raw.copy_(torch.randn(s.n, generator=gen))
-        model.log_prior.copy_(torch.randn(cfg.vocab_size, generator=gen))
-        s.key_raw.copy_(torch.randn(s.key_raw.shape, generator=gen))
-    return model
+    return trained_looking_model(seed, splat_term="mixture")
 
 
 def _reference_probs(model: EBMModel, tokens: torch.Tensor, n_targets: int) -> torch.Tensor:
