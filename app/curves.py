@@ -58,6 +58,14 @@ PANELS = (
         "exp(nll) of each training batch (per token); below validation perplexity when the model fits the training split",
         log_y=True,
     ),
+    Panel(
+        "Splat share at the targets",
+        ("eval", "epoch"),
+        ("splat_share", "splat_coverage"),
+        "share of each validation target's probability that the splats give (mean), and the share of targets "
+        "where it is at least 0.1: what the splats do that the base softmax does not (0 with the splats off)",
+        smoothed=False,
+    ),
     Panel("SOC rate", ("soc",), ("soc_rate",), "avalanches per SOC check over the last 20 checks (0 to 1)", smoothed=False),
     Panel(
         "Avalanche size (merged + pruned + spawned)",

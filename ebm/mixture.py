@@ -37,6 +37,11 @@ from .ops import gather_combine, gather_dot
 Tensor = torch.Tensor
 
 
+# A target is covered when the splats give it at least this share of its probability: then
+# they move its NLL by at least -log(1 - 0.1) = 0.105 nats (docs/design.md, "Splat mixture").
+COVERAGE_SHARE = 0.1
+
+
 class MixtureWeights(NamedTuple):
     log_rest: Tensor  # (N,) log pi_0: the base softmax's weight
     log_pi: Tensor  # (N, k) log pi_i of the retrieved splats

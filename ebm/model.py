@@ -16,7 +16,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from .attractors import Entries, entries, log_matches, pair_points, top_cosines, vocab_gains
+from .attractors import Entries, entries, log_matches, pair_points, target_gain, top_cosines, vocab_gains
 from .backend import TORCH, Backend
 from .config import EBMConfig
 from .context import ContextOut, context_encoder
@@ -30,6 +30,7 @@ from .mixture import (
     continuous_log_match,
     mixture_entries,
     mixture_weights,
+    target_responsibility,
     vocab_log_probs,
 )
 from .neighbours import NeighbourTable
@@ -202,6 +203,24 @@ class EBMModel(nn.Module):
             assert r.log_rest is not None
             logits = vocab_log_probs(r.log_rest, torch.log_softmax(logits, -1), self.attractor_entries(r, emb))
         return logits
+
+    @torch.no_grad()
+    def splat_share(self, tokens: Tensor, n_targets: int) -> Tensor:
+        """The share of p_E(w | c) that the splats give each of the last n_targets targets of
+        windows (B, L) -> (N,): 1 - pi_0 p_base(w) / p_E(w) under the mixture, B_w / (1 + B_w)
+        under the boost, 0 otherwise."""
+        ids = tokens[:, -n_targets:].reshape(-1)
+        if not self.cfg.retrieves_splats:
+            return torch.zeros(ids.shape[0], device=ids.device)
+        emb = self.embeddings
+        g, u, h = (x.reshape(-1, self.cfg.latent_dim) for x in self.contexts(tokens[:, :-1], n_targets, emb))
+        c = self.beta * g + u
+        r = self.retrieve(c, h)
+        e = self.attractor_entries(r, emb)
+        if r.log_rest is None:
+            return -torch.expm1(-target_gain(e, ids))
+        base_logp = torch.log_softmax(TORCH.vocab_logits(emb, self.vocab_bias(None), c, self.cfg.vocab_temperature), -1)
+        return target_responsibility(r.log_rest, base_logp.gather(1, ids[:, None]).squeeze(1), e, ids)
 
     def parameter_groups(self) -> list[dict]:
         """Weight decay on matrices of the encoder and decoder only, never on the sphere's points,

@@ -63,15 +63,21 @@ class HistoryBuffer:
 
 @dataclass
 class SOCEvent:
+    """One SOC check: `triggered` when activity passed the threshold, `avalanche` only when the
+    check then edited the store (a triggered check that merged, pruned and spawned nothing is
+    a check, not an avalanche of size 0)."""
+
     step: int
     activity: float
-    avalanche: bool
+    triggered: bool
+    avalanche: bool = False
     counts: EditCounts = field(default_factory=EditCounts)
     n_splats: int = 0
 
     def as_dict(self) -> dict:
         return {
             "activity": self.activity,
+            "triggered": self.triggered,
             "avalanche": self.avalanche,
             "n_splats": self.n_splats,
             "size": self.counts.merged + self.counts.pruned + self.counts.spawned,
@@ -117,10 +123,11 @@ class SOCController:
         points, _ = self.buffer.contents()
         covered = coverage(store, index, points, self.cfg.knn_k, self.cfg.coverage_kernel)
         activity = 1.0 - covered.float().mean().item() if len(points) else 0.0
-        event = SOCEvent(step=step, activity=activity, avalanche=activity > self.cfg.soc_threshold)
-        self.recent.append(event.avalanche)
-        if event.avalanche:
+        event = SOCEvent(step=step, activity=activity, triggered=activity > self.cfg.soc_threshold)
+        if event.triggered:
             event.counts = self.avalanche(store, index, step, capacity, phase, optimizer, points, covered)
+            event.avalanche = event.counts.merged + event.counts.pruned + event.counts.spawned > 0
+        self.recent.append(event.avalanche)
         event.n_splats = store.n
         return event
 

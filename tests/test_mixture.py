@@ -19,7 +19,7 @@ def _mixture_model(seed: int = 0) -> EBMModel:
 
 def _reference_probs(model: EBMModel, tokens: torch.Tensor, n_targets: int) -> torch.Tensor:
     """pi_0 p_base(w) + sum_i pi_i q_i(w), one context and one splat at a time, in float64;
-    returned with p_base."""
+    returned with p_base and the base component's part, pi_0 p_base."""
     cfg, s = model.cfg, model.splats
     with torch.no_grad():
         g, u, h = (x.reshape(-1, cfg.latent_dim).double() for x in model.contexts(tokens[:, :-1], n_targets))
@@ -29,22 +29,22 @@ def _reference_probs(model: EBMModel, tokens: torch.Tensor, n_targets: int) -> t
         retrieved = model.neighbours.search(s, torch.cat([q, torch.zeros_like(q)], -1).float())
         top = model.neighbours.current(s, model.embeddings).splat_top
         base = torch.softmax(c @ emb.T / cfg.vocab_temperature + model.log_prior.double(), -1)  # (N, V)
-        out = torch.zeros_like(base)
+        out, rest = torch.zeros_like(base), torch.zeros_like(base)
         for n in range(c.shape[0]):
             ids = retrieved[n].tolist()
             kernels = torch.stack([s.log_alpha[i].double().exp() * torch.exp(kappa[i] * (key[i] @ q[n] - 1)) for i in ids])
             total = model.log_null.exp().double() + kernels.sum()
-            out[n] = base[n] * model.log_null.exp().double() / total
+            out[n] = rest[n] = base[n] * model.log_null.exp().double() / total
             for i, k_i in zip(ids, kernels):
                 comp = torch.softmax(kappa[i] * (emb[top[i]] @ mu[i] - 1), -1)  # tau = 1
                 out[n, top[i]] += k_i / total * comp
-    return out, base
+    return out, base, rest
 
 
 def test_the_law_is_normalised_and_matches_the_reference_term_by_term():
     model = _mixture_model()
     tokens = torch.randint(0, model.cfg.vocab_size, (3, 12), generator=torch.Generator().manual_seed(1))
-    ref, base = _reference_probs(model, tokens, 4)
+    ref, base, _ = _reference_probs(model, tokens, 4)
     torch.testing.assert_close(ref.sum(-1), torch.ones(ref.shape[0], dtype=torch.float64))
     with torch.no_grad():
         g, u, h = (x.reshape(-1, model.cfg.latent_dim) for x in model.contexts(tokens[:, :-1], 4))
@@ -110,3 +110,14 @@ def test_a_mixture_model_trains_a_step_and_reaches_its_splats():
         ("null", model.log_null),
     ):
         assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_the_splat_share_is_what_the_components_add_at_the_target():
+    model = _mixture_model(7)
+    tokens = torch.randint(0, model.cfg.vocab_size, (3, 12), generator=torch.Generator().manual_seed(8))
+    ref, _, rest = _reference_probs(model, tokens, 4)
+    targets = tokens[:, -4:].reshape(-1)[:, None]
+    expected = 1 - rest.gather(1, targets) / ref.gather(1, targets)
+    share = model.splat_share(tokens, 4).double()
+    torch.testing.assert_close(share, expected.squeeze(1), rtol=1e-4, atol=1e-5)
+    assert share.max() > 0.01  # the reference model's splats do carry some targets

@@ -55,6 +55,18 @@ def test_avalanche_spawns_at_uncovered_targets_and_rebuilds(gen):
     assert soc.rate() == 0.5
 
 
+def test_a_triggered_check_that_edits_nothing_is_not_an_avalanche(gen):
+    """At capacity, with nothing to merge or prune, a check over the threshold edits nothing: it
+    is logged as triggered, and the SOC rate does not count it."""
+    cfg = small_config(soc_threshold=0.5, coverage_kernel=0.5, knn_k=4)
+    store = _store(cfg, random_points(8, cfg.latent_dim, gen))
+    soc = SOCController(cfg)
+    soc.observe(random_points(20, cfg.splat_dim, gen), torch.zeros(20))
+    event = soc.check(store, SplatIndex(), step=100, capacity=store.n)
+    assert event.triggered and not event.avalanche and event.as_dict()["size"] == 0
+    assert soc.rate() == 0.0
+
+
 def test_spawn_respects_capacity(gen):
     cfg = small_config(soc_threshold=0.1, soc_spawn_max=50)
     store = _store(cfg, random_points(8, cfg.latent_dim, gen))

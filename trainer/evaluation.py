@@ -10,6 +10,7 @@ import torch
 from ebm import TORCH, EBMModel, SamplerSettings, decoder_logprobs, generate, token_logprobs
 from ebm.backend import Backend
 from ebm.memory import SplatMemory
+from ebm.mixture import COVERAGE_SHARE
 from ebm.soc import coverage
 
 from .data import Windows
@@ -23,13 +24,17 @@ def score(
     trainer's quick validation on a fixed sample of windows)."""
     model.eval()
     totals = np.zeros(4)  # nll_energy, nll_decoder, covered, targets
+    share = np.zeros(2)  # summed splat share, targets it covers
     for start in range(0, len(window_ids), batch_size):
         tokens = torch.from_numpy(windows.batch(window_ids[start : start + batch_size]))
         totals += batch_scores(model, tokens, windows.targets, backend)
+        s = model.splat_share(tokens.to(model.embeddings.device), windows.targets)
+        share += [s.sum().item(), (s >= COVERAGE_SHARE).sum().item()]
         if progress is not None:
             progress(int(totals[3]))
     model.train()
-    return _summary(*totals)
+    n = max(totals[3], 1)
+    return _summary(*totals) | {"splat_share": share[0] / n, "splat_coverage": share[1] / n}
 
 
 def batch_scores(
