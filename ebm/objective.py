@@ -85,13 +85,23 @@ def energy_nll(model: EBMModel, t: Targets) -> Tensor:
     dtype = head_dtype(cfg.head_dtype, t.emb.device)
     if t.retrieval is None:
         return linear_cross_entropy(c, t.emb, t.ids, bias, dtype)
+    return retrieval_nll(model, t, c, bias)[0].mean()
+
+
+def retrieval_nll(model: EBMModel, t: Targets, c: Tensor, bias: Tensor) -> tuple[Tensor, Tensor]:
+    """-log p_E(w | c) (N,) under a retrieving splat term, and what the splats add to the
+    target's log-probability, log p_E(w | c) - log p_base(w | c) (N,): scaled logits c (N, D), bias (V,)."""
+    assert t.retrieval is not None
+    dtype = head_dtype(model.cfg.head_dtype, t.emb.device)
     lse = linear_logsumexp(c, t.emb, bias, dtype)  # (N,)
     e = model.attractor_entries(t.retrieval, t.emb)
-    base_logp = gather_dot(rounded(c, dtype), rounded(t.emb, dtype), e.ids) + bias[e.ids] - lse[:, None]  # (N, M)
     base_nll = lse - target_scores(c, t.emb, t.ids, bias, dtype)
     if t.retrieval.log_rest is not None:  # the mixture: pi_0 p_base + sum_i pi_i q_i
-        return -target_log_prob(t.retrieval.log_rest, -base_nll, e, t.ids).mean()
-    return (base_nll - target_gain(e, t.ids) + log_normaliser(base_logp, e)).mean()
+        nll = -target_log_prob(t.retrieval.log_rest, -base_nll, e, t.ids)
+    else:
+        base_logp = gather_dot(rounded(c, dtype), rounded(t.emb, dtype), e.ids) + bias[e.ids] - lse[:, None]  # (N, M)
+        nll = base_nll - target_gain(e, t.ids) + log_normaliser(base_logp, e)
+    return nll, base_nll - nll
 
 
 def noisy_targets_of(model: EBMModel, t: Targets, generator: torch.Generator | None = None, shard: Shard = SOLO) -> Noisy:
@@ -162,7 +172,12 @@ def training_loss(
     global batch split over data-parallel processes (`shard`, ebm.shard)."""
     cfg = model.cfg
     t = targets_of(model, tokens, n_targets, backend)
-    nll = energy_nll(model, t)
+    if t.retrieval is None:
+        nll, splat_gain = energy_nll(model, t), None
+    else:
+        c, bias = vocab_logit_terms(t.beta * t.g + t.u, model.vocab_bias(None), cfg.vocab_temperature)
+        nll_t, splat_gain = retrieval_nll(model, t, c, bias)
+        nll = nll_t.mean()
     noisy = noisy_targets_of(model, t, generator, shard)
     dsm = score_matching(model, t, noisy, shard)
     dec, balance = decoder_nll(model, t, decoder_latents(noisy, t, generator, shard), shard)
@@ -170,7 +185,7 @@ def training_loss(
 
     e_t = t.emb[t.ids].detach()
     geo_t, comp_t = context_energies(e_t, t.g, t.beta, t.u)
-    splat_t, points, nbr = splat_at_targets(model, t, e_t)
+    splat_t, points, nbr = splat_at_targets(model, t, e_t, splat_gain)
     total_t = (splat_t + geo_t + comp_t).detach()
     terms = {"loss": loss, "nll": nll, "dsm": dsm, "dec": dec, "balance": balance, "beta": t.beta}
     means = {"energy": total_t, "energy_splat": splat_t, "energy_geo": geo_t, "energy_comp": comp_t}
@@ -179,13 +194,14 @@ def training_loss(
 
 
 @torch.no_grad()
-def splat_at_targets(model: EBMModel, t: Targets, e_t: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+def splat_at_targets(model: EBMModel, t: Targets, e_t: Tensor, splat_gain: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """For the splat upkeep: the splat energy at each target (N,), the point a splat should sit
-    at to explain it (N, D), and the splats it used (N, k)."""
+    at to explain it (N, D), and the splats it used (N, k). Under a retrieving term the energy
+    is -T (log p_E(w | c) - log p_base(w | c)) = -T splat_gain: what the splats, normaliser
+    included, do to the target's log-probability."""
     if t.retrieval is not None:
-        r = t.retrieval
-        gain = target_gain(model.attractor_entries(r, t.emb), t.ids)
-        return -model.cfg.vocab_temperature * gain, pair_points(r.q.detach(), e_t), r.idx
+        assert splat_gain is not None
+        return -model.cfg.vocab_temperature * splat_gain.detach(), pair_points(t.retrieval.q.detach(), e_t), t.retrieval.idx
     if t.splat_vocab is not None:
         return t.splat_vocab[t.ids].detach(), e_t, model.neighbours.vocab_nbr[t.ids]
     return torch.zeros_like(t.ids, dtype=e_t.dtype), e_t, t.ids.new_zeros(t.ids.shape[0], 0)
