@@ -2,8 +2,12 @@
 
 Smoothing never drags early values towards zero: the exponential average is debiased (pandas'
 `adjust=True` weights, the same as dividing a zero-started EMA by 1 - beta^t) and the moving
-average is trailing with a shrinking window at the start. Raw points stay visible. Long series
-are thinned to `max_points` by a fixed stride for drawing only; the smoothing uses every point.
+average is trailing with a shrinking window at the start. Raw points stay visible. A series
+longer than `max_points` is drawn per bucket of consecutive points: the line through each
+bucket's last value and a band from its minimum to its maximum, so a one-step spike in a million
+points still shows (a stride would drop it); the smoothing uses every point. Step-like series
+(learning rate, splat count) are drawn as steps and never smoothed; sparse events as markers.
+Log axes are labelled at 1, 2 and 5 of each decade only, never at every minor tick.
 Curves are SVG, not WebGL: a browser keeps about 16 WebGL contexts, and nine panels of several
 runs lost the oldest ones (blank charts).
 """
@@ -27,6 +31,7 @@ class Panel:
     help: str  # one line: what the numbers are, in which units, and which way is good
     log_y: bool = False
     smoothed: bool = True  # sparse series (evaluations, SOC checks) are drawn as they are
+    shape: str = "line"  # "steps": held until the next value (lr, counts); "events": markers only
 
 
 PANELS = (
@@ -73,10 +78,19 @@ PANELS = (
         ("avalanche_size",),
         "splats edited by each SOC avalanche; large and frequent means the landscape explains the data poorly",
         smoothed=False,
+        shape="events",
     ),
-    Panel("Splats", ("batch",), ("n_splats",), "number of vMF splats in the store"),
+    Panel("Splats", ("batch",), ("n_splats",), "number of vMF splats in the store", smoothed=False, shape="steps"),
     Panel("Tokens / s", ("batch",), ("tokens_per_s",), "training targets per second of optimiser steps"),
-    Panel("Learning rate", ("batch",), ("lr",), "AdamW learning rate (warm-up, then cosine decay)", log_y=True),
+    Panel(
+        "Learning rate",
+        ("batch",),
+        ("lr",),
+        "AdamW learning rate (warm-up, then cosine decay)",
+        log_y=True,
+        smoothed=False,
+        shape="steps",
+    ),
     Panel("Gradient norm", ("batch",), ("grad_norm",), "global gradient norm before clipping (grad_clip)", log_y=True),
     Panel(
         "Memory (MiB)",
@@ -110,8 +124,32 @@ def smooth(values: pd.Series, method: str, strength: float) -> pd.Series:
     raise ValueError(f"unknown smoothing {method!r}")
 
 
-def stride_for(n: int, max_points: int) -> int:
+def bucket_size(n: int, max_points: int) -> int:
     return max(1, -(-n // max_points))
+
+
+def envelope(xs: pd.Series, ys: pd.Series, line: pd.Series, size: int) -> pd.DataFrame:
+    """Per bucket of `size` consecutive points: x and line value of its last point, and the min
+    and max of the raw ys (NaNs skipped) -> columns x, line, lo, hi."""
+    bucket = np.arange(len(ys)) // size
+    frame = pd.DataFrame({"x": xs.to_numpy(), "line": line.to_numpy(), "y": ys.to_numpy(), "b": bucket})
+    grouped = frame.groupby("b", sort=True)
+    return pd.DataFrame(
+        {"x": grouped["x"].last(), "line": grouped["line"].last(), "lo": grouped["y"].min(), "hi": grouped["y"].max()}
+    ).reset_index(drop=True)
+
+
+def log_ticks(lo: float, hi: float) -> list[float]:
+    """1, 2 and 5 times each power of ten from lo to hi (lo > 0), one decade either side."""
+    ticks = []
+    for e in range(int(np.floor(np.log10(lo))) - 1, int(np.ceil(np.log10(hi))) + 2):
+        ticks += [m * 10.0**e for m in (1, 2, 5)]
+    inside = [t for t in ticks if lo / 10 <= t <= hi * 10]
+    return inside if len(inside) <= 12 else [t for t in inside if np.isclose(t / 10 ** np.floor(np.log10(t)), 1)]
+
+
+def tick_text(value: float) -> str:
+    return f"{value:g}" if 1e-3 <= value < 1e6 else f"{value:.0e}".replace("e-0", "e-").replace("e+0", "e")
 
 
 def with_x(frame: pd.DataFrame, x: str, start_t: float | None) -> pd.Series:
@@ -196,13 +234,14 @@ def panel_figure(
             data = frame[["step", "t", metric]].dropna(subset=[metric]) if metric in frame else pd.DataFrame()
             if data.empty:
                 continue
-            step = stride_for(len(data), max_points)
-            if step > 1:
-                notes.append(f"{rs.run}/{metric}: every {step}th of {len(data):,} points drawn")
+            size = bucket_size(len(data), max_points)
+            if size > 1:
+                notes.append(f"{rs.run}/{metric}: {len(data):,} points in buckets of {size} (line: last, band: min to max)")
             style = _trace_style(panel, len(runs), r_i, m_i, rs.run, metric)
-            xs, ys = with_x(data, x, rs.start_t).iloc[::step], data[metric].astype(float)
-            raw = show_raw and method != "none"
-            fig.add_traces(_metric_traces(xs, ys, smooth(ys, method, strength), step, raw, dense=len(data) >= 30, **style))
+            xs, ys = with_x(data, x, rs.start_t), data[metric].astype(float)
+            env = envelope(xs, ys, smooth(ys, method, strength), size)
+            raw = show_raw and method != "none" and size == 1
+            fig.add_traces(_metric_traces(env, ys, raw, panel.shape, dense=len(data) >= 30, **style))
             top = float(np.nanmax(ys.to_numpy()))
             y_top = top if y_top is None else max(y_top, top)
         _add_markers(fig, rs, x, y_top)
@@ -225,28 +264,32 @@ def _trace_style(panel: Panel, n_runs: int, r_i: int, m_i: int, run: str, metric
 
 
 def _metric_traces(
-    xs: pd.Series, ys: pd.Series, smoothed: pd.Series, step: int, raw: bool, dense: bool, name: str, colour: str, dash: str
+    env: pd.DataFrame, ys: pd.Series, raw: bool, shape: str, dense: bool, name: str, colour: str, dash: str
 ) -> list[go.Scatter]:
-    """The smoothed line of one metric, with its raw points faintly behind it."""
+    """The (smoothed) line of one metric through its buckets, with its raw points faintly behind
+    it, or with the buckets' min-max band where points were bucketed."""
+    hidden = {"legendgroup": name, "showlegend": False, "hoverinfo": "skip"}
     traces = []
     if raw:
         marker = {"size": 3, "color": colour, "opacity": 0.25}
-        traces.append(
-            go.Scatter(
-                x=xs,
-                y=ys.iloc[::step],
-                mode="markers",
-                marker=marker,
-                name=f"{name} (raw)",
-                legendgroup=name,
-                showlegend=False,
-                hoverinfo="skip",
-            )
-        )
-    line = {"color": colour, "dash": dash, "width": 2}
+        traces.append(go.Scatter(x=env["x"], y=ys, mode="markers", marker=marker, name=f"{name} (raw)", **hidden))
+    elif len(env) < len(ys):
+        edge = {"width": 0, "color": colour, "shape": "hv" if shape == "steps" else "linear"}
+        traces.append(go.Scatter(x=env["x"], y=env["lo"], mode="lines", line=edge, name=f"{name} (min)", **hidden))
+        band = {"fill": "tonexty", "fillcolor": _translucent(colour), "line": edge}
+        traces.append(go.Scatter(x=env["x"], y=env["hi"], mode="lines", name=f"{name} (max)", **band, **hidden))
+    if shape == "events":
+        marker = {"size": 7, "color": colour}
+        return [*traces, go.Scatter(x=env["x"], y=env["line"], mode="markers", marker=marker, name=name, legendgroup=name)]
+    line = {"color": colour, "dash": dash, "width": 2, "shape": "hv" if shape == "steps" else "linear"}
     mode = "lines" if dense else "lines+markers"
-    traces.append(go.Scatter(x=xs, y=smoothed.iloc[::step], mode=mode, line=line, name=name, legendgroup=name))
-    return traces
+    return [*traces, go.Scatter(x=env["x"], y=env["line"], mode=mode, line=line, name=name, legendgroup=name)]
+
+
+def _translucent(colour: str, alpha: float = 0.2) -> str:
+    """'#rrggbb' -> 'rgba(r, g, b, alpha)' for a band behind its line."""
+    r, g, b = (int(colour[i : i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({r}, {g}, {b}, {alpha})"
 
 
 def _lay_out(fig: go.Figure, panel: Panel, x: str, log_y: bool) -> None:
@@ -260,6 +303,11 @@ def _lay_out(fig: go.Figure, panel: Panel, x: str, log_y: bool) -> None:
     )
     if log_y:
         fig.update_yaxes(type="log")
+        ys = [np.asarray(t.y, dtype=float) for t in fig.data if t.y is not None and len(t.y)]
+        positive = np.concatenate(ys)[np.concatenate(ys) > 0] if ys else np.array([])
+        if positive.size:  # label 1-2-5 only: plotly's own minor labels read "1000, 9, 8, ... 2, 100"
+            ticks = log_ticks(float(positive.min()), float(positive.max()))
+            fig.update_yaxes(tickvals=ticks, ticktext=[tick_text(t) for t in ticks])
     if not fig.data:
         fig.add_annotation(text="no data yet", x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False)
 

@@ -41,3 +41,13 @@ def test_one_trend_vocabulary():
     rising = alerts.describe_trend([0.5 * i for i in range(50)])
     assert rising.word == "rising" and abs(rising.per_100 - 50.0) < 1e-9 and "per 100 steps" in str(rising)
     assert alerts.describe_trend([1.0] * 5).word == "too few points"
+    # a slope at t = -2.5 is not called flat
+    gen = torch.Generator().manual_seed(0)
+    noise = torch.randn(200, generator=gen).tolist()
+    for scale in (0.0005, 0.001, 0.002, 0.003):
+        weak = alerts.describe_trend([v - scale * i for i, v in enumerate(noise)])
+        if -3 <= weak.t < -2:
+            assert weak.word == "probably falling"
+            break
+    else:
+        raise AssertionError("no slope landed at t in [-3, -2)")

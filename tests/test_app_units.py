@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from app.curves import PANELS, RunSeries, panel_figure, smooth, stride_for
+from app.curves import PANELS, RunSeries, bucket_size, log_ticks, panel_figure, smooth, tick_text
 from app.launch import main as launch_main
 from app.projection import cache_file, load_array, nearest_tokens, pca_fit, place_by_neighbours, save_array
 from app.runlog import RunLog
@@ -58,15 +58,57 @@ def test_panel_figure_thins_long_series_keeps_zoom_and_marks_phases_and_alerts()
     rs = RunSeries("r", {"batch": batch}, 1e9, phases, alerts)
     panel = next(p for p in PANELS if p.title == "Loss components")
     fig, note = panel_figure(panel, [rs], "step", "ema", 0.9, max_points=1000)
-    lines = [t for t in fig.data if t.mode == "lines"]
-    assert len(lines) == 1 and len(lines[0].x) == 1000 and stride_for(n, 1000) == 10
-    assert "every 10th of 10,000 points" in note
+    lines = [t for t in fig.data if t.mode == "lines" and t.showlegend is not False]
+    assert len(lines) == 1 and len(lines[0].x) == 1000 and bucket_size(n, 1000) == 10
+    assert "10,000 points in buckets of 10" in note
     assert fig.layout.uirevision == panel.title
     assert [s.x0 for s in fig.layout.shapes] == [5000]  # the phase change, not the start
     crosses = [t for t in fig.data if t.name == "r alerts"]
     assert list(crosses[0].x) == [7000] and "plateau: flat" in crosses[0].hovertext[0]
     fig, _ = panel_figure(panel, [rs], "time", "none", 0.0)  # date axis with markers must not fail
     assert len(fig.layout.shapes) == 1
+
+
+def test_a_one_step_spike_in_a_million_points_is_drawn():
+    n = 1_000_000
+    nll = np.full(n, 3.0)
+    nll[654_321] = 40.0
+    batch = pd.DataFrame({"step": np.arange(1, n + 1), "t": np.arange(n) + 1e9, "nll": nll})
+    rs = RunSeries("r", {"batch": batch}, 1e9, pd.DataFrame(), pd.DataFrame())
+    panel = next(p for p in PANELS if p.title == "Loss components")
+    fig, note = panel_figure(panel, [rs], "step", "ema", 0.9, max_points=2000)
+    band_top = next(t for t in fig.data if t.name == "nll (max)")
+    assert len(band_top.y) == 2000 and max(band_top.y) == 40.0
+    assert np.asarray(band_top.x)[np.argmax(band_top.y)] >= 654_322  # the bucket holding the spike
+    assert "buckets of 500" in note
+
+
+def test_step_like_series_are_steps_unsmoothed_and_events_are_markers():
+    lr = np.r_[np.linspace(0, 1e-2, 50), np.full(50, 1e-2)]
+    batch = pd.DataFrame({"step": np.arange(1, 101), "t": np.arange(100) + 1e9, "lr": lr})
+    rs = RunSeries("r", {"batch": batch}, 1e9, pd.DataFrame(), pd.DataFrame())
+    fig, _ = panel_figure(next(p for p in PANELS if p.title == "Learning rate"), [rs], "step", "ema", 0.9)
+    (line,) = [t for t in fig.data if t.name == "lr"]
+    assert line.line.shape == "hv" and int(np.argmax(line.y)) == 49  # the warm-up peaks at step 50, as logged
+    soc = pd.DataFrame({"step": [300, 400], "t": [1e9, 1e9 + 1], "merged": [0, 2], "pruned": [0, 0], "spawned": [5, 0]})
+    rs = RunSeries(
+        "r",
+        {"soc": soc.assign(avalanche_size=soc[["merged", "pruned", "spawned"]].sum(axis=1))},
+        1e9,
+        pd.DataFrame(),
+        pd.DataFrame(),
+    )
+    fig, _ = panel_figure(next(p for p in PANELS if p.title.startswith("Avalanche size")), [rs], "step")
+    assert [t.mode for t in fig.data if t.name == "avalanche_size"] == ["markers"]
+
+
+def test_log_axes_are_labelled_at_one_two_five_only():
+    assert log_ticks(97, 1444) == [10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000]
+    assert [tick_text(t) for t in (0.001, 0.002, 200.0, 1e6)] == ["0.001", "0.002", "200", "1e6"]
+    batch = pd.DataFrame({"step": [1, 2, 3], "t": [1e9, 1e9 + 1, 1e9 + 2], "ppl": [1444.0, 380.0, 97.0]})
+    rs = RunSeries("r", {"batch": batch}, 1e9, pd.DataFrame(), pd.DataFrame())
+    fig, _ = panel_figure(next(p for p in PANELS if p.title == "Training perplexity"), [rs], "step")
+    assert fig.layout.yaxis.type == "log" and "200" in fig.layout.yaxis.ticktext and "2" not in fig.layout.yaxis.ticktext
 
 
 # ----------------------------------------------------------------------------- logs

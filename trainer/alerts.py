@@ -38,7 +38,7 @@ class Trend:
     """The one trend vocabulary of curves, diagnose and alerts: falling, flat or rising (by a
     t test of the least-squares slope), with the slope per 100 steps in the series' own units."""
 
-    word: str  # "falling", "flat", "rising", or "too few points"
+    word: str  # "falling", "probably falling", "flat", "probably rising", "rising", or "too few points"
     per_100: float
     t: float
     n: int
@@ -52,12 +52,15 @@ class Trend:
         return f"**{self.word}** ({self.per_100:+.3g} per 100 steps, t = {self.t:.1f}, last {self.n} batches)"
 
 
-def describe_trend(values: list, window: int = 200, t_crit: float = 3.0) -> Trend:
+def describe_trend(values: list, window: int = 200, t_crit: float = 3.0, t_weak: float = 2.0) -> Trend:
+    """|t| > t_crit: falling or rising; t_weak < |t| <= t_crit: "probably" so (batch losses are
+    autocorrelated, so a t of 2 to 3 is suggestive, not proof, but is not flat either)."""
     tail = [float(v) for v in values[-window:] if v is not None and math.isfinite(v)]
     if len(tail) < 10:
         return Trend("too few points", 0.0, 0.0, len(tail))
     slope, t = trend(tail)
-    word = "falling" if t < -t_crit else "rising" if t > t_crit else "flat"
+    direction = "falling" if t < 0 else "rising"
+    word = direction if abs(t) > t_crit else f"probably {direction}" if abs(t) > t_weak else "flat"
     return Trend(word, 100 * slope, t, len(tail))
 
 

@@ -57,7 +57,7 @@ def recommendations(
             "or spawn from data (lower soc_threshold)"
         )
     if coverage is not None and coverage < 0.8:
-        recs.append(f"coverage {coverage:.0%} is below the 80% target: more splats (capacity) or lower coverage_kernel")
+        recs.append(f"coverage {coverage:.1%} is below the 80% target: more splats (capacity) or lower coverage_kernel")
     if soc_rate is not None and soc_rate > 0.5:
         recs.append(f"SOC rate {soc_rate:.2f} avalanches per check: raise soc_threshold or capacity")
     if verdict == "rising":
