@@ -124,6 +124,18 @@ def smooth(values: pd.Series, method: str, strength: float) -> pd.Series:
     raise ValueError(f"unknown smoothing {method!r}")
 
 
+def convert_x(value: float, old: str, new: str, steps: np.ndarray, hours: np.ndarray) -> float | None:
+    """The same moment of training on another x axis (X_AXES values), interpolated along a run's
+    (step, hours since start) pairs; None where there is no number to give (a wall-clock axis,
+    or no pairs yet)."""
+    if old == new:
+        return value
+    if "time" in (old, new) or len(steps) == 0:
+        return None
+    src, dst = (steps, hours) if old == "step" else (hours, steps)
+    return float(np.interp(value, src, dst))
+
+
 def bucket_size(n: int, max_points: int) -> int:
     return max(1, -(-n // max_points))
 

@@ -72,6 +72,20 @@ def test_curves_page_draws_every_panel(full_run, monkeypatch):
     assert not at.exception and charts(at) == len(PANELS)
 
 
+def test_changing_the_x_unit_keeps_the_stretch_of_training_not_the_numbers(full_run, monkeypatch):
+    ws, _ = full_run
+    at = page("curves", ws, monkeypatch)
+    at.number_input(key="curve_x_from").set_value(10).run()
+    at.number_input(key="curve_x_to").set_value(20).run()
+    at.radio(key="curve_x").set_value("hours since start").run()
+    lo, hi = at.number_input(key="curve_x_from").value, at.number_input(key="curve_x_to").value
+    assert not at.exception and 0 <= lo < hi < 1  # a test run's steps 10 to 20 are seconds, not 10 to 20 hours
+    assert charts(at) == len(PANELS) and "no data yet" not in str([c.proto for c in at.get("plotly_chart")])
+    at.radio(key="curve_x").set_value("step").run()
+    assert at.number_input(key="curve_x_from").value == pytest.approx(10, abs=0.5)
+    assert at.number_input(key="curve_x_to").value == pytest.approx(20, abs=0.5)
+
+
 def test_splat_map_shows_pca_at_once_then_nearest_tokens_and_cached_umap(copy_of_run, monkeypatch):
     ws = copy_of_run
     at = page("splat_map", ws, monkeypatch)

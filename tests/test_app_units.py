@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from app.curves import PANELS, RunSeries, bucket_size, log_ticks, panel_figure, smooth, tick_text
+from app.curves import PANELS, RunSeries, bucket_size, convert_x, log_ticks, panel_figure, smooth, tick_text
 from app.launch import main as launch_main
 from app.projection import cache_file, load_array, nearest_tokens, pca_fit, place_by_neighbours, save_array
 from app.runlog import RunLog
@@ -100,6 +100,14 @@ def test_step_like_series_are_steps_unsmoothed_and_events_are_markers():
     )
     fig, _ = panel_figure(next(p for p in PANELS if p.title.startswith("Avalanche size")), [rs], "step")
     assert [t.mode for t in fig.data if t.name == "avalanche_size"] == ["markers"]
+
+
+def test_convert_x_interpolates_along_the_run():
+    steps, hours = np.array([0.0, 100.0, 200.0]), np.array([0.0, 0.5, 2.0])
+    assert convert_x(150, "step", "hours", steps, hours) == 1.25
+    assert convert_x(1.25, "hours", "step", steps, hours) == 150
+    assert convert_x(150, "step", "step", steps, hours) == 150
+    assert convert_x(150, "step", "time", steps, hours) is None and convert_x(1, "step", "hours", steps[:0], hours[:0]) is None
 
 
 def test_log_axes_are_labelled_at_one_two_five_only():

@@ -3,9 +3,21 @@
 import time
 from dataclasses import dataclass
 
+import numpy as np
 import streamlit as st
 
-from app.curves import PANELS, X_AXES, RunSeries, add_derived, config_differences, energy_trend, is_flat, panel_data, panel_figure
+from app.curves import (
+    PANELS,
+    X_AXES,
+    RunSeries,
+    add_derived,
+    config_differences,
+    convert_x,
+    energy_trend,
+    is_flat,
+    panel_data,
+    panel_figure,
+)
 from app.resources import refreshed_logs
 from app.runlog import RunLog
 from app.settings import Folders, folders
@@ -31,15 +43,17 @@ def page() -> None:
     if not logs:
         st.info(f"No runs under {where.logs / 'ebm'} yet. Start one with `ebm-train --detach`.")
         return
-    view = sidebar([log.run_id for log in logs])
+    view = sidebar({log.run_id: log for log in logs})
     config_table(logs, view.runs)
     st.fragment(live_panels, run_every=where.refresh_s)(where, view)
 
 
-def sidebar(ids: list[str]) -> View:
+def sidebar(logs: dict[str, RunLog]) -> View:
+    ids = list(logs)
     with st.sidebar:
         chosen = st.multiselect("Runs", ids, default=ids[:1], key="curve_runs")
-        x_label = st.radio("x axis", list(X_AXES), horizontal=True, key="curve_x")
+        x_label = st.radio("x axis", list(X_AXES), horizontal=True, key="curve_x", on_change=convert_x_range, args=(logs,))
+        st.session_state.setdefault("curve_x_unit", X_AXES[x_label])
         method = st.radio(
             "Smoothing",
             ["ema", "mean", "none"],
@@ -61,6 +75,22 @@ def sidebar(ids: list[str]) -> View:
         lo = st.number_input("x from", value=None, key="curve_x_from", placeholder="start", disabled=on_time)
         hi = st.number_input("x to", value=None, key="curve_x_to", placeholder="latest", disabled=on_time)
     return View(chosen, X_AXES[x_label], method, strength, show_raw, titles, (None, None) if on_time else (lo, hi))
+
+
+def convert_x_range(logs: dict[str, RunLog]) -> None:
+    """When the x axis changes unit, the shared zoom keeps the same stretch of training (read
+    along the first chosen run) instead of the same numbers in the new unit."""
+    new, old = X_AXES[st.session_state["curve_x"]], st.session_state.get("curve_x_unit", "step")
+    st.session_state["curve_x_unit"] = new
+    chosen = [logs[r] for r in st.session_state.get("curve_runs") or [] if r in logs]
+    batch = chosen[0].frame("batch") if chosen else None
+    start_t = chosen[0].meta["t"] if chosen and chosen[0].meta else None
+    ok = batch is not None and not batch.empty and start_t is not None
+    steps = batch["step"].to_numpy(float) if ok else np.array([])
+    hours = (batch["t"].to_numpy(float) - start_t) / 3600 if ok else np.array([])
+    for key in ("curve_x_from", "curve_x_to"):
+        value = st.session_state.get(key)
+        st.session_state[key] = None if value is None else convert_x(value, old, new, steps, hours)
 
 
 def run_series(log: RunLog) -> RunSeries:
