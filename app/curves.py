@@ -95,8 +95,10 @@ PANELS = (
     Panel(
         "Memory (MiB)",
         ("batch",),
-        ("rss_mb", "gpu_peak_mb"),
-        "the trainer's resident memory, and on CUDA the peak GPU memory allocated; a steady climb is a leak",
+        ("rss_peak_mb", "rss_mb", "gpu_peak_mb"),
+        "the trainer's peak resident memory since the previous batch record, its resident memory when the record "
+        "was written (after the step freed its activations), and on CUDA the peak GPU memory allocated; "
+        "a steady climb is a leak",
     ),
     Panel(
         "CPU cores busy",

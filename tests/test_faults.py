@@ -181,7 +181,7 @@ def test_resume_is_bit_identical_at_every_kind_of_boundary(workspace, split):
 
     def after_split(run):
         keep = ("batch", "soc", "phase", "eval", "epoch")
-        drop = ("t", "train_seconds", "tokens_per_s", "cpu_cores", "rss_mb")  # clocks and the machine's state
+        drop = ("t", "train_seconds", "tokens_per_s", "cpu_cores", "rss_mb", "rss_peak_mb")  # clocks and the machine's state
         return [
             {k: v for k, v in r.items() if k not in drop}
             for r in records(workspace, run)

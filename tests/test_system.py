@@ -1,11 +1,12 @@
 """The resource numbers the trainer logs: cores kept busy and resident memory."""
 
+import os
 import time
 
 import numpy as np
 import pytest
 
-from trainer.system import SystemMeter, resident_mb
+from trainer.system import SystemMeter, interval_peak_mb, resident_mb
 
 
 def test_busy_cpu_reads_as_about_one_core_and_sleep_as_none():
@@ -26,4 +27,25 @@ def test_resident_memory_grows_by_what_is_allocated_and_touched():
 
 
 def test_cpu_runs_report_no_gpu_memory():
-    assert set(SystemMeter("cpu").read()) == {"cpu_cores", "rss_mb"}
+    assert set(SystemMeter("cpu").read()) == {"cpu_cores", "rss_mb", "rss_peak_mb"}
+
+
+def _vm_rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
+
+
+def test_resident_memory_is_what_proc_status_says():
+    assert resident_mb() == pytest.approx(_vm_rss_mb(), rel=0.02)
+
+
+def test_the_peak_since_the_last_read_holds_memory_freed_before_the_read():
+    """A step's activations are freed before the log reads: the peak still shows them, and the
+    next interval's peak forgets them."""
+    interval_peak_mb()
+    block = np.ones(256 * 2**20 // 8)  # 256 MiB, touched
+    del block
+    now, peak = resident_mb(), interval_peak_mb()
+    assert peak - now >= 200
+    if os.access("/proc/self/clear_refs", os.W_OK):  # where the kernel lets a process reset its peak
+        assert interval_peak_mb() - resident_mb() < 100  # the old peak is gone
