@@ -29,6 +29,7 @@ COLUMN_HELP = {
     "epoch": "passes over the training split completed",
     "phase": "curriculum phase: init, then growth of the splat store, then refinement",
     "ppl_energy": "latest validation perplexity of p_E, per token of the run's tokenizer (exact softmax)",
+    "eval_step": "the step of the latest validation perplexity (every eval_interval steps, and once more at a stop)",
     "best_ppl_energy": "lowest validation ppl_energy so far",
     "ppl_decoder": "latest validation perplexity of the decoder head, per token",
     "tokens_per_s": "training targets per second, median of the last 20 batch records",
@@ -146,6 +147,7 @@ def run_summary(log: RunLog, folders: Folders, now: float | None = None) -> dict
         "loss": _last(batch, "loss"),
         "nll": _last(batch, "nll"),
         "ppl_energy": _last(evals, "ppl_energy"),
+        "eval_step": _last(evals, "step"),
         "ppl_decoder": _last(evals, "ppl_decoder"),
         "best_ppl_energy": best(evals, "ppl_energy"),
         "n_splats": _last(batch, "n_splats"),
@@ -158,6 +160,7 @@ def table_view(rows: pd.DataFrame) -> pd.DataFrame:
     """run_summary rows as the Runs table shows them: ages as text, the columns of COLUMN_HELP."""
     ages = {"heartbeat_age_s": "heartbeat", "elapsed_s": "elapsed", "eta_s": "ETA"}
     shown = rows.assign(**{name: rows[key].map(format_age) for key, name in ages.items()})
+    shown["name"] = [("" if name == run else name) for name, run in zip(shown["name"], shown["run"])]  # no echo of the id
     return shown[[column for column in COLUMN_HELP if column in shown]]
 
 

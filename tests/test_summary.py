@@ -70,3 +70,20 @@ def test_every_column_of_the_runs_table_has_its_help(tmp_path):
     shown = table_view(pd.DataFrame([write_run(tmp_path, "running")]))
     assert list(shown.columns) == list(COLUMN_HELP) and shown["elapsed"].iloc[0] == "60 s"
     assert list(shown.columns)[:6] == ["name", "run", "state", "progress", "elapsed", "ETA"]
+
+
+def test_the_table_says_which_step_the_perplexity_is_from_and_names_only_named_runs(tmp_path):
+    import pandas as pd
+
+    from app.summary import table_view
+
+    log = tmp_path / "logs" / "ebm" / "r.jsonl"
+    write_run(tmp_path, "stopped")
+    with log.open("a") as f:
+        f.write(json.dumps({"v": 1, "type": "eval", "t": time.time(), "step": 5, "epoch": 0, "ppl_energy": 80.0}) + "\n")
+    run_log = RunLog(log)
+    run_log.refresh()
+    row = run_summary(run_log, Folders(tmp_path / "logs", tmp_path / "checkpoints", 5.0))
+    assert row["step"] == 10 and row["eval_step"] == 5 and row["ppl_energy"] == 80.0
+    shown = table_view(pd.DataFrame([row, row | {"name": "baseline", "run": "r2"}]))
+    assert list(shown["name"]) == ["", "baseline"]  # an unnamed run's id is not shown twice

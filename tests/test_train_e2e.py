@@ -12,6 +12,7 @@ from conftest import ROOT, records, train
 
 from runs.checkpoint import load_checkpoint, model_from_checkpoint
 from runs.runfiles import RECORD_KINDS, SCHEMA_VERSION, missing_fields
+from trainer.schedule import is_eval_step
 
 
 def test_log_schema_every_event_type(full_run):
@@ -144,8 +145,15 @@ def test_detach_returns_at_once_and_sigterm_stops_cleanly(workspace):
     status = workspace / "checkpoints" / "bg" / "status.json"
     while time.time() < deadline and json.loads(status.read_text())["state"] == "running":
         time.sleep(0.3)
-    assert json.loads(status.read_text())["state"] == "stopped"
-    assert load_checkpoint(workspace / "checkpoints" / "bg")["step"] >= 5
+    final = json.loads(status.read_text())
+    assert final["state"] == "stopped" and final["reason"].startswith("SIGTERM received at step")
+    stopped_at = load_checkpoint(workspace / "checkpoints" / "bg")["step"]
+    assert stopped_at >= 5
+    # the curve ends where the run ended: a last (final) evaluation at the stop step, unless one was just due
+    last_eval = [r for r in records(workspace, "bg") if r["type"] == "eval"][-1]
+    assert last_eval["step"] == stopped_at and last_eval["ppl_energy"] > 1
+    cfg = next(r for r in records(workspace, "bg") if r["type"] == "meta")["config"]
+    assert last_eval.get("final") is True or is_eval_step(stopped_at, cfg["eval_interval"], cfg["eval_first_interval"])
 
 
 def test_bad_input_gives_one_line_errors(workspace):

@@ -37,6 +37,14 @@ def score(
     return _summary(*totals) | {"splat_share": share[0] / n, "splat_coverage": share[1] / n}
 
 
+def windows_within(ids: np.ndarray, seconds_per_window: float | None, budget_s: float) -> np.ndarray:
+    """The first of the evaluation windows that score within budget_s at the last evaluation's
+    pace (all of them when the pace is unknown; at least one)."""
+    if not seconds_per_window or seconds_per_window <= 0:
+        return ids
+    return ids[: max(1, min(len(ids), int(budget_s / seconds_per_window)))]
+
+
 def batch_scores(
     model: EBMModel, tokens: torch.Tensor, n_targets: int, backend: Backend = TORCH, memory: SplatMemory | None = None
 ) -> np.ndarray:

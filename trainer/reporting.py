@@ -48,3 +48,12 @@ def make_reporters(names: list[str], log_root: Path, run_id: str, resume_step: i
         else:
             raise ReportError(f"unknown --report-to {name!r}: use tensorboard")
     return reporters
+
+
+def progress_bar(total: int, initial: int, quiet: bool):
+    """The terminal's progress bar of a run (off when quiet or when stderr is not a terminal)."""
+    import sys
+
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, disable=quiet or not sys.stderr.isatty())

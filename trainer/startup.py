@@ -290,7 +290,7 @@ def train_until_done(trainer: Trainer, quiet: bool) -> str:
     returns how the run ended (finished, stopped, ...)."""
 
     def on_term(signum, frame):
-        trainer.request_stop()
+        trainer.request_stop(f"{signal.Signals(signum).name} received at step {trainer.step}")
 
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)

@@ -8,7 +8,6 @@ data-parallel replicas (trainer.replicas): rank 0 alone writes files and decides
 from __future__ import annotations
 
 import os
-import sys
 import time
 from contextlib import contextmanager
 
@@ -25,11 +24,12 @@ from runs.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpo
 from . import alerts
 from .data import token_frequencies, windows_for
 from .device_spec import resolve_device
-from .evaluation import sample_log_records, score
+from .evaluation import sample_log_records, score, windows_within
 from .heap import release_free_heap
 from .options import RunOptions
 from .recovery import Action, Recovery, rolled_back_alert, stopped_alert
 from .replicas import ALONE, Replicas
+from .reporting import progress_bar
 from .run_meta import meta_record
 from .run_records import RunRecords
 from .save_clock import SaveClock
@@ -64,6 +64,8 @@ class Trainer:
         self.system = SystemMeter(str(self.device))
         self.step = self.epoch = self.batch_in_epoch = 0
         self.train_seconds, self.stop_requested, self.stop_signal = 0.0, False, False
+        self.stop_reason = ""
+        self.last_eval: tuple[int, float | None] = (-1, None)  # step and seconds per window of the last evaluation
         self.interruptible = False  # inside work that a stop request ends at once (_stoppable)
         self.save_clock = SaveClock(cfg.checkpoint_minutes)
         self.embedding_source = "checkpoint"
@@ -86,11 +88,11 @@ class Trainer:
         self.upkeep.start(model)
         return model
 
-    def request_stop(self) -> None:
+    def request_stop(self, reason: str = "stop requested") -> None:
         """A stop signal: honoured at once by one process, and by replicas at the end of the
         step in which they all know of it (trainer.replicas). One process inside an evaluation or
         sampling (which may run for minutes) leaves it at once: the signal handler raises there."""
-        self.stop_signal = True
+        self.stop_signal, self.stop_reason = True, self.stop_reason or reason
         self.stop_requested = self.stop_requested or self.replicas.size == 1
         if self.interruptible and self.replicas.size == 1:
             self.interruptible = False
@@ -166,11 +168,11 @@ class Trainer:
         self._log("checkpoint", path=str(path), latest=str(self.files.latest))
         self.save_clock.saved()
 
-    def _beat(self, state: str = "running", force: bool = False) -> None:
+    def _beat(self, state: str = "running", force: bool = False, **extra) -> None:
         due = self.save_clock.next_in()
         due_t = None if due is None else time.time() + max(due, 0.0)
         where = {"step": self.step, "epoch": self.epoch, "phase": self.upkeep.phase.name}
-        self.records.beat(state, force, **where, total_steps=self.total_steps, next_checkpoint_t=due_t)
+        self.records.beat(state, force, **where, total_steps=self.total_steps, next_checkpoint_t=due_t, **extra)
 
     def _log(self, kind: str, **fields) -> None:
         self.records.log(kind, self.step, self.epoch, **fields)
@@ -187,15 +189,7 @@ class Trainer:
     # ----- the loop
     def fit(self) -> str:
         """Train until the budget, a stop request or the last epoch; the final state."""
-        from tqdm import tqdm
-
-        bar = tqdm(
-            total=self.total_steps,
-            initial=self.step,
-            unit="step",
-            dynamic_ncols=True,
-            disable=self.opts.quiet or not sys.stderr.isatty(),
-        )
+        bar = progress_bar(self.total_steps, self.step, self.opts.quiet)
         try:  # a failure anywhere, the last checkpoint's write included, leaves the state `crashed`
             try:
                 self._open_run()
@@ -224,25 +218,23 @@ class Trainer:
         self._beat(force=True)
 
     def _meta(self) -> dict:
-        sizes = {
-            "train_tokens": len(self.train.tokens),
-            "valid_tokens": len(self.valid.tokens),
-            "planned_steps": self.total_steps,
-        }
+        sizes = {"train_tokens": len(self.train.tokens), "valid_tokens": len(self.valid.tokens)}
+        sizes["planned_steps"] = self.total_steps
         context = {"embedding_source": self.embedding_source, "device": self.device_name, "replicas": self.replicas.size}
         return meta_record(self.opts, self.model, self.tokenizer, sizes, self.device, context)
 
     def _close_run(self) -> str:
-        state = "finished"
+        state, reason = "finished", {}
         if self.stop_requested:
-            state = "stopped"
+            state, reason = "stopped", {"reason": self.stop_reason or "stopped by the trainer (see its alerts)"}
+            self._final_evaluation()
             self.save()
         elif not self.budget.allows(self.step, self.train_seconds) and self.batch_in_epoch:
             if not is_eval_step(self.step, self.cfg.eval_interval, self.cfg.eval_first_interval):
                 self._evaluate()
             self.save()
-        self._log("status", state=state)
-        self._beat(state, force=True)
+        self._log("status", state=state, **reason)
+        self._beat(state, force=True, **reason)
         self.records.close()
         return state
 
@@ -367,21 +359,32 @@ class Trainer:
     def _evaluate(self, epoch_end: bool = False) -> None:
         if not self.writes:
             return
+        t0 = time.perf_counter()
         with self._stoppable():
             result = score(self.model, self.valid, self.eval_ids, self.cfg.batch_size, backend=self.backend)
+        self.last_eval = (self.step, (time.perf_counter() - t0) / max(len(self.eval_ids), 1))
         phase = self.upkeep.phase
-        self._log(
-            "epoch" if epoch_end else "eval",
-            **result,
-            **self.model.splats.stats(self.step),
-            soc_rate=self.upkeep.soc.rate(),
-            phase=phase.index,
-            phase_name=phase.name,
-            split="valid",
-            tokenizer=self.tokenizer.name,
-        )
+        upkeep = {"soc_rate": self.upkeep.soc.rate(), "phase": phase.index, "phase_name": phase.name}
+        self._log("epoch" if epoch_end else "eval", **result, **self.model.splats.stats(self.step), **upkeep, **self._split)
         self._log_alerts(self.monitor.after_eval(result["ppl_energy"]))
         self._log_samples()
+
+    def _final_evaluation(self, budget_s: float = 20.0) -> None:
+        """On a stop: the held-out score at this step on the evaluation windows that fit in
+        budget_s at the last evaluation's pace, with final=True; a second signal cuts it short."""
+        if not self.writes or self.last_eval[0] == self.step:
+            return
+        ids = windows_within(self.eval_ids, self.last_eval[1], budget_s)
+        try:
+            with self._stoppable():
+                result = score(self.model, self.valid, ids, self.cfg.batch_size, backend=self.backend)
+        except StopRequestedError:
+            return
+        self._log("eval", **result, final=True, windows=len(ids), **self._split)
+
+    @property
+    def _split(self) -> dict:
+        return {"split": "valid", "tokenizer": self.tokenizer.name}
 
     def _log_samples(self, n: int = 2) -> None:
         with self._stoppable():
