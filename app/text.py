@@ -35,9 +35,10 @@ def _escape(text: str) -> str:
 
 
 def text_block(*parts: tuple[str, str]) -> str:
-    """(text, style) pieces as one block that keeps spaces; style "" or "strong" or "em"."""
-    inner = "".join(f"<{s}>{escape_text(t)}</{s}>" if s else escape_text(t) for t, s in parts)
-    return f'<div style="white-space:pre-wrap">{inner}</div>'
+    """(text, style) pieces as one block that keeps spaces; style "" or "strong" or "em". Each
+    piece is bidi-isolated (<bdi>), so a right-to-left prompt cannot reorder the continuation."""
+    inner = "".join(f"<bdi><{s}>{escape_text(t)}</{s}></bdi>" if s else f"<bdi>{escape_text(t)}</bdi>" for t, s in parts)
+    return f'<div dir="auto" style="white-space:pre-wrap">{inner}</div>'
 
 
 def text_table(columns: list[str], rows: list[list[str]]) -> str:
@@ -56,3 +57,17 @@ def plain_markdown(text: str) -> str:
     """Text for a widget that renders Markdown (st.warning, st.error): every Markdown character
     escaped, so a message such as "![x](https://...)" shows as written and loads nothing."""
     return MARKDOWN_PUNCTUATION.sub(r"\\\1", text)
+
+
+
+def prompt_notice(n_tokens: int, window: int, start_token: str) -> str | None:
+    """What a prompt leaves out of the conditioning, for a notice above the text; None when all
+    of it conditions the continuation."""
+    if n_tokens == 0:
+        return f"The prompt is empty: the text starts from the token {start_token!r} alone, an unconditioned sample."
+    if n_tokens > window:
+        return (
+            f"The prompt has {n_tokens:,} tokens; only its last {window:,} condition the continuation "
+            "(the model's context window), so earlier text has no effect."
+        )
+    return None

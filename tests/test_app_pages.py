@@ -226,7 +226,20 @@ def test_markdown_looking_text_is_shown_as_text(copy_of_run, monkeypatch):
     at.button[0].click().run()
     assert not at.exception
     shown = [m.value for m in at.markdown if "Paris" in m.value]
-    assert shown and shown[-1].startswith('<div style="white-space:pre-wrap">&#35; Paris &#42;&#42;was&#42;&#42; &#36;5&#36;')
+    head = '<div dir="auto" style="white-space:pre-wrap"><bdi>&#35; Paris &#42;&#42;was&#42;&#42; &#36;5&#36;'
+    assert shown and shown[-1].startswith(head)
+
+
+def test_an_empty_or_overlong_prompt_says_what_conditions_the_text(copy_of_run, monkeypatch):
+    at = page("generate", copy_of_run, monkeypatch)
+    at.number_input(key="gen_n").set_value(2)
+    at.number_input(key="gen_steps").set_value(3)
+    at.text_area(key="gen_prompt").set_value("")
+    at.button[0].click().run()
+    assert not at.exception and any("The prompt is empty" in i.value for i in at.info)
+    at.text_area(key="gen_prompt").set_value("the city and the river " * 200)
+    at.button[0].click().run()
+    assert not at.exception and any("condition the continuation" in i.value for i in at.info)
 
 
 def test_curves_compare_runs_with_config_differences_and_downloads(copy_of_run, monkeypatch):

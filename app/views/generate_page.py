@@ -16,7 +16,7 @@ from app.access import read_only
 from app.constraint_panel import ConstraintRequest, constraint_inputs, generate_constrained, show_constrained
 from app.resources import LOAD_ERRORS, all_checkpoints, choose_checkpoint, file_key, loaded_run, model_on, show_load_error
 from app.settings import folders
-from app.text import text_block
+from app.text import prompt_notice, text_block
 from ebm import SamplerSettings, backend_for, generate_stream
 from ebm.sampler import basin_kappa, basin_of, chain_temperature
 from ebm.vulkan.device import VulkanError, get_device, list_devices
@@ -96,6 +96,10 @@ def compare_choice(where, path: Path) -> Path | None:
 
 def show_or_generate(request: "Request | None", path: Path, model, tokenizer, key: str) -> None:
     """Generate on a submitted form; otherwise show the last result of this column, if it is this checkpoint's."""
+    if request is not None:
+        notice = prompt_notice(len(tokenizer.encode(request.prompt)), model.cfg.context_global, tokenizer.token_text(0))
+        if notice:
+            st.info(notice)
     if request is not None and request.constraints is not None and request.constraints.active:
         if request.device.startswith("cuda"):
             model = model_on(str(path), file_key(path), request.device.split(" ")[0])
