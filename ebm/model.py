@@ -64,6 +64,14 @@ def initial_splat_means(embeddings: Tensor, n: int, token_freq: Tensor | None = 
     return torch.cat([embeddings, normalize(extra)])
 
 
+def initial_log_null(cfg: EBMConfig) -> float:
+    """log k_0 at the start. Boost: -3, so that contexts that match no key well stay unboosted.
+    Mixture: log k + 3, so that the base softmax starts with pi_0 >= 0.95 whatever the k kernels
+    (each <= alpha = 1) say: untrained components that took most of the mass cost the first
+    mixture run 13% perplexity at 300 steps (docs/benchmarks.md, "Splat mixture")."""
+    return math.log(cfg.knn_k) + 3.0 if cfg.splat_term == "mixture" else -3.0
+
+
 def unigram_log_prior(token_freq: Tensor | None, vocab_size: int) -> Tensor:
     """Add-one smoothed log unigram probabilities (V,); zeros (a uniform prior) without counts."""
     if token_freq is None:
@@ -106,7 +114,7 @@ class EBMModel(nn.Module):
         self.query = nn.Linear(cfg.latent_dim, cfg.latent_dim, bias=False)
         nn.init.zeros_(self.query.weight)
         self.log_strength = nn.Parameter(torch.zeros(()))  # log gamma of the attractors (ebm.attractors)
-        self.log_null = nn.Parameter(torch.tensor(-3.0))  # log k_0: contexts that match no key well stay unboosted
+        self.log_null = nn.Parameter(torch.tensor(initial_log_null(cfg)))
         self._register_load_state_dict_pre_hook(_split_legacy_extra_state)
 
     @property
@@ -156,13 +164,15 @@ class EBMModel(nn.Module):
         r = self.retrieve(c, h)
         return r.idx, r.log_match if r.log_rest is None else self.continuous_match(r, c)
 
-    def continuous_match(self, r: Retrieval, c: Tensor) -> Tensor:
-        """The mixture's log_match (N, k) for the continuous energy of contexts c (N, D) (ebm.mixture)."""
+    def continuous_match(self, r: Retrieval, c: Tensor, base_lse: Tensor | None = None) -> Tensor:
+        """The mixture's log_match (N, k) for the continuous energy of contexts c (N, D)
+        (ebm.mixture); base_lse (N,) where the caller has log Z_base(c) already."""
         assert r.log_rest is not None
         emb, s, T = self.embeddings, self.splats, self.cfg.vocab_temperature
         top = self.neighbours.current(s, emb).splat_top
         log_norm = torch.logsumexp(component_logits(s.kappa, float(s.tau), top_cosines(s.mu, emb, top)), -1)  # (K,)
-        base_lse = linear_logsumexp(c / T, emb, self.vocab_bias(None))  # (N,), blockwise
+        if base_lse is None:
+            base_lse = linear_logsumexp(c / T, emb, self.vocab_bias(None))  # (N,), blockwise
         return continuous_log_match(MixtureWeights(r.log_rest, r.log_match), log_norm, r.idx, base_lse)
 
     @torch.no_grad()

@@ -38,6 +38,7 @@ class Targets(NamedTuple):
     ids: Tensor  # (N,) target token ids
     splat_vocab: Tensor | None  # (V,) E_splat(e_w) of every token: the token term only
     retrieval: Retrieval | None  # the splats each context calls on: the context term only
+    base_lse: Tensor | None = None  # (N,) log Z_base(c), once the NLL has computed it: the mixture's chains reuse it
 
 
 class Noisy(NamedTuple):
@@ -88,9 +89,10 @@ def energy_nll(model: EBMModel, t: Targets) -> Tensor:
     return retrieval_nll(model, t, c, bias)[0].mean()
 
 
-def retrieval_nll(model: EBMModel, t: Targets, c: Tensor, bias: Tensor) -> tuple[Tensor, Tensor]:
-    """-log p_E(w | c) (N,) under a retrieving splat term, and what the splats add to the
-    target's log-probability, log p_E(w | c) - log p_base(w | c) (N,): scaled logits c (N, D), bias (V,)."""
+def retrieval_nll(model: EBMModel, t: Targets, c: Tensor, bias: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """-log p_E(w | c) (N,) under a retrieving splat term, what the splats add to the target's
+    log-probability, log p_E(w | c) - log p_base(w | c) (N,), and log Z_base(c) (N,): scaled
+    logits c (N, D), bias (V,)."""
     assert t.retrieval is not None
     dtype = head_dtype(model.cfg.head_dtype, t.emb.device)
     lse = linear_logsumexp(c, t.emb, bias, dtype)  # (N,)
@@ -101,7 +103,7 @@ def retrieval_nll(model: EBMModel, t: Targets, c: Tensor, bias: Tensor) -> tuple
     else:
         base_logp = gather_dot(rounded(c, dtype), rounded(t.emb, dtype), e.ids) + bias[e.ids] - lse[:, None]  # (N, M)
         nll = base_nll - target_gain(e, t.ids) + log_normaliser(base_logp, e)
-    return nll, base_nll - nll
+    return nll, base_nll - nll, lse
 
 
 def noisy_targets_of(model: EBMModel, t: Targets, generator: torch.Generator | None = None, shard: Shard = SOLO) -> Noisy:
@@ -136,7 +138,7 @@ def mixture_grad(model: EBMModel, t: Targets, x: Tensor) -> Tensor:
     """Euclidean gradient of the mixture's splat part at points x (N, D) (ebm.mixture)."""
     s, r = model.splats, t.retrieval
     assert r is not None
-    log_match = model.continuous_match(r, t.beta * t.g + t.u)
+    log_match = model.continuous_match(r, t.beta * t.g + t.u, t.base_lse)
     geo, comp = context_energies(x, t.g, t.beta, t.u)
     base = (geo + comp, context_grad(t.g, t.beta, t.u))
     return mixture_energy_and_grad(x, base, s.mu, s.kappa, float(s.tau), log_match, r.idx, model.cfg.vocab_temperature)[1]
@@ -176,8 +178,8 @@ def training_loss(
         nll, splat_gain = energy_nll(model, t), None
     else:
         c, bias = vocab_logit_terms(t.beta * t.g + t.u, model.vocab_bias(None), cfg.vocab_temperature)
-        nll_t, splat_gain = retrieval_nll(model, t, c, bias)
-        nll = nll_t.mean()
+        nll_t, splat_gain, lse = retrieval_nll(model, t, c, bias)
+        nll, t = nll_t.mean(), t._replace(base_lse=lse)
     noisy = noisy_targets_of(model, t, generator, shard)
     dsm = score_matching(model, t, noisy, shard)
     dec, balance = decoder_nll(model, t, decoder_latents(noisy, t, generator, shard), shard)

@@ -5,6 +5,7 @@ against autograd and against the energy it is the splat part of."""
 import torch
 from conftest import trained_looking_model
 
+from ebm.config import small_config
 from ebm.energy import context_energies, context_grad
 from ebm.geometry import normalize, random_points
 from ebm.mixture import mixture_energy_and_grad, mixture_weights, target_responsibility
@@ -14,7 +15,20 @@ from ebm.scoring import token_logprobs
 
 
 def _mixture_model(seed: int = 0) -> EBMModel:
-    return trained_looking_model(seed, splat_term="mixture")
+    """Trained-looking, with the base softmax's weight lowered from its start (pi_0 >= 0.95)."""
+    model = trained_looking_model(seed, splat_term="mixture")
+    with torch.no_grad():
+        model.log_null.fill_(1.0)
+    return model
+
+
+def test_the_base_softmax_starts_with_most_of_the_mass():
+    model = EBMModel(small_config(splat_term="mixture", head_dtype="float32"))
+    tokens = torch.randint(0, model.cfg.vocab_size, (3, 12), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        g, u, h = (x.reshape(-1, model.cfg.latent_dim) for x in model.contexts(tokens[:, :-1], 4))
+        r = model.retrieve(model.beta * g + u, h)
+    assert r.log_rest.exp().min() >= 0.95
 
 
 def _reference_probs(model: EBMModel, tokens: torch.Tensor, n_targets: int) -> torch.Tensor:
