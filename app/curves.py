@@ -142,15 +142,47 @@ def bucket_size(n: int, max_points: int) -> int:
     return max(1, -(-n // max_points))
 
 
-def envelope(xs: pd.Series, ys: pd.Series, line: pd.Series, size: int) -> pd.DataFrame:
+def envelope(
+    xs: pd.Series, ys: pd.Series, line: pd.Series, size: int, spread: tuple[pd.Series, pd.Series] | None = None
+) -> pd.DataFrame:
     """Per bucket of `size` consecutive points: x and line value of its last point, and the min
-    and max of the raw ys (NaNs skipped) -> columns x, line, lo, hi."""
-    bucket = np.arange(len(ys)) // size
-    frame = pd.DataFrame({"x": xs.to_numpy(), "line": line.to_numpy(), "y": ys.to_numpy(), "b": bucket})
-    grouped = frame.groupby("b", sort=True)
+    and max of the raw ys, or of a run group's per-step (lo, hi) spread (NaNs skipped) ->
+    columns x, line, lo, hi."""
+    lo, hi = (ys, ys) if spread is None else spread
+    frame = pd.DataFrame({"x": xs.to_numpy(), "line": line.to_numpy(), "lo": lo.to_numpy(), "hi": hi.to_numpy()})
+    grouped = frame.assign(b=np.arange(len(ys)) // size).groupby("b", sort=True)
     return pd.DataFrame(
-        {"x": grouped["x"].last(), "line": grouped["line"].last(), "lo": grouped["y"].min(), "hi": grouped["y"].max()}
+        {"x": grouped["x"].last(), "line": grouped["line"].last(), "lo": grouped["lo"].min(), "hi": grouped["hi"].max()}
     ).reset_index(drop=True)
+
+
+def run_groups(configs: dict[str, dict], field: str = "seed") -> list[list[str]]:
+    """Runs whose configs are equal but for `field`, in first-seen order; a run alone is a group of one."""
+    groups: dict[str, list[str]] = {}
+    for run, cfg in configs.items():
+        groups.setdefault(repr(sorted((k, str(v)) for k, v in cfg.items() if k != field)), []).append(run)
+    return list(groups.values())
+
+
+def group_series(members: list[RunSeries]) -> RunSeries:
+    """Several runs as one: each metric's mean over the runs at each step, with `<metric>__lo` and
+    `<metric>__hi` the min and max over them; time as the mean time since each run's start."""
+    if len(members) == 1:
+        return members[0]
+    frames = {}
+    for source in members[0].frames:
+        parts = [rs.frames.get(source, pd.DataFrame()).assign(t=lambda f, rs=rs: f["t"] - (rs.start_t or 0)) for rs in members]
+        parts = [p for p in parts if not p.empty and "step" in p]
+        if not parts:
+            frames[source] = pd.DataFrame()
+            continue
+        numeric = pd.concat(parts, ignore_index=True).select_dtypes("number").groupby("step")
+        mean = numeric.mean()
+        metrics = [c for c in mean.columns if c != "t"]
+        spread = {f"{c}__lo": numeric[c].min() for c in metrics} | {f"{c}__hi": numeric[c].max() for c in metrics}
+        frames[source] = pd.concat([mean, pd.DataFrame(spread)], axis=1).reset_index()
+    name = f"{members[0].run} +{len(members) - 1} (mean, band: min to max)"
+    return RunSeries(name, frames, 0.0, members[0].phases.iloc[0:0], members[0].alerts.iloc[0:0])
 
 
 def log_ticks(lo: float, hi: float) -> list[float]:
@@ -245,7 +277,8 @@ def panel_figure(
     for r_i, rs in enumerate(runs):
         frame = rs.frames.get("+".join(panel.source), pd.DataFrame())
         for m_i, metric in enumerate(panel.metrics):
-            data = frame[["step", "t", metric]].dropna(subset=[metric]) if metric in frame else pd.DataFrame()
+            spread_cols = [c for c in (f"{metric}__lo", f"{metric}__hi") if c in frame]
+            data = frame[["step", "t", metric, *spread_cols]].dropna(subset=[metric]) if metric in frame else pd.DataFrame()
             if data.empty:
                 continue
             size = bucket_size(len(data), max_points)
@@ -253,9 +286,11 @@ def panel_figure(
                 notes.append(f"{rs.run}/{metric}: {len(data):,} points in buckets of {size} (line: last, band: min to max)")
             style = _trace_style(panel, len(runs), r_i, m_i, rs.run, metric)
             xs, ys = with_x(data, x, rs.start_t), data[metric].astype(float)
-            env = envelope(xs, ys, smooth(ys, method, strength), size)
-            raw = show_raw and method != "none" and size == 1
-            fig.add_traces(_metric_traces(env, ys, raw, panel.shape, dense=len(data) >= 30, **style))
+            spread = (data[spread_cols[0]], data[spread_cols[1]]) if len(spread_cols) == 2 else None
+            env = envelope(xs, ys, smooth(ys, method, strength), size, spread)
+            raw = show_raw and method != "none" and size == 1 and spread is None
+            band = size > 1 or spread is not None
+            fig.add_traces(_metric_traces(env, ys, raw, band, panel.shape, dense=len(data) >= 30, **style))
             top = float(np.nanmax(ys.to_numpy()))
             y_top = top if y_top is None else max(y_top, top)
         _add_markers(fig, rs, x, y_top)
@@ -278,16 +313,16 @@ def _trace_style(panel: Panel, n_runs: int, r_i: int, m_i: int, run: str, metric
 
 
 def _metric_traces(
-    env: pd.DataFrame, ys: pd.Series, raw: bool, shape: str, dense: bool, name: str, colour: str, dash: str
+    env: pd.DataFrame, ys: pd.Series, raw: bool, band: bool, shape: str, dense: bool, name: str, colour: str, dash: str
 ) -> list[go.Scatter]:
     """The (smoothed) line of one metric through its buckets, with its raw points faintly behind
-    it, or with the buckets' min-max band where points were bucketed."""
+    it, or with a min-max band: the buckets' where points were bucketed, a run group's spread."""
     hidden = {"legendgroup": name, "showlegend": False, "hoverinfo": "skip"}
     traces = []
     if raw:
         marker = {"size": 3, "color": colour, "opacity": 0.25}
         traces.append(go.Scatter(x=env["x"], y=ys, mode="markers", marker=marker, name=f"{name} (raw)", **hidden))
-    elif len(env) < len(ys):
+    elif band:
         edge = {"width": 0, "color": colour, "shape": "hv" if shape == "steps" else "linear"}
         traces.append(go.Scatter(x=env["x"], y=env["lo"], mode="lines", line=edge, name=f"{name} (min)", **hidden))
         band = {"fill": "tonexty", "fillcolor": _translucent(colour), "line": edge}

@@ -59,7 +59,6 @@ def plain_markdown(text: str) -> str:
     return MARKDOWN_PUNCTUATION.sub(r"\\\1", text)
 
 
-
 def prompt_notice(n_tokens: int, window: int, start_token: str) -> str | None:
     """What a prompt leaves out of the conditioning, for a notice above the text; None when all
     of it conditions the continuation."""

@@ -1,6 +1,7 @@
 """Every dashboard page under Streamlit's AppTest, against the logs and checkpoints of a real
 trainer run (the session fixture `full_run`), plus the bad inputs a user meets."""
 
+import json
 import shutil
 import time
 from pathlib import Path
@@ -84,6 +85,25 @@ def test_changing_the_x_unit_keeps_the_stretch_of_training_not_the_numbers(full_
     at.radio(key="curve_x").set_value("step").run()
     assert at.number_input(key="curve_x_from").value == pytest.approx(10, abs=0.5)
     assert at.number_input(key="curve_x_to").value == pytest.approx(20, abs=0.5)
+
+
+def test_two_seeds_of_one_config_show_as_one_group_with_a_band(copy_of_run, monkeypatch):
+    logs = copy_of_run / "logs" / "ebm"
+    lines = []
+    for line in (logs / "full.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        if record["type"] == "meta":
+            record["config"]["seed"], record["run_id"] = 1, "full-seed1"
+        if record["type"] == "batch":
+            record["nll"] += 0.5  # another seed, another curve
+        lines.append(json.dumps(record))
+    (logs / "full-seed1.jsonl").write_text("\n".join(lines) + "\n")
+    at = page("curves", copy_of_run, monkeypatch)
+    at.multiselect(key="curve_runs").set_value(["full", "full-seed1"]).run()
+    at.checkbox(key="curve_group").check().run()
+    assert not at.exception and "groups: full-seed1, full" in texts(at)  # the newest run first
+    loss = next(c for c in at.get("plotly_chart") if "Loss components" in c.proto.spec)
+    assert "nll (max)" in loss.proto.spec and "full-seed1 +1 (mean, band: min to max) energy trend" in texts(at)
 
 
 def test_splat_map_shows_pca_at_once_then_nearest_tokens_and_cached_umap(copy_of_run, monkeypatch):

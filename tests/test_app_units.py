@@ -306,3 +306,21 @@ def test_a_box_selection_on_the_splat_map_keeps_only_splats():
     ]
     assert selected_splats(SimpleNamespace(selection=SimpleNamespace(points=points))) == [2, 7]  # no word overlay, no repeats
     assert selected_splats(None) == [] and selected_splats(SimpleNamespace(selection=None)) == []
+
+
+def test_runs_that_differ_only_in_seed_are_one_group_with_a_band():
+    from app.curves import group_series, run_groups
+
+    configs = {"a": {"seed": 0, "lr": 1}, "b": {"seed": 1, "lr": 1}, "c": {"seed": 0, "lr": 2}}
+    assert run_groups(configs) == [["a", "b"], ["c"]]
+
+    def run(name: str, offset: float) -> RunSeries:
+        batch = pd.DataFrame({"step": [1, 2, 3], "t": [100.0, 101.0, 102.0], "nll": [5.0 + offset, 4.0 + offset, 3.0 + offset]})
+        return RunSeries(name, {"batch": batch}, 100.0, pd.DataFrame(), pd.DataFrame())
+
+    group = group_series([run("a", 0.0), run("b", 1.0)])
+    frame = group.frames["batch"]
+    assert list(frame["nll"]) == [5.5, 4.5, 3.5] and list(frame["nll__lo"]) == [5, 4, 3] and list(frame["nll__hi"]) == [6, 5, 4]
+    fig, _ = panel_figure(next(p for p in PANELS if p.title == "Loss components"), [group], "step", "none", 0.0)
+    top = next(t for t in fig.data if t.name.endswith("(max)"))
+    assert list(top.y) == [6, 5, 4] and group.run.startswith("a +1")

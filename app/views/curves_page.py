@@ -14,9 +14,11 @@ from app.curves import (
     config_differences,
     convert_x,
     energy_trend,
+    group_series,
     is_flat,
     panel_data,
     panel_figure,
+    run_groups,
 )
 from app.resources import refreshed_logs
 from app.runlog import RunLog
@@ -34,6 +36,7 @@ class View:
     show_raw: bool
     titles: list[str]
     x_range: tuple[float | None, float | None]  # the zoom every panel shares (None: that end follows the data)
+    grouped: bool = False  # runs that differ only in their seed drawn as one mean line with a band
 
 
 def page() -> None:
@@ -68,13 +71,20 @@ def sidebar(logs: dict[str, RunLog]) -> View:
         else:
             strength = 0.0
         show_raw = st.checkbox("Show raw points", True, key="curve_raw")
+        grouped = st.checkbox(
+            "Group runs that differ only in seed",
+            False,
+            key="curve_group",
+            help="one line per group: the mean over its runs at each step, with a band from their min to their max",
+        )
         all_titles = [p.title for p in PANELS]
         titles = st.multiselect("Panels", all_titles, default=all_titles, key="curve_panels")
         st.caption("Zoom every panel at once; it stays through refreshes (a chart's own zoom lasts until the next one).")
         on_time = X_AXES[x_label] == "time"  # a wall-clock axis is zoomed in the charts themselves
         lo = st.number_input("x from", value=None, key="curve_x_from", placeholder="start", disabled=on_time)
         hi = st.number_input("x to", value=None, key="curve_x_to", placeholder="latest", disabled=on_time)
-    return View(chosen, X_AXES[x_label], method, strength, show_raw, titles, (None, None) if on_time else (lo, hi))
+    x_range = (None, None) if on_time else (lo, hi)
+    return View(chosen, X_AXES[x_label], method, strength, show_raw, titles, x_range, grouped)
 
 
 def convert_x_range(logs: dict[str, RunLog]) -> None:
@@ -140,10 +150,16 @@ def panel_grid(panels: list, series: list[RunSeries], view: View) -> None:
 
 def live_panels(where: Folders, view: View) -> None:
     t0 = time.perf_counter()
-    series = [run_series(log) for log in refreshed_logs(where) if log.run_id in view.runs]
+    logs = [log for log in refreshed_logs(where) if log.run_id in view.runs]
+    series = [run_series(log) for log in logs]
     if not series:
         st.info("Pick at least one run in the sidebar.")
         return
+    if view.grouped:
+        by_run = {rs.run: rs for rs in series}
+        groups = run_groups({log.run_id: (log.meta or {}).get("config", {}) for log in logs})
+        series = [group_series([by_run[r] for r in group]) for group in groups]
+        st.caption("groups: " + "; ".join(", ".join(group) for group in groups))
     for rs in series:
         batch = rs.frames["batch"]
         if "energy" in batch:
