@@ -37,8 +37,11 @@ def splat_figure(
     words: list[tuple[str, np.ndarray]] | None = None,
     path: np.ndarray | None = None,
     title: str = "",
+    axis_names: tuple[str, ...] = ("1", "2", "3"),
+    found: np.ndarray | None = None,
 ) -> go.Figure:
-    """coords (K, 2|3); words: (label, (2|3,)); path: (S, 2|3) points of one Langevin run."""
+    """coords (K, 2|3); words: (label, (2|3,)); path: (S, 2|3) points of one Langevin run;
+    found: ids of splats to ring (a search's result)."""
     three = coords.shape[1] == 3
     scatter = go.Scatter3d if three else go.Scattergl
     axes = {"x": coords[:, 0], "y": coords[:, 1]} | ({"z": coords[:, 2]} if three else {})
@@ -51,13 +54,21 @@ def splat_figure(
         w = np.stack([xy for _, xy in words])
         text = [label for label, _ in words]
         marker = {"size": 8 if three else 12, "color": "red", "symbol": "diamond"}
-        fig.add_trace(_overlay(scatter, w, "words", mode="markers+text", text=text, textposition="top center", marker=marker))
+        spread = [LABEL_POSITIONS[i % len(LABEL_POSITIONS)] for i in range(len(text))]  # neighbours' labels apart
+        fig.add_trace(_overlay(scatter, w, "words", mode="markers+text", text=text, textposition=spread, marker=marker))
+    if found is not None and len(found):
+        ring = {"size": 10 if three else 14, "color": "rgba(0,0,0,0)", "line": {"color": "black", "width": 2}}
+        fig.add_trace(_overlay(scatter, coords[found], "found", mode="markers", marker=ring))
     if path is not None:
         line, marker = {"color": "black", "width": 2}, {"size": 3, "color": "black"}
         fig.add_trace(_overlay(scatter, path, "Langevin path", mode="lines+markers", line=line, marker=marker))
     fig.update_layout(
         title=title, height=700, margin={"l": 10, "r": 10, "t": 40, "b": 10}, uirevision="splat-map", legend={"orientation": "h"}
     )
+    if three:
+        fig.update_layout(scene={f"{a}axis_title": n for a, n in zip("xyz", axis_names)})
+    else:
+        fig.update_layout(xaxis_title=axis_names[0], yaxis_title=axis_names[1])
     return fig
 
 
@@ -88,3 +99,22 @@ def selected_splats(event) -> list[int]:
     the splats; the words and the Langevin path drawn over them are not splats)."""
     points = event.selection.points if event and event.selection else []
     return sorted({int(p["point_index"]) for p in points if p.get("curve_number", 0) == 0})
+
+
+LABEL_POSITIONS = ("top center", "bottom center", "middle right", "middle left", "top right", "bottom left")
+
+
+def word_vector(token_embeddings: np.ndarray, ids: list[int]) -> np.ndarray:
+    """A word's point on the sphere: the normalised mean of its tokens' embeddings, so that a word
+    of several byte-level tokens (CJK text, rare words) is not placed by its first byte alone."""
+    mean = np.asarray(token_embeddings)[ids].mean(axis=0)
+    return mean / max(float(np.linalg.norm(mean)), 1e-12)
+
+
+def nearest_splats(means: np.ndarray, vector: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """The k splats whose means (the last D columns: a paired splat's token half) have the
+    highest cosine to a unit vector (D,): ids and cosines, best first."""
+    mu = means[:, -vector.shape[0] :]
+    cos = mu @ vector / np.maximum(np.linalg.norm(mu, axis=1), 1e-12)
+    ids = np.argsort(-cos)[:k]
+    return ids, cos[ids]

@@ -122,6 +122,12 @@ def test_splat_map_shows_pca_at_once_then_nearest_tokens_and_cached_umap(copy_of
     at.text_input(key="map_words").set_value("the, of").run()
     at.radio(key="map_dims").set_value(3).run()
     assert not at.exception and charts(at) == 1
+    at.radio(key="map_dims").set_value(2).run()
+    at.text_input(key="map_search").set_value("the").run()
+    found = at.dataframe[-1].value
+    assert not at.exception and len(found) == 10 and list(found["cosine"]) == sorted(found["cosine"], reverse=True)
+    spec = at.get("plotly_chart")[0].proto.spec
+    assert '"name":"found"' in spec and '"title":{"text":"UMAP 1"}' in spec
 
 
 def test_generate_page_streams_tokens_and_plots_energy(full_run, monkeypatch):

@@ -324,3 +324,15 @@ def test_runs_that_differ_only_in_seed_are_one_group_with_a_band():
     fig, _ = panel_figure(next(p for p in PANELS if p.title == "Loss components"), [group], "step", "none", 0.0)
     top = next(t for t in fig.data if t.name.endswith("(max)"))
     assert list(top.y) == [6, 5, 4] and group.run.startswith("a +1")
+
+
+def test_a_word_is_the_mean_of_its_tokens_and_search_ranks_splats_by_cosine():
+    from app.splatmap import nearest_splats, word_vector
+
+    emb = np.eye(4)
+    v = word_vector(emb, [0, 1])  # a word of two byte-level tokens sits between them
+    np.testing.assert_allclose(v, [2**-0.5, 2**-0.5, 0, 0])
+    keys = np.array([[0, 0, 0, 1.0]] * 4)  # paired splats: (key, mean); the key half must not count
+    mus = np.array([[1.0, 0, 0, 0], [0, 0, 1, 0], [0, 0, 0.6, 0.8], [0, 0, 0, 1]])
+    ids, cos = nearest_splats(np.hstack([keys, mus]), np.array([0, 0, 0, 1.0]), 2)
+    assert list(ids) == [3, 2] and cos.tolist() == pytest.approx([1.0, 0.8])

@@ -12,7 +12,7 @@ import streamlit as st
 from app.projection import ProjectionJob, cache_file, load_array, pca_fit, place_by_neighbours
 from app.resources import LOAD_ERRORS, choose_checkpoint, file_key, jobs, loaded_run, loaded_splats, show_load_error
 from app.settings import TOPIC_KEY, folders
-from app.splatmap import COLOUR_BY, selected_splats, splat_figure
+from app.splatmap import COLOUR_BY, nearest_splats, selected_splats, splat_figure, word_vector
 
 
 class Options(NamedTuple):
@@ -20,6 +20,7 @@ class Options(NamedTuple):
     dims: int
     colour: str
     typed: str
+    search: str
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
@@ -61,7 +62,9 @@ def page() -> None:
     nearest = nearest_labels(path, key, nearest_ids)
     words = word_points(path, key, options.typed, data.token_embeddings, project)
     path_xy = langevin_overlay(path, project)
-    figure = splat_figure(coords, data.stats, options.colour, nearest, words, path_xy)
+    found = search_results(path, key, options.search, data, nearest)
+    axes = tuple(f"{shown} {i + 1}" for i in range(options.dims))
+    figure = splat_figure(coords, data.stats, options.colour, nearest, words, path_xy, axis_names=axes, found=found)
     event = st.plotly_chart(figure, key="splat-map", width="stretch", on_select="rerun", selection_mode=("box", "lasso"))
     hand_over_topic(path, event, data.means)
     if shown == "UMAP" and words:
@@ -90,7 +93,8 @@ def sidebar() -> Options:
         dims = st.radio("Dimensions", [2, 3], horizontal=True, key="map_dims")
         colour = COLOUR_BY[st.selectbox("Colour by", list(COLOUR_BY), key="map_colour")]
         typed = st.text_input("Overlay words (comma separated)", "", key="map_words", placeholder="king, queen, river")
-    return Options(method, dims, colour, typed)
+        search = st.text_input("Find the splats nearest a word", "", key="map_search", placeholder="river")
+    return Options(method, dims, colour, typed, search)
 
 
 def pending_job(path: Path, options: Options, umap_coords, nearest_ids) -> ProjectionJob | None:
@@ -145,11 +149,34 @@ def word_points(path: Path, key: str, typed: str, token_embeddings, project: Cal
         _, _, tokenizer = loaded_run(str(path), key)
         for word in (w.strip() for w in typed.split(",") if w.strip()):
             ids = tokenizer.encode(" " + word)
-            label = word if len(ids) == 1 else f"{word} (first token {tokenizer.token_text(ids[0])!r})"
-            words.append((label, project(token_embeddings[ids[0]][None])[0]))
+            label = word if len(ids) == 1 else f"{word} (mean of {len(ids)} tokens)"
+            words.append((label, project(word_vector(token_embeddings, ids)[None])[0]))
     except LOAD_ERRORS as err:
         st.warning(f"Words are not drawn: {err}")
     return words
+
+
+def search_results(path: Path, key: str, word: str, data, nearest: list[str] | None) -> np.ndarray | None:
+    """The splats nearest a typed word (cosine of their means to the word's point), as a table
+    below the map; their ids, ringed on the map."""
+    if not word.strip():
+        return None
+    try:
+        _, _, tokenizer = loaded_run(str(path), key)
+    except LOAD_ERRORS as err:
+        st.warning(f"Search is not available: {err}")
+        return None
+    ids = tokenizer.encode(" " + word.strip())
+    if not ids:
+        st.warning(f"{word!r} has no tokens to search with.")
+        return None
+    found, cos = nearest_splats(data.means, word_vector(data.token_embeddings, ids), 10)
+    rows = {"splat": found, "cosine": np.round(cos, 3)} | {name: data.stats[name][found] for name in ("kappa", "alpha")}
+    if nearest is not None:
+        rows["nearest tokens"] = [nearest[i] for i in found]
+    st.caption(f"The 10 splats nearest {word.strip()!r} (ringed on the map)")
+    st.dataframe(rows, hide_index=True)
+    return found
 
 
 def langevin_overlay(path: Path, project: Callable) -> np.ndarray | None:
