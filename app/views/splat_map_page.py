@@ -130,41 +130,38 @@ def job_progress(pending: ProjectionJob) -> None:
             st.rerun()
 
 
-def nearest_labels(path: Path, key: str, nearest_ids) -> list[str] | None:
-    if nearest_ids is None:
-        return None
+def run_tokenizer(path: Path, key: str, missing: str):
+    """The checkpoint's tokenizer, or None with a warning that starts with what is `missing`."""
     try:
-        _, _, tokenizer = loaded_run(str(path), key)
+        return loaded_run(str(path), key)[2]
     except LOAD_ERRORS as err:
-        st.warning(f"Nearest tokens are not shown: {err}")
+        st.warning(f"{missing}: {err}")
+        return None
+
+
+def nearest_labels(path: Path, key: str, nearest_ids) -> list[str] | None:
+    tokenizer = None if nearest_ids is None else run_tokenizer(path, key, "Nearest tokens are not shown")
+    if tokenizer is None:
         return None
     return [" · ".join(repr(tokenizer.token_text(int(t))) for t in row[:3]) for row in nearest_ids]
 
 
 def word_points(path: Path, key: str, typed: str, token_embeddings, project: Callable) -> list[tuple[str, np.ndarray]]:
-    words = []
-    if not typed.strip():
-        return words
-    try:
-        _, _, tokenizer = loaded_run(str(path), key)
-        for word in (w.strip() for w in typed.split(",") if w.strip()):
-            ids = tokenizer.encode(" " + word)
+    words: list[tuple[str, np.ndarray]] = []
+    tokenizer = run_tokenizer(path, key, "Words are not drawn") if typed.strip() else None
+    for word in (w.strip() for w in typed.split(",") if w.strip() and tokenizer is not None):
+        ids = tokenizer.encode(" " + word)
+        if ids:
             label = word if len(ids) == 1 else f"{word} (mean of {len(ids)} tokens)"
             words.append((label, project(word_vector(token_embeddings, ids)[None])[0]))
-    except LOAD_ERRORS as err:
-        st.warning(f"Words are not drawn: {err}")
     return words
 
 
 def search_results(path: Path, key: str, word: str, data, nearest: list[str] | None) -> np.ndarray | None:
     """The splats nearest a typed word (cosine of their means to the word's point), as a table
     below the map; their ids, ringed on the map."""
-    if not word.strip():
-        return None
-    try:
-        _, _, tokenizer = loaded_run(str(path), key)
-    except LOAD_ERRORS as err:
-        st.warning(f"Search is not available: {err}")
+    tokenizer = run_tokenizer(path, key, "Search is not available") if word.strip() else None
+    if tokenizer is None:
         return None
     ids = tokenizer.encode(" " + word.strip())
     if not ids:
