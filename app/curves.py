@@ -71,6 +71,15 @@ PANELS = (
         "where it is at least 0.1: what the splats do that the base softmax does not (0 with the splats off)",
         smoothed=False,
     ),
+    Panel(
+        "Splat distributions (median, band p10 to p90)",
+        ("eval", "epoch"),
+        ("kappa_p50", "alpha_p50", "usage_p50"),
+        "over all splats at each evaluation: concentration kappa, weight alpha and usage; a band that collapses "
+        "means the splats became alike, one at max_kappa means they saturate",
+        log_y=True,
+        smoothed=False,
+    ),
     Panel("SOC rate", ("soc",), ("soc_rate",), "avalanches per SOC check over the last 20 checks (0 to 1)", smoothed=False),
     Panel(
         "Avalanche size (merged + pruned + spawned)",
@@ -207,9 +216,13 @@ def with_x(frame: pd.DataFrame, x: str, start_t: float | None) -> pd.Series:
 
 
 def add_derived(frame: pd.DataFrame) -> pd.DataFrame:
-    """Columns computed from logged ones (avalanche size from SOC events)."""
+    """Columns computed from logged ones: avalanche size from SOC events, and each splat
+    statistic's median with its p10-p90 band from evaluations (as `<name>_p50__lo/__hi`)."""
     if {"merged", "pruned", "spawned"} <= set(frame.columns):
         frame = frame.assign(avalanche_size=frame["merged"] + frame["pruned"] + frame["spawned"])
+    for name in ("kappa", "alpha", "usage"):
+        if {f"{name}_p10", f"{name}_p90"} <= set(frame.columns):
+            frame = frame.assign(**{f"{name}_p50__lo": frame[f"{name}_p10"], f"{name}_p50__hi": frame[f"{name}_p90"]})
     return frame
 
 

@@ -336,3 +336,14 @@ def test_a_word_is_the_mean_of_its_tokens_and_search_ranks_splats_by_cosine():
     mus = np.array([[1.0, 0, 0, 0], [0, 0, 1, 0], [0, 0, 0.6, 0.8], [0, 0, 0, 1]])
     ids, cos = nearest_splats(np.hstack([keys, mus]), np.array([0, 0, 0, 1.0]), 2)
     assert list(ids) == [3, 2] and cos.tolist() == pytest.approx([1.0, 0.8])
+
+
+def test_splat_distributions_are_a_median_with_its_p10_p90_band():
+    from app.curves import add_derived
+
+    quantiles = {"kappa_p10": [1.0, 2.0], "kappa_p50": [2.0, 4.0], "kappa_p90": [3.0, 9.0]}
+    evals = pd.DataFrame({"step": [0, 10], "t": [1e9, 1e9 + 1], **quantiles})
+    rs = RunSeries("r", {"eval+epoch": add_derived(evals)}, 1e9, pd.DataFrame(), pd.DataFrame())
+    fig, _ = panel_figure(next(p for p in PANELS if p.title.startswith("Splat distributions")), [rs], "step")
+    assert list(next(t for t in fig.data if t.name == "kappa_p50 (max)").y) == [3.0, 9.0]
+    assert list(next(t for t in fig.data if t.name == "kappa_p50").y) == [2.0, 4.0]

@@ -104,8 +104,9 @@ def convert_x_range(logs: dict[str, RunLog]) -> None:
 
 
 def run_series(log: RunLog) -> RunSeries:
-    frames = {"batch": log.frame("batch"), "eval+epoch": log.frames("eval", "epoch"), "soc": add_derived(log.frame("soc"))}
+    frames = {"batch": log.frame("batch"), "eval+epoch": log.frames("eval", "epoch"), "soc": log.frame("soc")}
     start_t = log.meta["t"] if log.meta else None
+    frames = {source: add_derived(frame) for source, frame in frames.items()}
     return RunSeries(run=log.run_id, frames=frames, start_t=start_t, phases=log.frame("phase"), alerts=log.frame("alert"))
 
 
