@@ -3,6 +3,7 @@
     <out>/model.safetensors   every tensor of the model, the neighbour table included
     <out>/config.json         the config, step, run id, tokenizer id, and one digest of the tensors and these fields
     <out>/tokenizer.json      the run's tokenizer
+    <out>/tokenizer_config.json  what transformers' AutoTokenizer needs beside it
 
 No optimiser, scheduler, SOC buffer or RNG state: an export scores, samples and is diagnosed
 exactly like its checkpoint, but does not resume training. `load_checkpoint` reads such a
@@ -21,6 +22,8 @@ from .files import atomic_folder, atomic_write, atomic_write_json
 from .runfiles import EXPORT_WEIGHTS, SCHEMA_VERSION, CheckpointError, run_id_problem
 
 EXTRA = ("neighbours._extra_state", "splats._extra_state")
+# what transformers' AutoTokenizer needs beside tokenizer.json (a `tokenizers` file)
+TOKENIZER_CONFIG = {"tokenizer_class": "PreTrainedTokenizerFast"}
 
 
 def export_contents(state: dict, model_state: dict) -> tuple[dict, dict]:
@@ -37,6 +40,8 @@ def export_contents(state: dict, model_state: dict) -> tuple[dict, dict]:
         "nbr_step": nbr["nbr_step"],
         "nbr_version": nbr["nbr_version"],
         "store_version": model_state["splats._extra_state"]["version"],
+        "model_type": "ebm",  # transformers' AutoConfig reads it (integrations.hf)
+        "architectures": ["EBMForCausalLM"],
     }
     meta["content_digest"] = export_digest(tensors, meta)
     return tensors, meta
@@ -51,6 +56,7 @@ def write_export(out: Path, tensors: dict, meta: dict, tokenizer: Path) -> Path:
         atomic_write_json(folder / "config.json", meta)
         if tokenizer.exists():
             shutil.copyfile(tokenizer, folder / "tokenizer.json")
+            atomic_write_json(folder / "tokenizer_config.json", TOKENIZER_CONFIG)
 
     atomic_folder(out, fill)
     return out

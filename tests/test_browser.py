@@ -106,6 +106,34 @@ def test_the_shared_zoom_survives_refreshes(dashboard):
         drv.quit()
 
 
+def test_a_charts_own_zoom_survives_two_refreshes(dashboard):
+    """A zoom box dragged on one chart (as with the toolbar's zoom) is kept while the page
+    refreshes its data (layout.uirevision)."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    from app.screenshots import browser, wait_rendered
+
+    drv = browser()
+    try:
+        drv.get(f"{dashboard}/curves")
+        assert not wait_rendered(drv, len(PANELS), 120)["errors"]
+        plot = "document.querySelectorAll('.js-plotly-plot')[0]"
+        before = drv.execute_script(f"return {plot}.layout.xaxis.range")
+        area = drv.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .nsewdrag")[0]
+        width = area.size["width"]
+        drag = ActionChains(drv).move_to_element_with_offset(area, int(-width * 0.1), 0).click_and_hold()
+        drag.move_by_offset(int(width * 0.2), 0).release().perform()
+        time.sleep(1)
+        zoomed = drv.execute_script(f"return {plot}.layout.xaxis.range")
+        assert zoomed[1] - zoomed[0] < 0.5 * (before[1] - before[0]), (before, zoomed)  # the drag did zoom
+        time.sleep(5)  # two refreshes at 2 s
+        kept = drv.execute_script(f"return {plot}.layout.xaxis.range")
+        assert kept == pytest.approx(zoomed, rel=1e-6), (zoomed, kept)
+    finally:
+        drv.quit()
+
+
 def test_a_checkpoint_written_while_the_page_is_open_appears_without_a_reload(full_run, run_copy):
     from selenium.webdriver.common.by import By
 

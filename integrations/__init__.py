@@ -1,0 +1,1 @@
+"""Where this project meets other tools: Hugging Face transformers (hf)."""
