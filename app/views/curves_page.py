@@ -79,7 +79,7 @@ def sidebar(logs: dict[str, RunLog]) -> View:
         )
         all_titles = [p.title for p in PANELS]
         titles = st.multiselect("Panels", all_titles, default=all_titles, key="curve_panels")
-        st.caption("Zoom every panel at once; it stays through refreshes (a chart's own zoom lasts until the next one).")
+        st.caption("Zoom every panel at once here, or one chart with its toolbar; both stay through refreshes.")
         on_time = X_AXES[x_label] == "time"  # a wall-clock axis is zoomed in the charts themselves
         lo = st.number_input("x from", value=None, key="curve_x_from", placeholder="start", disabled=on_time)
         hi = st.number_input("x to", value=None, key="curve_x_to", placeholder="latest", disabled=on_time)
