@@ -44,6 +44,13 @@ COLUMN_HELP = {
 }
 
 
+# The columns a 1,600-pixel window shows without scrolling; the rest behind "All columns".
+MAIN_COLUMNS = (
+    *("name", "run", "state", "progress", "ETA", "step"),
+    *("ppl_energy", "eval_step", "tokens_per_s", "open_alerts", "stop_reason"),
+)
+
+
 def _last(frame: pd.DataFrame, column: str):
     if frame.empty or column not in frame:
         return None

@@ -87,3 +87,10 @@ def test_the_table_says_which_step_the_perplexity_is_from_and_names_only_named_r
     assert row["step"] == 10 and row["eval_step"] == 5 and row["ppl_energy"] == 80.0
     shown = table_view(pd.DataFrame([row, row | {"name": "baseline", "run": "r2"}]))
     assert list(shown["name"]) == ["", "baseline"]  # an unnamed run's id is not shown twice
+
+
+def test_the_main_columns_are_a_few_of_the_tables_in_its_order():
+    from app.summary import COLUMN_HELP, MAIN_COLUMNS
+
+    assert len(MAIN_COLUMNS) <= 11 and set(MAIN_COLUMNS) <= set(COLUMN_HELP)
+    assert list(MAIN_COLUMNS) == [c for c in COLUMN_HELP if c in MAIN_COLUMNS]  # the table's order, fewer

@@ -9,7 +9,7 @@ from app.access import read_only
 from app.resources import refreshed_logs
 from app.runlog import RunLog
 from app.settings import Folders, folders
-from app.summary import COLUMN_HELP, open_alerts, read_notes, run_summary, save_notes, table_view
+from app.summary import COLUMN_HELP, MAIN_COLUMNS, open_alerts, read_notes, run_summary, save_notes, table_view
 from app.text import plain_markdown, text_block, text_table
 
 
@@ -49,7 +49,9 @@ def live_runs(where: Folders) -> None:
 
 def runs_table(logs: list[RunLog], where: Folders) -> None:
     rows = pd.DataFrame([run_summary(log, where) for log in logs])
-    st.dataframe(table_view(rows), hide_index=True, column_config=run_columns())
+    every = st.toggle("All columns", False, key="runs_all_columns", help="timings, losses, splats and the preset too")
+    order = None if every else list(MAIN_COLUMNS)
+    st.dataframe(table_view(rows), hide_index=True, column_config=run_columns(), column_order=order)
     for row in rows.itertuples():
         if row.corrupt_lines:
             st.warning(f"{row.run}: {row.corrupt_lines} unreadable log line(s) skipped; the rest of the log is shown.")
