@@ -201,17 +201,20 @@ def direct_at_equal_diversity(rows: list[dict], distinct_2: float) -> float | No
 
 def report(results: dict, args) -> str:
     sets = ["in-domain"] + (["wikitext-2"] if args.wikitext else [])
+    rows = results["rows"]
+    ref_name = "full" if "full" in rows else next(iter(rows))
+    seed = next((s.split("=", 1)[1] for s in reversed(args.ebm_set) if s.startswith("seed=")), "0")
     lines = [
-        f"{args.steps} optimiser steps per row, {args.preset} preset, lr {args.lr:g}, seed 0; tokenizer "
+        f"{args.steps} optimiser steps per row, {args.preset} preset, lr {args.lr:g}, seed {seed}; tokenizer "
         f"{results['tokenizer']}. Whole texts, every token once, sliding window of the context, stride half of it.",
         "",
         "| variant | "
         + " | ".join(f"{s} ppl | {s} word ppl" for s in sets)
-        + " | epochs | train / valid nll | targets/s | vs full |",
+        + f" | epochs | train / valid nll | targets/s | vs {ref_name} |",
         "|---|" + "---|" * (2 * len(sets) + 4),
     ]
-    full = results["rows"].get("full")
-    for name, r in results["rows"].items():
+    full = rows[ref_name]
+    for name, r in rows.items():
         cells = " | ".join(f"{r[s]['ppl']:.1f} | {r[s]['word_ppl']:.0f}" for s in sets)
         ratio = f"{r[sets[0]]['ppl'] / full[sets[0]]['ppl']:.3f}x ppl"
         speed = "-"
