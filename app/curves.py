@@ -187,6 +187,7 @@ def group_series(members: list[RunSeries]) -> RunSeries:
             continue
         numeric = pd.concat(parts, ignore_index=True).select_dtypes("number").groupby("step")
         mean = numeric.mean()
+        mean = mean[[c for c in mean.columns if not c.endswith(("__lo", "__hi"))]]  # a run's own bands give way
         metrics = [c for c in mean.columns if c != "t"]
         spread = {f"{c}__lo": numeric[c].min() for c in metrics} | {f"{c}__hi": numeric[c].max() for c in metrics}
         frames[source] = pd.concat([mean, pd.DataFrame(spread)], axis=1).reset_index()

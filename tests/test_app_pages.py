@@ -140,7 +140,7 @@ def test_generate_page_streams_tokens_and_plots_energy(full_run, monkeypatch):
     at.button[0].click().run()
     assert not at.exception
     # energy at each token's end, the inspected token's trajectory, and its basin: nearest splat and token
-    assert charts(at) == 3 and "The history of the city<strong>" in texts(at)  # prompt, then the generated text in bold
+    assert charts(at) == 3 and "The history of the city</bdi><bdi><strong>" in texts(at)  # prompt, then the text in bold
     assert len(at.session_state["generation"]["tokens"]) == 3
     energies = at.session_state["generation"]["energies"]
     assert set(energies["term"]) == {"total", "token", "distance"} and energies["step"].max() == 5
@@ -305,7 +305,7 @@ def test_generate_compares_two_checkpoints_side_by_side(full_run, monkeypatch):
     a, b = at.session_state["generation"], at.session_state["generation_b"]
     assert a["checkpoint"] != b["checkpoint"] and b["checkpoint"].endswith(other)
     assert len(a["tokens"]) == len(b["tokens"]) == 3
-    assert len([m for m in at.markdown if "The history of the city<strong>" in m.value]) == 2  # one text per column
+    assert len([m for m in at.markdown if "The history of the city</bdi><bdi><strong>" in m.value]) == 2  # one text per column
 
 
 def test_generate_under_constraints_shows_badges_and_constraint_traces(full_run, monkeypatch):

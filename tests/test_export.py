@@ -24,7 +24,8 @@ def exported(full_run, tmp_path):
 
 def test_an_export_scores_exactly_like_its_checkpoint(exported, gen):
     latest, folder = exported
-    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors", "tokenizer.json"]
+    files = ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"]
+    assert sorted(p.name for p in folder.iterdir()) == files
     a, b = (model_from_checkpoint(load_checkpoint(p)) for p in (latest, folder))
     tokens = torch.randint(a.cfg.vocab_size, (3, a.cfg.context_global + a.cfg.seq_length + 1), generator=gen)
     assert torch.equal(token_logprobs(a, tokens), token_logprobs(b, tokens))

@@ -16,7 +16,7 @@ import torch
 from conftest import ROOT, records, train, train_command
 
 from runs.checkpoint import load_checkpoint
-from runs.runfiles import RunFiles
+from runs.runfiles import RunFiles, missing_fields
 
 pytestmark = pytest.mark.slow
 
@@ -219,6 +219,7 @@ def test_recovery_from_non_finite_steps_is_bounded(small_run):
     proc = subprocess.run([sys.executable, "-c", POISON, *args], cwd=ws, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     rules = [r["rule"] for r in records(ws, "r") if r["type"] == "alert"]
+    assert not [missing_fields(r) for r in records(ws, "r") if r["type"] == "alert" and missing_fields(r)]
     assert rules.count("rollback") == 2 and rules.count("nan_stop") == 1 and rules.count("nan") == 9, rules
     assert records(ws, "r")[-1]["state"] == "stopped"
     assert load_checkpoint(files.latest)["rollbacks"] == 2  # the count survives in the state it stopped with
