@@ -110,7 +110,7 @@ class EBMConfig:
     )
     max_splats: int = setting(150000, at_most(10_000_000, "beyond what one machine holds"), "hard cap on the number of splats")
     splat_term: str = setting(
-        "context",
+        "mixture",
         one_of("context", "mixture", "token", "off"),
         "splats retrieved by each context, as attractors that boost the base softmax (context) or as "
         "mixture components in probability space (mixture); as a context-free per-token energy; or off",

@@ -160,7 +160,7 @@ def generate_on(ws: Path, monkeypatch, device_prefix: str):
 
 def trained_looking_model(seed: int = 0, **changes) -> EBMModel:
     """A small model whose splats, query correction and prior are far from their start values."""
-    cfg = small_config(**({"head_dtype": "float32", "splat_top_tokens": 12, "knn_k": 6} | changes))
+    cfg = small_config(**({"head_dtype": "float32", "splat_top_tokens": 12, "knn_k": 6, "splat_term": "context"} | changes))
     model = EBMModel(cfg, seed=seed)
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():

@@ -71,7 +71,7 @@ def test_two_callers_sample_on_two_backends_at_once():
     """The backend is an argument, not state of the model: one shared model serves both."""
     import threading
 
-    model = small_model()
+    model = small_model(splat_term="context")  # the mixture's chains run in torch on every backend
     settings = SamplerSettings(7, 0.01, 0.5, 0.5)
     alone, _ = generate(model, [1, 2, 3], 6, settings=settings, top_k=5, seed=3, sampler="langevin+decoder")
     other = EndpointChains()
@@ -89,3 +89,14 @@ def test_two_callers_sample_on_two_backends_at_once():
         t.join(30)
     assert results["torch"] == alone and len(results["other"]) == 6
     assert other.chains == 6 and not hasattr(model, "vulkan")
+
+
+def test_the_mixtures_chains_run_in_torch_on_a_chain_running_backend():
+    """The mixture's splat part needs E_base(z) at every step, which a device chain does not
+    compute (docs/design.md, "Splat mixture"): the same text as torch, and no device chain."""
+    model = small_model(splat_term="mixture")
+    settings = SamplerSettings(7, 0.01, 0.5, 0.5)
+    device = EndpointChains()
+    on_device, _ = generate(model, [1, 2, 3], 5, settings=settings, top_k=5, seed=3, backend=device, sampler="langevin+decoder")
+    in_torch, _ = generate(model, [1, 2, 3], 5, settings=settings, top_k=5, seed=3, sampler="langevin+decoder")
+    assert on_device == in_torch and device.chains == 0
