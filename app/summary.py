@@ -40,6 +40,7 @@ COLUMN_HELP = {
     "heartbeat": "time since the trainer last wrote status.json (every 5 s while it runs)",
     "started": "wall-clock start of the run (local time)",
     "stop_reason": "why a stopped or crashed run ended",
+    "tags": "tags given under 'Name and notes'; the Curves page filters runs by them",
     "preset": "the preset the run started from (ebm-train --preset) and why it was chosen; --set changes come on top",
 }
 
@@ -47,7 +48,7 @@ COLUMN_HELP = {
 # The columns a 1,600-pixel window shows without scrolling; the rest behind "All columns".
 MAIN_COLUMNS = (
     *("name", "run", "state", "progress", "ETA", "step"),
-    *("ppl_energy", "eval_step", "tokens_per_s", "open_alerts", "stop_reason"),
+    *("ppl_energy", "eval_step", "tokens_per_s", "open_alerts", "stop_reason", "tags"),
 )
 
 
@@ -109,8 +110,30 @@ def read_notes(folders: Folders, run_id: str) -> dict:
     return data if isinstance(data, dict) else {}
 
 
-def save_notes(folders: Folders, run_id: str, name: str, notes: str) -> None:
-    atomic_write_json(RunFiles(folders.logs, folders.checkpoints, run_id).notes, {"name": name, "notes": notes})
+def save_notes(folders: Folders, run_id: str, name: str, notes: str, tags: list[str] | None = None) -> None:
+    record: dict = {"name": name, "notes": notes}
+    kept = sorted({t.strip() for t in tags or [] if t.strip()})
+    if kept:
+        record["tags"] = kept
+    atomic_write_json(RunFiles(folders.logs, folders.checkpoints, run_id).notes, record)
+
+
+def run_tags(notes: dict) -> list[str]:
+    tags = notes.get("tags", [])
+    return [str(t) for t in tags] if isinstance(tags, list) else []
+
+
+def run_matches(query: str, run_id: str, name: str, tags: list[str], config: dict) -> bool:
+    """Does a run pass a filter? Every word of the query must match: KEY=VALUE a config field's
+    value, anything else a part of the run id, name or a tag (case-insensitive)."""
+    text = " ".join([run_id, name, *tags]).lower()
+    for word in query.split():
+        key, eq, value = word.partition("=")
+        if eq and str(config.get(key, "")).lower() != value.lower():
+            return False
+        if not eq and word.lower() not in text:
+            return False
+    return True
 
 
 def best(frame: pd.DataFrame, column: str) -> float | None:
@@ -138,6 +161,7 @@ def run_summary(log: RunLog, folders: Folders, now: float | None = None) -> dict
     meta = log.meta or {}
     return {
         "name": read_notes(folders, log.run_id).get("name") or meta.get("name") or log.run_id,
+        "tags": ", ".join(run_tags(read_notes(folders, log.run_id))),
         "run": log.run_id,
         "state": state,
         "stop_reason": (status or {}).get("reason", "") if state in ("crashed", "stopped") else "",

@@ -106,6 +106,18 @@ def test_two_seeds_of_one_config_show_as_one_group_with_a_band(copy_of_run, monk
     assert "nll (max)" in loss.proto.spec and "full-seed1 +1 (mean, band: min to max) energy trend" in texts(at)
 
 
+def test_curves_filter_runs_by_tag(copy_of_run, monkeypatch):
+    from app.settings import Folders
+    from app.summary import save_notes
+
+    save_notes(Folders(copy_of_run / "logs", copy_of_run / "checkpoints", 5.0), "full", "", "", ["baseline"])
+    at = page("curves", copy_of_run, monkeypatch)
+    at.text_input(key="curve_filter").set_value("baseline").run()
+    assert not at.exception and at.multiselect(key="curve_runs").options == ["full"]
+    at.text_input(key="curve_filter").set_value("nothing-like-this").run()
+    assert not at.exception and "No run matches the filter." in texts(at)
+
+
 def test_splat_map_shows_pca_at_once_then_nearest_tokens_and_cached_umap(copy_of_run, monkeypatch):
     ws = copy_of_run
     at = page("splat_map", ws, monkeypatch)

@@ -92,5 +92,27 @@ def test_the_table_says_which_step_the_perplexity_is_from_and_names_only_named_r
 def test_the_main_columns_are_a_few_of_the_tables_in_its_order():
     from app.summary import COLUMN_HELP, MAIN_COLUMNS
 
-    assert len(MAIN_COLUMNS) <= 11 and set(MAIN_COLUMNS) <= set(COLUMN_HELP)
+    assert len(MAIN_COLUMNS) <= 12 and set(MAIN_COLUMNS) <= set(COLUMN_HELP)
     assert list(MAIN_COLUMNS) == [c for c in COLUMN_HELP if c in MAIN_COLUMNS]  # the table's order, fewer
+
+
+def test_a_run_filter_matches_names_tags_and_config_values():
+    from app.summary import run_matches
+
+    cfg = {"learning_rate": 0.003, "splat_term": "mixture"}
+    assert run_matches("", "r1", "", [], cfg)
+    assert run_matches("sweep", "r1", "lr sweep", [], cfg) and run_matches("BASELINE", "r1", "", ["baseline"], cfg)
+    assert run_matches("splat_term=mixture learning_rate=0.003", "r1", "", [], cfg)
+    assert not run_matches("splat_term=context", "r1", "", [], cfg) and not run_matches("sweep other", "r1", "sweep", [], cfg)
+
+
+def test_tags_are_saved_trimmed_and_shown_in_the_table(tmp_path):
+    from app.summary import read_notes, run_tags, save_notes
+
+    row = write_run(tmp_path, "running")
+    where = Folders(tmp_path / "logs", tmp_path / "checkpoints", 5.0)
+    save_notes(where, "r", "", "", [" baseline", "seed-0 ", ""])
+    assert run_tags(read_notes(where, "r")) == ["baseline", "seed-0"]
+    run_log = RunLog(tmp_path / "logs" / "ebm" / "r.jsonl")
+    run_log.refresh()
+    assert row["tags"] == "" and run_summary(run_log, where)["tags"] == "baseline, seed-0"

@@ -23,6 +23,7 @@ from app.curves import (
 from app.resources import refreshed_logs
 from app.runlog import RunLog
 from app.settings import Folders, folders
+from app.summary import read_notes, run_matches, run_tags
 
 
 @dataclass(frozen=True)
@@ -46,14 +47,17 @@ def page() -> None:
     if not logs:
         st.info(f"No runs under {where.logs / 'ebm'} yet. Start one with `ebm-train --detach`.")
         return
-    view = sidebar({log.run_id: log for log in logs})
+    view = sidebar({log.run_id: log for log in logs}, where)
     config_table(logs, view.runs)
     st.fragment(live_panels, run_every=where.refresh_s)(where, view)
 
 
-def sidebar(logs: dict[str, RunLog]) -> View:
-    ids = list(logs)
+def sidebar(logs: dict[str, RunLog], where: Folders) -> View:
     with st.sidebar:
+        query = st.text_input("Filter runs", "", key="curve_filter", placeholder="a tag, part of a name, or lr=0.003")
+        ids = [run for run, log in logs.items() if matches(query, log, where)]
+        if query and not ids:
+            st.caption("No run matches the filter.")
         chosen = st.multiselect("Runs", ids, default=ids[:1], key="curve_runs")
         x_label = st.radio("x axis", list(X_AXES), horizontal=True, key="curve_x", on_change=convert_x_range, args=(logs,))
         st.session_state.setdefault("curve_x_unit", X_AXES[x_label])
@@ -85,6 +89,13 @@ def sidebar(logs: dict[str, RunLog]) -> View:
         hi = st.number_input("x to", value=None, key="curve_x_to", placeholder="latest", disabled=on_time)
     x_range = (None, None) if on_time else (lo, hi)
     return View(chosen, X_AXES[x_label], method, strength, show_raw, titles, x_range, grouped)
+
+
+def matches(query: str, log: RunLog, where: Folders) -> bool:
+    if not query.strip():
+        return True
+    notes, meta = read_notes(where, log.run_id), log.meta or {}
+    return run_matches(query, log.run_id, notes.get("name") or meta.get("name", ""), run_tags(notes), meta.get("config", {}))
 
 
 def convert_x_range(logs: dict[str, RunLog]) -> None:

@@ -9,7 +9,7 @@ from app.access import read_only
 from app.resources import refreshed_logs
 from app.runlog import RunLog
 from app.settings import Folders, folders
-from app.summary import COLUMN_HELP, MAIN_COLUMNS, open_alerts, read_notes, run_summary, save_notes, table_view
+from app.summary import COLUMN_HELP, MAIN_COLUMNS, open_alerts, read_notes, run_summary, run_tags, save_notes, table_view
 from app.text import plain_markdown, text_block, text_table
 
 
@@ -63,10 +63,11 @@ def notes_form(where: Folders, run_id: str) -> None:
     with st.expander("Name and notes"), st.form(f"notes-{run_id}"):
         name = st.text_input("Name", notes.get("name", ""), key=f"name-{run_id}", disabled=locked)
         text = st.text_area("Notes", notes.get("notes", ""), key=f"notes-{run_id}", disabled=locked)
+        tags = st.text_input("Tags (comma separated)", ", ".join(run_tags(notes)), key=f"tags-{run_id}", disabled=locked)
         if locked:
             st.caption("This dashboard is read-only (--read-only).")
         if st.form_submit_button("Save", disabled=locked) and not locked:
-            save_notes(where, run_id, name, text)
+            save_notes(where, run_id, name, text, tags.split(","))
             st.success(f"saved to {run_id}/notes.json")
 
 
