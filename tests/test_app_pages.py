@@ -104,6 +104,8 @@ def test_two_seeds_of_one_config_show_as_one_group_with_a_band(copy_of_run, monk
     assert not at.exception and "groups: full-seed1, full" in texts(at)  # the newest run first
     loss = next(c for c in at.get("plotly_chart") if "Loss components" in c.proto.spec)
     assert "nll (max)" in loss.proto.spec and "full-seed1 +1 (mean, band: min to max) energy trend" in texts(at)
+    differences = at.dataframe[0].value  # the config table says which group each run is drawn in
+    assert list(differences.loc["(group)"]) == ["group 1", "group 1"] and list(differences.loc["seed"]) == ["1", "0"]
 
 
 def test_curves_filter_runs_by_tag(copy_of_run, monkeypatch):

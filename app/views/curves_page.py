@@ -48,7 +48,7 @@ def page() -> None:
         st.info(f"No runs under {where.logs / 'ebm'} yet. Start one with `ebm-train --detach`.")
         return
     view = sidebar({log.run_id: log for log in logs}, where)
-    config_table(logs, view.runs)
+    config_table(logs, view.runs, view.grouped)
     st.fragment(live_panels, run_every=where.refresh_s)(where, view)
 
 
@@ -141,11 +141,14 @@ def panel_view(panel, series: list[RunSeries], view: View) -> None:
     )
 
 
-def config_table(logs: list[RunLog], chosen: list[str]) -> None:
+def config_table(logs: list[RunLog], chosen: list[str], grouped: bool = False) -> None:
     if len(chosen) < 2:
         return
     configs = {log.run_id: (log.meta or {}).get("config", {}) for log in logs if log.run_id in chosen}
     table = config_differences(configs)
+    if grouped:  # which line of the charts each run is drawn in
+        groups = run_groups(configs)
+        table.loc["(group)"] = [next(f"group {i + 1}" for i, g in enumerate(groups) if run in g) for run in table.columns]
     with st.expander(f"Config differences between the {len(configs)} runs ({len(table)} fields)"):
         if table.empty:
             st.write("The runs share every config value.")
