@@ -99,7 +99,9 @@ def step_parts(model: EBMModel, tokens: torch.Tensor, gen: torch.Generator) -> d
     }
 
 
-def bench_step(cfg: EBMConfig, repeats: int) -> str:
+def step_on_fixed_batch(cfg: EBMConfig):
+    """A fresh model (seed 0), one fixed random batch, and a function that takes one whole
+    optimiser step on it (forward, backward, AdamW): (model, tokens, generator, step)."""
     torch.manual_seed(0)
     model = EBMModel(cfg)
     model.refresh_neighbours(force=True)
@@ -107,13 +109,18 @@ def bench_step(cfg: EBMConfig, repeats: int) -> str:
     tokens = torch.randint(cfg.vocab_size, (cfg.batch_size, cfg.context_global + cfg.seq_length + 1), generator=gen)
     opt = torch.optim.AdamW(model.parameter_groups(), lr=cfg.learning_rate)
 
-    def full_step():
+    def full_step() -> None:
         out = training_loss(model, tokens, gen)
         opt.zero_grad()
         out.loss.backward()
         opt.step()
         release_free_heap()  # as the trainer does
 
+    return model, tokens, gen, full_step
+
+
+def bench_step(cfg: EBMConfig, repeats: int) -> str:
+    model, tokens, gen, full_step = step_on_fixed_batch(cfg)
     total, _ = timed(full_step, repeats)
     fwd, _ = timed(lambda: training_loss(model, tokens, gen), repeats)
     every = {"SOC check": cfg.soc_check_interval, "vocabulary neighbour refresh": cfg.knn_refresh_interval}

@@ -13,32 +13,21 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ebm import EBMModel, training_loss  # noqa: E402
+from bench.speed import step_on_fixed_batch  # noqa: E402
 from ebm.presets import PRESETS  # noqa: E402
-from trainer.heap import release_free_heap  # noqa: E402
 
 
 def stepper(preset: str, term: str):
-    """One optimiser step of a fresh model with this splat term, on a fixed batch."""
+    """One timed optimiser step of a fresh model with this splat term, on a fixed batch, and the
+    targets a step trains."""
     cfg = PRESETS[preset].model_config().with_overrides([f"splat_term={term}"])
-    torch.manual_seed(0)
-    model = EBMModel(cfg)
-    model.refresh_neighbours(force=True)
-    gen = torch.Generator().manual_seed(0)
-    tokens = torch.randint(cfg.vocab_size, (cfg.batch_size, cfg.context_global + cfg.seq_length + 1), generator=gen)
-    opt = torch.optim.AdamW(model.parameter_groups(), lr=cfg.learning_rate)
+    full_step = step_on_fixed_batch(cfg)[3]
 
     def step() -> float:
         t = time.perf_counter()
-        out = training_loss(model, tokens, gen)
-        opt.zero_grad()
-        out.loss.backward()
-        opt.step()
-        release_free_heap()
+        full_step()
         return time.perf_counter() - t
 
     return step, cfg.batch_size * cfg.targets_per_window
