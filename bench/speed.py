@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.measure import peak_rss_mb  # noqa: E402
 from ebm import EBMConfig, EBMModel, SamplerSettings, VulkanBackend, objective, sample, training_loss  # noqa: E402
+from ebm.backend import TORCH  # noqa: E402
 from ebm.geometry import normalize, perturb, random_points  # noqa: E402
 from ebm.knn import SplatIndex, exact_knn, recall  # noqa: E402
 from ebm.ops import head_dtype  # noqa: E402
@@ -37,14 +38,18 @@ from trainer.heap import release_free_heap  # noqa: E402
 SECTIONS = ("step", "langevin", "knn", "umap", "vulkan", "memory")
 
 
-def timed(fn, repeats: int = 3, warmup: int = 1) -> tuple[float, list[float]]:
-    """Median seconds of `repeats` calls after `warmup` calls, and all the timings."""
+def timed(fn, repeats: int = 3, warmup: int = 1, device: torch.device | str = "cpu") -> tuple[float, list[float]]:
+    """Median seconds of `repeats` calls after `warmup` calls, and all the timings; on a CUDA
+    device each call is timed to the end of the work it queued."""
+    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
     for _ in range(warmup):
         fn()
     times = []
     for _ in range(repeats):
+        sync()
         t = time.perf_counter()
         fn()
+        sync()
         times.append(time.perf_counter() - t)
     return statistics.median(times), times
 
@@ -77,19 +82,23 @@ def step_parts(model: EBMModel, tokens: torch.Tensor, gen: torch.Generator) -> d
     latents = objective.decoder_latents(noisy, t, gen).detach()
     frozen = t._replace(g=t.g.detach(), u=t.u.detach(), h=t.h.detach())
     soc = SOCController(cfg)
-    soc.observe(t.emb[t.ids].detach(), torch.zeros(len(t.ids)))
+    with torch.no_grad():  # what the trainer hands the SOC buffer after a step (points of splat_dim)
+        step = training_loss(model, tokens, gen)
+    soc.observe(step.target_points, step.target_energy)
 
-    def energy_head():  # from the embedding table to the loss and back
-        emb = model.embeddings
-        live = frozen._replace(emb=emb, splat_vocab=model.vocab_splat_energy(emb), beta=model.beta)
+    def energy_head():  # from the embedding table and the splats to the loss and back
+        emb, beta = model.embeddings, model.beta
+        splat_vocab = model.vocab_splat_energy(emb) if cfg.splat_term == "token" else None
+        retrieval = model.retrieve(beta * frozen.g + frozen.u, frozen.h) if cfg.retrieves_splats else None
+        live = frozen._replace(emb=emb, splat_vocab=splat_vocab, beta=beta, retrieval=retrieval)
         objective.energy_nll(model, live).backward()
 
-    heads = str(head_dtype(cfg.head_dtype, torch.device("cpu")))[6:]
+    heads = str(head_dtype(cfg.head_dtype, tokens.device))[6:]
     return {
         "context encoder, forward + backward": lambda: sum(
             x.sum() for x in objective.encode(model, tokens[:, :-1], cfg.targets_per_window, model.embeddings)
         ).backward(),
-        f"vocabulary energies + NLL, forward + backward (E_splat of V tokens, {heads} head)": energy_head,
+        f"p_E NLL: vocabulary head + splat retrieval ({cfg.splat_term}), forward + backward ({heads} head)": energy_head,
         "score matching (FAISS search of noisy targets + gradient)": lambda: objective.score_matching(model, t, noisy),
         "decoder (MoE) + its NLL, forward + backward": lambda: objective.decoder_nll(
             model, frozen._replace(emb=model.embeddings), latents
@@ -99,18 +108,19 @@ def step_parts(model: EBMModel, tokens: torch.Tensor, gen: torch.Generator) -> d
     }
 
 
-def step_on_fixed_batch(cfg: EBMConfig):
-    """A fresh model (seed 0), one fixed random batch, and a function that takes one whole
-    optimiser step on it (forward, backward, AdamW): (model, tokens, generator, step)."""
+def step_on_fixed_batch(cfg: EBMConfig, device: torch.device | str = "cpu", backend=TORCH):
+    """A fresh model (seed 0) on `device`, one fixed random batch, and a function that takes one
+    whole optimiser step on it (forward, backward, AdamW): (model, tokens, generator, step)."""
     torch.manual_seed(0)
-    model = EBMModel(cfg)
+    model = EBMModel(cfg).to(device)
     model.refresh_neighbours(force=True)
-    gen = torch.Generator().manual_seed(0)
-    tokens = torch.randint(cfg.vocab_size, (cfg.batch_size, cfg.context_global + cfg.seq_length + 1), generator=gen)
+    gen = torch.Generator(device=device).manual_seed(0)
+    shape = (cfg.batch_size, cfg.context_global + cfg.seq_length + 1)
+    tokens = torch.randint(cfg.vocab_size, shape, generator=gen, device=device)
     opt = torch.optim.AdamW(model.parameter_groups(), lr=cfg.learning_rate)
 
     def full_step() -> None:
-        out = training_loss(model, tokens, gen)
+        out = training_loss(model, tokens, gen, backend=backend)
         opt.zero_grad()
         out.loss.backward()
         opt.step()
@@ -119,42 +129,57 @@ def step_on_fixed_batch(cfg: EBMConfig):
     return model, tokens, gen, full_step
 
 
-def bench_step(cfg: EBMConfig, repeats: int) -> str:
-    model, tokens, gen, full_step = step_on_fixed_batch(cfg)
-    total, _ = timed(full_step, repeats)
-    fwd, _ = timed(lambda: training_loss(model, tokens, gen), repeats)
+def step_split(cfg: EBMConfig, repeats: int, device: torch.device | str = "cpu", fixed=None) -> tuple[float, list[list]]:
+    """(targets/s of a whole step, rows [part, median s, runs, share of step]) on one fixed batch:
+    `fixed`, a step_on_fixed_batch result, or a fresh one."""
+    model, tokens, gen, full_step = fixed or step_on_fixed_batch(cfg, device)
+    total, _ = timed(full_step, repeats, device=device)
+    fwd, _ = timed(lambda: training_loss(model, tokens, gen), repeats, device=device)
     every = {"SOC check": cfg.soc_check_interval, "vocabulary neighbour refresh": cfg.knn_refresh_interval}
     rows = [["whole step (forward + backward + AdamW)", total, "-", 1.0]]
     rows.append(["forward", fwd, "-", fwd / total])
     rows.append(["backward + optimiser (step - forward)", total - fwd, "-", (total - fwd) / total])
     for name, fn in step_parts(model, tokens, gen).items():
-        med, times = timed(fn, repeats)
+        try:
+            med, times = timed(fn, repeats, device=device)
+        except Exception as err:  # a part that cannot run alone on this device: said in its row
+            rows.append([f"  {name}", float("nan"), f"failed: {type(err).__name__}: {str(err)[:200]}", float("nan")])
+            continue
         period = next((n for key, n in every.items() if name.startswith(key)), 1)  # amortised per step
         rows.append([f"  {name}", med, ", ".join(f"{t:.3f}" for t in times), med / period / total])
-    tps = cfg.batch_size * cfg.targets_per_window / total
-    title = f"Training step: {tps:.0f} targets/s"
+    return cfg.batch_size * cfg.targets_per_window / total, rows
+
+
+def bench_step(cfg: EBMConfig, repeats: int) -> str:
+    tps, rows = step_split(cfg, repeats)
     return (
-        table(title, ["part", "median s", "runs (s)", "share of step"], rows)
+        table(f"Training step: {tps:.0f} targets/s", ["part", "median s", "runs (s)", "share of step"], rows)
         + "\nParts are the functions of ebm.objective timed alone, forward only (with autograd on) unless marked; their"
         + " sum exceeds the step where work overlaps. Periodic parts are shared out over their interval; the whole step"
         + " excludes them.\n"
     )
 
 
+def langevin_seconds(model: EBMModel, batch: int, repeats: int, backend=TORCH) -> float:
+    """Median seconds of 200-step Langevin chains, one per token, for `batch` random contexts."""
+    cfg, device = model.cfg, model.embeddings.device
+    settings = SamplerSettings.from_config(cfg)._replace(steps=200)
+    gen = torch.Generator(device=device).manual_seed(batch)
+    g = normalize(torch.randn(batch, cfg.latent_dim, generator=gen, device=device))
+    u = 0.1 * torch.randn(batch, cfg.latent_dim, generator=gen, device=device)
+    z0 = normalize(g + 0.01 * torch.randn(g.shape, generator=gen, device=device))
+    return timed(partial(sample, model, z0, g, u, settings, gen, backend=backend), repeats, device=device)[0]
+
+
 def bench_langevin(cfg: EBMConfig, batches: list[int], repeats: int, dev) -> str:
     torch.manual_seed(0)
     model = EBMModel(cfg)
-    settings = SamplerSettings.from_config(cfg)._replace(steps=200)
     rows = []
     for b in batches:
-        gen = torch.Generator().manual_seed(b)
-        g = normalize(torch.randn(b, cfg.latent_dim, generator=gen))
-        u = 0.1 * torch.randn(b, cfg.latent_dim, generator=gen)
-        z0 = normalize(g + 0.01 * torch.randn(g.shape, generator=gen))
-        cpu, _ = timed(partial(sample, model, z0, g, u, settings, gen), repeats)
+        cpu = langevin_seconds(model, b, repeats)
         row = [b, cpu, b / cpu, 1.0]
         if dev is not None:
-            vk, _ = timed(partial(sample, model, z0, g, u, settings, gen, backend=VulkanBackend(dev)), repeats)
+            vk = langevin_seconds(model, b, repeats, VulkanBackend(dev))
             row += [vk, b / vk, cpu / vk]
         rows.append(row)
     header = ["batch", "torch CPU s", "torch tokens/s", "ratio"]
