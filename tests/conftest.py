@@ -15,6 +15,13 @@ torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
+def child_env(**extra: str) -> dict:
+    """The environment of a child process: this one's, with the repository first on PYTHONPATH (an
+    existing PYTHONPATH, where packages were installed with --target, stays behind it)."""
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": path, **extra}
+
+
 def small_model(**changes):
     """A tiny model (ebm.small_config) with a fixed seed."""
     from ebm import EBMModel, small_config
@@ -110,7 +117,7 @@ def train_command(ws: Path, *extra: str, launcher: list[str] | None = None) -> t
         else ["--data", str(ws / "corpus.txt"), "--tokenizer", "bpe:300", "--config", str(ws / "tiny.json")]
     )
     module = [*(launcher or [sys.executable]), "-m", "commands", "train"]
-    env = {**os.environ, "EBM_CACHE": str(ws / "cache"), "PYTHONPATH": str(ROOT)}
+    env = child_env(EBM_CACHE=str(ws / "cache"))
     return [*module, *setup, "--out", str(ws), "--quiet", *extra], env
 
 
@@ -133,7 +140,7 @@ def evaluate_json(ws: Path, device: str) -> dict:
     latest = ws / "checkpoints" / "full" / "latest.pt"
     cmd = [sys.executable, "-m", "commands", "evaluate", "--checkpoint", str(latest), "--data", str(ws / "corpus.txt")]
     cmd += ["--split", "valid", "--max-tokens", "512", "--samples", "1", "--json", "--device", device]
-    env = {**os.environ, "EBM_CACHE": str(ws / "cache"), "PYTHONPATH": str(ROOT)}
+    env = child_env(EBM_CACHE=str(ws / "cache"))
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return json.loads(proc.stdout)

@@ -2,7 +2,6 @@
 no traceback, and nothing of the user's overwritten."""
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -10,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, train
+from conftest import child_env, train
 
 from runs.checkpoint import content_digest
 from runs.runfiles import RunFiles
@@ -19,7 +18,7 @@ pytestmark = pytest.mark.slow
 
 
 def run(ws, command, *args):
-    env = {**os.environ, "EBM_CACHE": str(ws / "cache"), "PYTHONPATH": str(ROOT)}
+    env = child_env(EBM_CACHE=str(ws / "cache"))
     return subprocess.run(
         [sys.executable, "-m", "commands", command, *args], cwd=ws, env=env, capture_output=True, text=True, timeout=300
     )
@@ -160,7 +159,7 @@ def test_a_checkpoint_without_its_digest_is_refused_unless_asked(full_run, tmp_p
     torch.save(state, run_dir / "latest.pt")
     args = ("--checkpoint", str(run_dir / "latest.pt"), "--data", "corpus.txt", "--max-tokens", "64", "--samples", "0")
     one_line(run(ws, "evaluate", *args), "has no digest, so its content cannot be verified")
-    env = {**os.environ, "EBM_CACHE": str(ws / "cache"), "PYTHONPATH": str(ROOT), "EBM_ACCEPT_UNVERIFIED": "1"}
+    env = child_env(EBM_CACHE=str(ws / "cache"), EBM_ACCEPT_UNVERIFIED="1")
     proc = subprocess.run(
         [sys.executable, "-m", "commands", "evaluate", *args], cwd=ws, env=env, capture_output=True, text=True, timeout=300
     )
@@ -181,7 +180,7 @@ def test_resume_reads_the_runs_own_text_from_any_folder_and_refuses_a_changed_on
     text = (workspace / "corpus.txt").read_text()
     (here / "small.txt").write_text(text)
     (elsewhere / "small.txt").write_text(text[::-1])  # another text under the same relative name
-    env = {**os.environ, "EBM_CACHE": str(workspace / "cache"), "PYTHONPATH": str(ROOT)}
+    env = child_env(EBM_CACHE=str(workspace / "cache"))
     base = [sys.executable, "-m", "commands", "train", "--out", str(tmp_path), "--quiet"]
     start = [
         *base,

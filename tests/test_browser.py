@@ -1,7 +1,6 @@
 """End to end in a real browser: `ebm-dashboard` serves a trainer run, headless Chromium opens
 its pages, the curves and the splat map render with no error element, screenshots are saved."""
 
-import os
 import shutil
 import socket
 import subprocess
@@ -10,7 +9,7 @@ import time
 import urllib.request
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, child_env
 
 from app.curves import PANELS
 
@@ -28,11 +27,7 @@ def serve(ws):
     port = free_port()
     cmd = [sys.executable, "-m", "app.launch", "--logs", str(ws / "logs"), "--checkpoints", str(ws / "checkpoints")]
     proc = subprocess.Popen(
-        [*cmd, "--port", str(port), "--refresh", "2"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        [*cmd, "--port", str(port), "--refresh", "2"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=child_env()
     )
     url = f"http://localhost:{port}"
     deadline = time.time() + 60

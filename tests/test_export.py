@@ -7,7 +7,7 @@ import sys
 
 import pytest
 import torch
-from conftest import ROOT
+from conftest import child_env
 
 from commands.export_command import export_checkpoint
 from ebm import token_logprobs
@@ -44,7 +44,7 @@ def test_a_damaged_export_is_refused(exported):
 
 def test_export_cli_and_the_picker(full_run, tmp_path):
     ws, _ = full_run
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = child_env()
     run_dir = ws / "checkpoints" / "full"
     proc = subprocess.run(
         [sys.executable, "-m", "commands", "export", "--checkpoint", str(run_dir), "--out", str(tmp_path / "e")],
@@ -85,7 +85,7 @@ def test_a_kill_during_a_re_export_leaves_the_old_export_or_the_new_one(full_run
     ws, _ = full_run
     latest, folder = ws / "checkpoints" / "full" / "latest.pt", tmp_path / "export"
     export_checkpoint(latest, folder)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = child_env()
     cmd = [sys.executable, "-m", "commands", "export", "--checkpoint", str(latest), "--out", str(folder)]
     t0 = time.perf_counter()
     subprocess.run(cmd, env=env, check=True, capture_output=True, timeout=120)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, records, train, train_command
+from conftest import child_env, records, train, train_command
 
 from runs.checkpoint import load_checkpoint
 from runs.runfiles import RunFiles, missing_fields
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
 
 
 def cli(ws: Path, command: str, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "EBM_CACHE": str(ws / "cache"), "PYTHONPATH": str(ROOT)}
+    env = child_env(EBM_CACHE=str(ws / "cache"))
     return subprocess.run(
         [sys.executable, "-m", "commands", command, *args], cwd=ws, env=env, capture_output=True, text=True, timeout=300
     )
@@ -103,7 +103,7 @@ def test_resume_uses_an_epoch_file_written_just_before_a_kill(small_run):
 
 def test_a_second_writer_on_a_live_run_is_refused(small_run):
     ws, files = small_run
-    env = {**os.environ, "EBM_CACHE": str(ws / "cache"), "PYTHONPATH": str(ROOT)}
+    env = child_env(EBM_CACHE=str(ws / "cache"))
     first = subprocess.Popen(
         [sys.executable, "-m", "commands", "train", "--resume", "r", "--quiet", "--max-steps", "100000"],
         cwd=ws,
@@ -125,7 +125,7 @@ def test_a_second_writer_on_a_live_run_is_refused(small_run):
 
 def test_kill_9_during_writes_leaves_only_loadable_checkpoints(small_run):
     ws, files = small_run
-    env = {**os.environ, "EBM_CACHE": str(ws / "cache"), "PYTHONPATH": str(ROOT)}
+    env = child_env(EBM_CACHE=str(ws / "cache"))
     cmd = [sys.executable, "-m", "commands", "train", "--resume", "r", "--quiet", "--max-steps", "100000"]
     for delay in (1.5, 2.5, 3.5, 4.5):
         proc = subprocess.Popen(cmd, cwd=ws, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -214,7 +214,7 @@ sys.exit(train(sys.argv[1:]))
 
 def test_recovery_from_non_finite_steps_is_bounded(small_run):
     ws, files = small_run
-    env = {**os.environ, "EBM_CACHE": str(ws / "cache"), "PYTHONPATH": str(ROOT)}
+    env = child_env(EBM_CACHE=str(ws / "cache"))
     args = ["--resume", "r", "--out", str(ws), "--quiet", "--max-steps", "100"]
     proc = subprocess.run([sys.executable, "-c", POISON, *args], cwd=ws, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
@@ -274,7 +274,7 @@ ZIP_WRITER_FULL = DISK_FULL.replace(
 def test_a_full_disk_stops_with_one_line_and_a_crashed_state(small_run, script, said):
     ws, files = small_run
     before = files.latest.read_bytes()
-    env = {**os.environ, "EBM_CACHE": str(ws / "cache"), "PYTHONPATH": str(ROOT)}
+    env = child_env(EBM_CACHE=str(ws / "cache"))
     args = ["--resume", "r", "--out", str(ws), "--quiet", "--max-steps", "14"]
     proc = subprocess.run([sys.executable, "-c", script, *args], cwd=ws, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]

@@ -2,18 +2,17 @@
 verdict, and every bad input as one clear line with a non-zero exit."""
 
 import json
-import os
 import subprocess
 import sys
 
 import pytest
-from conftest import ROOT
+from conftest import child_env
 
 pytestmark = pytest.mark.slow
 
 
 def generate(ws, *args):
-    env = {**os.environ, "EBM_CACHE": str(ws / "cache"), "PYTHONPATH": str(ROOT)}
+    env = child_env(EBM_CACHE=str(ws / "cache"))
     cmd = [sys.executable, "-m", "commands", "generate", "--checkpoint", str(ws / "checkpoints" / "full"), *args]
     return subprocess.run(cmd, cwd=ws, env=env, capture_output=True, text=True, timeout=300)
 

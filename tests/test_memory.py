@@ -4,14 +4,13 @@ optimum, and scoring a text with the memory agrees with a term-by-term reference
 
 import json
 import math
-import os
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, small_model
+from conftest import child_env, small_model
 
 from ebm.geometry import normalize
 from ebm.memory import Recall, SplatMemory, fit_mixture, memory_log_prob, mix
@@ -108,7 +107,7 @@ def test_ebm_evaluate_mixes_in_memory_splats_from_a_corpus(full_run):
     ws, _ = full_run
     cmd = [sys.executable, "-m", "commands", "evaluate", "--checkpoint", str(ws / "checkpoints" / "full" / "latest.pt")]
     cmd += ["--data", "corpus.txt", "--split", "test", "--max-tokens", "256", "--samples", "0", "--json"]
-    env = {**os.environ, "EBM_CACHE": str(ws / "cache"), "PYTHONPATH": str(ROOT)}
+    env = child_env(EBM_CACHE=str(ws / "cache"))
     plain, mixed = (
         json.loads(subprocess.run(cmd + extra, cwd=ws, env=env, capture_output=True, text=True, timeout=300, check=True).stdout)
         for extra in ([], ["--memory", "corpus.txt", "--memory-tokens", "2000"])

@@ -1,17 +1,16 @@
 """ebm-train's command line: help with defaults and examples before any heavy import, the list
 of config fields, and a hint for a mistyped one."""
 
-import os
 import subprocess
 import sys
 
-from conftest import ROOT
+from conftest import child_env
 
 from ebm.config import EBMConfig
 
 
 def cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = child_env()
     return subprocess.run(
         [sys.executable, "-m", "commands", "train", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
     )
@@ -24,7 +23,7 @@ def test_help_shows_defaults_and_examples_without_loading_torch():
         "    parser().format_help()\n"
         "print('torch' in sys.modules)"
     )
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = child_env()
     assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True).stdout.strip() == "False"
     text = cli("--help").stdout
     assert "(default: cpu)" in text and "(default: builtin" in text and "ebm-train --resume" in text

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 
-from conftest import ROOT, records, train
+from conftest import child_env, records, train
 
 from runs.checkpoint import load_checkpoint, model_from_checkpoint
 from runs.runfiles import RECORD_KINDS, SCHEMA_VERSION, missing_fields
@@ -71,7 +71,7 @@ def test_time_budget_stops_with_evaluation_and_checkpoint(workspace):
 
 def test_evaluate_and_diagnose_on_checkpoint(full_run):
     ws, _ = full_run
-    env = {**os.environ, "EBM_CACHE": str(ws / "cache"), "PYTHONPATH": str(ROOT)}
+    env = child_env(EBM_CACHE=str(ws / "cache"))
     ev = subprocess.run(
         [
             sys.executable,

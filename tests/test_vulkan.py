@@ -11,7 +11,7 @@ import sys
 
 import pytest
 import torch
-from conftest import ROOT, evaluate_json, generate_on, records, train
+from conftest import child_env, evaluate_json, generate_on, records, train
 
 from ebm import EBMModel, SamplerSettings, VulkanBackend, sample, small_config, token_logprobs
 from ebm.energy import splat_energy as reference_energy
@@ -209,7 +209,7 @@ def test_training_on_vulkan_matches_cpu(dev, workspace):
 
 
 def test_a_missing_driver_is_a_one_line_error(workspace):
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "VK_ICD_FILENAMES": "/nonexistent.json", "VK_DRIVER_FILES": "/nonexistent.json"}
+    env = child_env(VK_ICD_FILENAMES="/nonexistent.json", VK_DRIVER_FILES="/nonexistent.json")
     cmd = [
         sys.executable,
         "-m",
