@@ -59,12 +59,13 @@ class Sizes:
     repeats: int  # timed steps (median)
     seed_overrides: tuple[str, ...]  # the seed preset, shrunk on a dry run
     langevin_batch: int
+    langevin_sweep: tuple[int, ...]  # batches of the seed preset's Langevin, to see what bounds it
     chain: ChainSettings  # the constrained sampler's chains
     train_minutes: float
     train_args: tuple[str, ...]  # ebm-train's arguments beside --max-minutes
 
 
-REAL = Sizes("cuda", 8192, 3, 20, (), 256, ChainSettings(), 3.0, ("--preset", "seed", "--device", "cuda"))
+REAL = Sizes("cuda", 8192, 3, 20, (), 256, (1, 256, 4096), ChainSettings(), 3.0, ("--preset", "seed", "--device", "cuda"))
 DRY = Sizes(
     "cpu",
     512,
@@ -72,6 +73,7 @@ DRY = Sizes(
     2,
     ("batch_size=2", "vocab_size=4096", "n_splats_init=2000", "curriculum_capacities=[2000,2000,2000]"),
     256,
+    (1, 256),
     ChainSettings(chains=2, steps=2),
     5.0,
     ("--preset", "seed", "--device", "cpu", "--max-steps", "3", "--batch-size", "2", "--set", "eval_tokens=256"),
@@ -230,6 +232,8 @@ def sampling(sizes: Sizes) -> tuple[dict, str]:
             constrained[method] = (time.perf_counter() - t) / 2
         results[name] = {"langevin_s": seconds, "langevin_tokens_per_s": batch / seconds, "constrained_s": constrained}
         rows.append([name, seconds, batch / seconds, constrained["langevin"], 16 / constrained["langevin"], constrained["smc"]])
+    sweep = [[b, s, b / s, b * 200 / s] for b in sizes.langevin_sweep for s in [langevin_seconds(model, b, sizes.repeats)]]
+    results["seed_langevin_sweep"] = {str(row[0]): row[1] for row in sweep}
     header = [
         "preset",
         f"Langevin s (batch {batch})",
@@ -243,7 +247,8 @@ def sampling(sizes: Sizes) -> tuple[dict, str]:
         f"with one keyword, {sizes.chain.chains} chains x {sizes.chain.steps} steps then the tilted draw (ebm.composition); "
         "SMC at the same number of drafts.\n"
     )
-    return results, table("Sampling", header, rows) + note
+    swept = table("Langevin against batch (seed preset)", ["batch", "s", "tokens/s", "chain steps/s"], sweep)
+    return results, table("Sampling", header, rows) + note + "\n" + swept
 
 
 def vulkan(sizes: Sizes, wait_s: float) -> tuple[dict, str]:
@@ -259,9 +264,13 @@ def vulkan(sizes: Sizes, wait_s: float) -> tuple[dict, str]:
         from ebm.vulkan import get_device
 
         device = get_device("vulkan")
-    except Exception as err:  # no kp, no loader, no driver: said, not fatal
+    except Exception as err:  # no kp, no loader, no driver: said, with what kp itself printed
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        return {"status": "skipped", "reason": reason}, f"### Vulkan\n\nSkipped: {reason}\n"
+        probe = subprocess.run(
+            [sys.executable, "-c", "import kp; print(kp.Manager().list_devices())"], capture_output=True, text=True
+        )
+        said = (probe.stdout + probe.stderr).strip()[-1500:]
+        return {"status": "skipped", "reason": reason, "probe": said}, f"### Vulkan\n\nSkipped: {reason}\n\n```\n{said}\n```\n"
     cfg = PRESETS["cpu"].model_config()
     rows, results = [], {"device_name": device.name}
     for label, backend in (("torch on the CPU", None), (f"Vulkan ({device.name})", VulkanBackend(device))):
@@ -297,8 +306,11 @@ def training(sizes: Sizes, minutes: float) -> tuple[dict, str]:
     if not batches or not evals:
         raise RuntimeError(f"the run logged {len(batches)} batch and {len(evals)} validation records")
     last, final = batches[-1], evals[-1]
+    late = sorted(r["tokens_per_s"] for r in batches[len(batches) // 2 :])  # past the warm-up and first phases
     result = {
         "wall_s": wall,
+        "train_targets_per_s_median": late[len(late) // 2],
+        "evaluations": len(evals),
         "steps": last["step"],
         "epoch": last.get("epoch"),
         "train_loss": last.get("loss"),

@@ -11,8 +11,14 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
 export PYTHONPATH=/tmp/site:$PWD
 for f in .gl/*.deb; do dpkg -x "$f" /; done
 ldconfig
-icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-[ -f "$icd" ] && export VK_DRIVER_FILES=$icd
+icd=$(ls /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd*.json /usr/share/vulkan/icd.d/nvidia_icd*.json \
+  /etc/vulkan/icd.d/nvidia_icd*.json 2>/dev/null | head -1)
+[ -n "$icd" ] && export VK_DRIVER_FILES=$icd
+egl=/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json
+[ -f "$egl" ] && export __EGL_VENDOR_LIBRARY_FILENAMES=$egl
+{ echo "VK_DRIVER_FILES=${VK_DRIVER_FILES:-}"; ls -l /usr/local/nvidia/share/vulkan/icd.d /usr/share/vulkan/icd.d /etc/vulkan/icd.d
+  ldconfig -p | grep -E "vulkan|GLX_nvidia|GLdispatch|nvidia-glcore"; } >"$OUT/vulkan-env.txt" 2>&1
+[ -d .gl/data ] && export EBM_SHARED_DATA=$PWD/.gl/data
 mkdir -p /tmp/ebm-cache && cp -r .gl/spirv /tmp/ebm-cache/
 export EBM_CACHE=/tmp/ebm-cache GPU_CHECK_KP_BUILD_RC=/tmp/kp-build.rc
 rm -f "$GPU_CHECK_KP_BUILD_RC"

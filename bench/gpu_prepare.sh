@@ -13,8 +13,10 @@ pip download -q --no-deps --no-binary=:all: -d .whl kp==0.9.0
 # the Vulkan loader (unpacked into / there), and what building kp needs (unpacked into /tmp/vkdev)
 apt=(-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/amd64)
 apt-get "${apt[@]}" update -qq
-(cd .gl && apt-get "${apt[@]}" download libvulkan1 >/dev/null)
+(cd .gl && apt-get "${apt[@]}" download libvulkan1 libegl1 libglvnd0 libopengl0 libgl1 libglx0 libgles2 >/dev/null)
 (cd .gl/dev && apt-get "${apt[@]}" download libvulkan-dev libfmt9 libfmt-dev >/dev/null)
+# the corpus the CUDA tests train on (tests/conftest.py reads it from EBM_SHARED_DATA there)
+mkdir -p .gl/data/wikitext-2 && cp ../shared/data/wikitext-2/wiki.valid.tokens .gl/data/wikitext-2/
 # SPIR-V of every shader, so the GPU machine needs no GLSL compiler (ebm.vulkan.device.spirv)
 EBM_CACHE=.gl python -c "
 from ebm.vulkan.device import SHADERS, spirv

@@ -12,7 +12,8 @@ from runs.logs import LogReader
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# ../shared/data beside the checkout; EBM_SHARED_DATA names another copy (a GPU machine's, say)
+SHARED_DATA = Path(os.environ.get("EBM_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
 
 
 def child_env(**extra: str) -> dict:
@@ -89,7 +90,7 @@ TINY = dict(
 
 @pytest.fixture(scope="session")
 def workspace(tmp_path_factory, request):
-    path = Path(__file__).resolve().parents[2] / "shared" / "data" / "wikitext-2" / "wiki.valid.tokens"
+    path = SHARED_DATA / "wikitext-2" / "wiki.valid.tokens"
     if not path.exists():
         pytest.skip(f"shared corpus not found at {path}")
     ws = tmp_path_factory.mktemp("train")
