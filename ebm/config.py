@@ -75,7 +75,7 @@ def setting(default, rule: Rule | None = None, help: str = ""):
 
 # Fields whose default changed the architecture when they were added, with the value that
 # checkpoints written before them mean.
-SAVED_BEFORE = {"context_encoder": "multiscale", "splat_term": "token"}
+SAVED_BEFORE = {"context_encoder": "multiscale", "splat_term": "token", "aux_stride": 1}
 CHAIN_KEYS = ("langevin_steps", "langevin_dt", "langevin_gamma")
 
 
@@ -154,6 +154,9 @@ class EBMConfig:
     lambda_dsm: float = setting(0.1, non_negative, "weight of the score-matching loss")
     lambda_dec: float = setting(1.0, non_negative, "weight of the decoder's NLL")
     lambda_bal: float = setting(0.01, non_negative, "weight of the experts' load-balancing loss")
+    aux_stride: int = setting(
+        1, positive, "score matching and the decoder train on every k-th target of a window (the offset turns with the window)"
+    )
 
     # --- Langevin sampling
     langevin_steps: int = setting(150, at_most(100_000, "a token would take hours; 150 mix"), "sampler steps per generated token")
@@ -257,6 +260,8 @@ class EBMConfig:
             raise ConfigError("context windows must satisfy context_local <= context_medium <= context_global")
         if self.seq_length > self.context_global:
             raise ConfigError(f"seq_length ({self.seq_length}) exceeds the window's context_global ({self.context_global})")
+        if self.targets_per_window % self.aux_stride:
+            raise ConfigError(f"aux_stride ({self.aux_stride}) must divide the targets per window ({self.targets_per_window})")
         self._check_curriculum()
 
     def _check_curriculum(self) -> None:

@@ -162,6 +162,27 @@ def decoder_nll(model: EBMModel, t: Targets, latents: Tensor, shard: Shard = SOL
     return nll, mixed.balance
 
 
+def thinned(t: Targets, stride: int, per_window: int, shard: Shard = SOLO) -> Targets:
+    """Every stride-th target of each window, at offset -window (mod stride), so that a batch of
+    stride or more windows covers every position: (N rows) -> (N / stride rows). Score matching
+    and the decoder train on these (aux_stride); p_E's NLL keeps every target. Windows are counted
+    across the global batch (ebm.shard), so the rows kept, and the noise drawn for them, do not
+    depend on how the batch is split."""
+    if stride == 1:
+        return t
+    n = t.ids.shape[0]
+    row = torch.arange(n, device=t.ids.device)
+    first_window = (shard.rank * shard.parts + shard.part) * (n // per_window)
+    keep = row[(row // per_window + first_window + row % per_window) % stride == 0]  # (N / stride,)
+    r = t.retrieval
+    if r is not None:
+        r = r._replace(
+            q=r.q[keep], idx=r.idx[keep], log_match=r.log_match[keep], log_rest=None if r.log_rest is None else r.log_rest[keep]
+        )
+    lse = None if t.base_lse is None else t.base_lse[keep]
+    return t._replace(g=t.g[keep], u=t.u[keep], h=t.h[keep], ids=t.ids[keep], retrieval=r, base_lse=lse)
+
+
 def training_loss(
     model: EBMModel,
     tokens: Tensor,
@@ -180,9 +201,10 @@ def training_loss(
         c, bias = vocab_logit_terms(t.beta * t.g + t.u, model.vocab_bias(None), cfg.vocab_temperature)
         nll_t, splat_gain, lse = retrieval_nll(model, t, c, bias)
         nll, t = nll_t.mean(), t._replace(base_lse=lse)
-    noisy = noisy_targets_of(model, t, generator, shard)
-    dsm = score_matching(model, t, noisy, shard)
-    dec, balance = decoder_nll(model, t, decoder_latents(noisy, t, generator, shard), shard)
+    aux = thinned(t, cfg.aux_stride, cfg.targets_per_window if n_targets is None else n_targets, shard)
+    noisy = noisy_targets_of(model, aux, generator, shard)
+    dsm = score_matching(model, aux, noisy, shard)
+    dec, balance = decoder_nll(model, aux, decoder_latents(noisy, aux, generator, shard), shard)
     loss = nll + cfg.lambda_dsm * dsm + cfg.lambda_dec * dec + cfg.lambda_bal * balance
 
     e_t = t.emb[t.ids].detach()

@@ -52,3 +52,59 @@ def test_the_decoder_reads_the_energy_model_without_training_it(gen):
     for name in with_dec:
         if not name.startswith("decoder."):
             torch.testing.assert_close(with_dec[name], without[name], rtol=0, atol=0, msg=name)
+
+
+def _targets(model, windows: int):
+    from ebm.objective import targets_of
+
+    return targets_of(model, random_windows(model.cfg, windows, torch.Generator().manual_seed(1)))
+
+
+def test_thinning_by_one_keeps_every_target():
+    from ebm.objective import thinned
+
+    model = small_model()
+    t = _targets(model, 2)
+    assert thinned(t, 1, model.cfg.targets_per_window) is t
+
+
+def test_thinning_keeps_one_target_in_k_and_every_position_across_the_windows():
+    from ebm.objective import thinned
+
+    model = small_model(splat_term="mixture")
+    T, k = model.cfg.targets_per_window, 4
+    t = _targets(model, 8)
+    thin = thinned(t, k, T)
+    assert thin.ids.shape[0] == t.ids.shape[0] // k
+    rows = [int(torch.nonzero((t.g == g).all(-1))[0]) for g in thin.g]  # which rows were kept
+    assert sorted({r % T for r in rows}) == list(range(T))  # every position, over 8 >= k windows
+    assert all(sum(1 for r in rows if r // T == w) == T // k for w in range(8))  # T / k in each window
+    kept = torch.tensor(rows)
+    assert torch.equal(thin.ids, t.ids[kept]) and torch.equal(thin.retrieval.idx, t.retrieval.idx[kept])
+    assert torch.equal(thin.retrieval.log_rest, t.retrieval.log_rest[kept])
+
+
+def test_thinning_keeps_the_same_targets_however_the_batch_is_split():
+    from ebm.objective import thinned
+    from ebm.shard import Shard
+
+    model = small_model()
+    T, k = model.cfg.targets_per_window, 4
+    t = _targets(model, 6)
+    whole = thinned(t, k, T).ids
+    third = t.ids.shape[0] // 3
+
+    def rows(r: int):  # the rows of process r of 3
+        part = slice(r * third, (r + 1) * third)
+        return t._replace(g=t.g[part], u=t.u[part], h=t.h[part], ids=t.ids[part], retrieval=None)
+
+    split = torch.cat([thinned(rows(r), k, T, Shard(rank=r, world=3)).ids for r in range(3)])
+    assert torch.equal(split, whole)
+
+
+def test_aux_stride_must_divide_the_targets_of_a_window():
+    from ebm import small_config
+    from ebm.config import ConfigError
+
+    with pytest.raises(ConfigError, match="aux_stride"):
+        small_config(aux_stride=3)  # 16 targets per window
