@@ -120,8 +120,9 @@ def add_output_options(p: argparse.ArgumentParser) -> None:
         "--report-to",
         action="append",
         default=[],
-        choices=["tensorboard"],
-        help="also write the log for tensorboard (events in <out>/logs/tensorboard/<run_id>)",
+        choices=["tensorboard", "wandb", "mlflow"],
+        help="also write the log for tensorboard (<out>/logs/tensorboard/<run_id>), wandb (offline, <out>/logs/wandb) "
+        "or mlflow (file store <out>/logs/mlruns); repeatable",
     )
 
 

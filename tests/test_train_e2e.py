@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 from conftest import child_env, records, train
 
 from runs.checkpoint import load_checkpoint, model_from_checkpoint
@@ -190,3 +191,57 @@ def test_report_to_tensorboard_writes_event_files(workspace):
     tags = events.Tags()["scalars"]
     assert {"train/loss", "train/nll", "valid/ppl_energy"} <= set(tags)
     assert [e.step for e in events.Scalars("train/loss")] == list(range(1, 13))
+
+
+def _wandb_records(path) -> list[bytes]:
+    """The protobuf records of a .wandb file: a 7-byte header (":W&B", magic, version), then
+    LevelDB's log format, 32 KiB blocks of chunks (crc32 4, length 2, type 1: full, first, middle,
+    last). wandb's own reader moved into its Go core, so the test reads the format itself."""
+    data, block = path.read_bytes(), 32768
+    assert data[:4] == b":W&B"
+    pos, chunk, records = 7, b"", []
+    while pos + 7 <= len(data):
+        if block - pos % block < 7:  # a block's tail too short for a chunk header is padding
+            pos += block - pos % block
+            continue
+        length, kind = int.from_bytes(data[pos + 4 : pos + 6], "little"), data[pos + 6]
+        chunk += data[pos + 7 : pos + 7 + length]
+        pos += 7 + length
+        if kind in (1, 4):
+            records.append(chunk)
+            chunk = b""
+    return records
+
+
+def _wandb_history(run_folder) -> dict[int, dict]:
+    """step -> logged values, read from an offline wandb run's .wandb file."""
+    from wandb.proto import wandb_internal_pb2
+
+    (path,) = run_folder.glob("offline-run-*/run-*.wandb")
+    history = {}
+    for data in _wandb_records(path):
+        record = wandb_internal_pb2.Record()
+        record.ParseFromString(data)
+        if record.WhichOneof("record_type") == "history":
+            items = {item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in record.history.item}
+            history[items["_step"]] = items
+    return history
+
+
+def test_report_to_wandb_and_mlflow_write_what_the_json_log_holds(workspace):
+    from mlflow.tracking import MlflowClient
+
+    proc = train(workspace, "--run-id", "both", "--max-steps", "12", "--report-to", "wandb", "--report-to", "mlflow")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    logged = {r["step"]: r["loss"] for r in records(workspace, "both") if r["type"] == "batch"}
+    assert sorted(logged) == list(range(1, 13))
+
+    history = _wandb_history(workspace / "logs" / "wandb" / "wandb")
+    assert {step: history[step]["train/loss"] for step in logged} == pytest.approx(logged, rel=1e-6)
+    assert "valid/ppl_energy" in history[0]
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{(workspace / 'logs' / 'mlflow.db').resolve()}")
+    (run,) = client.search_runs([client.get_experiment_by_name("ebm-lab").experiment_id], "tags.ebm_run_id = 'both'")
+    assert run.info.status == "FINISHED"
+    losses = {m.step: m.value for m in client.get_metric_history(run.info.run_id, "train/loss")}
+    assert losses == pytest.approx(logged, rel=1e-6)
