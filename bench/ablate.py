@@ -5,9 +5,9 @@ with the same seed, data order and learning rate, scored like bench/ppl.py (whol
 token once, sliding window; in-domain test split and WikiText-2 valid zero-shot; token- and
 word-level perplexity):
 
-  full          as shipped: splats as context-conditioned attractors (splat_term=context)
-  mixture       splat_term=mixture: each retrieved splat a mixture component in probability space
-                beside the base softmax (ebm.mixture)
+  full          as shipped: each retrieved splat a mixture component in probability space beside
+                the base softmax (splat_term=mixture, ebm.mixture)
+  context boost splat_term=context: splats as context-conditioned attractors that boost p_E
   splats off    splat_term=off: p_E is the base softmax with its learned token prior, which is
                 a free per-token bias, so this row is also "splats replaced by a free bias"
   token splats  splat_term=token: splats as a context-free energy of each token (the earlier design)
@@ -15,9 +15,9 @@ word-level perplexity):
   decoder off   lambda_dec=0: the decoder head untrained, p_E alone
 
 Beside them, scored the same way in the same invocation: the add-one unigram of the train split
-(the trivial baseline) and a nanoGPT-style transformer of the EBM's width, depth, heads, window
-and batch, trained for the same number of optimiser steps (the strong baseline; --no-baselines
-leaves both out).
+(the trivial baseline) and two transformers of the EBM's width, depth, heads, window and batch,
+trained for the same number of optimiser steps: this project's nanoGPT-style one and transformers'
+GPT2LMHeadModel (the strong baselines; --no-baselines leaves them out).
 
 With --memory, each variant is also scored with memory splats (ebm.memory) written from the
 whole train split and fitted on the first 20,000 tokens of the valid split: a row "+ memory".
@@ -59,14 +59,16 @@ from bench.ppl import (  # noqa: E402
     scored_texts,
     scores,
     train_gpt,
+    transformer_key,
     transformer_row,
     unigram_row,
+    validation_scorer,
 )
 from ebm.sampler import SAMPLERS  # noqa: E402
 
 VARIANTS = {
     "full": [],
-    "mixture": ["splat_term=mixture"],
+    "context boost": ["splat_term=context"],
     "splats off": ["splat_term=off"],
     "token splats": ["splat_term=token"],
     "no DSM": ["lambda_dsm=0"],
@@ -113,11 +115,17 @@ def baselines(args, tok) -> dict[str, dict]:
     sets = scored_sets(args, tok)
     train = np.asarray(tokenize_split(load_corpus("builtin"), "train", tok, default_cache_dir(), progress=False))
     rows = {"add-one unigram": unigram_row(train, tok.vocab_size, sets)}
-    print(f"[ablate] transformer, {args.steps} steps ...", file=sys.stderr, flush=True)
-    gcfg, train_w, _, batch, prior = gpt_setup(args.preset, tok, gpt_prior=True)
-    model, steps, spent, _ = train_gpt(gcfg, train_w, args.gpt_lr, math.inf, batch, None, prior, max_steps=args.steps)
-    row = transformer_row(gcfg, model, steps, spent, batch, args.gpt_lr, gpt_prior=True)
-    rows["transformer"] = row | score_transformer(model, sets, gcfg.block_size)
+    gcfg, train_w, valid_w, batch, prior = gpt_setup(args.preset, tok, gpt_prior=True)
+    valid_ppl = validation_scorer(valid_w, gcfg.block_size)
+    for impl in args.gpt_impls:
+        print(f"[ablate] transformer ({impl}), {args.steps} steps ...", file=sys.stderr, flush=True)
+        model, steps, spent, _, train_nll = train_gpt(
+            gcfg, train_w, args.gpt_lr, math.inf, batch, None, prior, max_steps=args.steps, impl=impl
+        )
+        row = transformer_row(gcfg, model, steps, spent, batch, args.gpt_lr, True, impl)
+        row |= {"train_nll": train_nll, "valid_nll": math.log(valid_ppl(model))}
+        row["epochs"] = row["targets_seen"] / (len(train_w) * gcfg.block_size)
+        rows[transformer_key(impl, 0.0)] = row | score_transformer(model, sets, gcfg.block_size)
     return rows
 
 
@@ -272,6 +280,7 @@ def main() -> None:
     p.add_argument("--max-tokens", type=int, default=0, help="score only this many tokens of each text (0: all)")
     p.add_argument("--memory", action="store_true", help="also score each variant with memory splats (ebm.memory)")
     p.add_argument("--no-baselines", dest="baselines", action="store_false", help="leave out the unigram and transformer rows")
+    p.add_argument("--gpt-impls", nargs="+", default=["nanogpt", "hf"], choices=["nanogpt", "hf"], help="transformer rows")
     p.add_argument("--gpt-lr", type=float, default=3e-3, help="the transformer's learning rate (bench/ppl.py's sweep chose 3e-3)")
     p.add_argument("--prompts", type=int, default=24, help="generation prompts from the test split")
     p.add_argument("--prompt-tokens", type=int, default=32)

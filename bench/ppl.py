@@ -1,9 +1,13 @@
 """Perplexity at an equal training-time budget, reported the way the literature does.
 
-Rows: the add-one unigram, interpolated modified Kneser-Ney n-grams, a nanoGPT-style transformer
-of the EBM's size with its own learning-rate sweep, and the EBM (cpu preset, or --preset) with
-its own sweep. Every neural model gets the same minutes of optimiser steps (evaluation
-excluded) on the same cores, one after another, in one invocation. All models use the run's
+Rows: the add-one unigram, interpolated modified Kneser-Ney n-grams, two transformers of the
+EBM's width, depth, heads and window, each with its own learning-rate sweep and a row per dropout
+(0, 0.1): this project's nanoGPT-style one (bench/transformer.py) and transformers'
+GPT2LMHeadModel (bench/hf_gpt2.py), and the EBM (cpu preset, or --preset) with its own sweep.
+Every neural model also gets a one-epoch row (each training token seen once), and every neural
+row reports its epochs and its train / valid NLL, so a win is not one model memorising the split.
+Every neural model gets the same minutes of optimiser steps (evaluation excluded) on the same
+cores, one after another, in one invocation. All models use the run's
 tokenizer: the preset's (cpu: a byte-level BPE of 8,192 tokens trained on the built-in corpus's
 train split). Two texts are scored whole, every token once, with the same sliding window
 (ebm-evaluate's protocol: context_global tokens, stride half of it, the first token after an
@@ -119,35 +123,70 @@ def unigram_row(train: np.ndarray, vocab_size: int, sets: dict) -> dict:
 # ----------------------------------------------------------------------------- transformer
 
 
-def run_transformer(args) -> dict:
-    """The transformer at the time budget, at the best learning rate of a short sweep."""
-    import torch
+IMPLEMENTATIONS = {"nanogpt": "nanoGPT-style, this project's", "hf": "transformers GPT2LMHeadModel"}
+
+
+def run_transformer(args, impl: str) -> dict:
+    """One transformer implementation: its own learning-rate sweep (dropout 0), then the budget at
+    the best rate once per --gpt-dropouts value and, with --single-epoch, one epoch at dropout 0.
+    -> {result key: row}."""
+    import dataclasses
 
     tok = run_tokenizer(args)
     gcfg, train_w, valid_w, batch, prior = gpt_setup(args.preset, tok, args.gpt_prior)
-    C = gcfg.block_size
-    curve_ids = valid_w.evenly_spaced(64)
+    C, sets = gcfg.block_size, scored_sets(args, tok)
+    valid_ppl = validation_scorer(valid_w, C)
+    sweep = {}
+    if len(args.gpt_lrs) > 1:
+        sweep = {
+            lr: valid_ppl(train_gpt(gcfg, train_w, lr, 60 * args.sweep_min, batch, None, prior, impl=impl)[0])
+            for lr in args.gpt_lrs
+        }
+    best = min(sweep, key=sweep.get) if sweep else args.gpt_lrs[0]
+    budget, runs = 60 * args.budget_min, {}
+    for dropout in args.gpt_dropouts:
+        runs[transformer_key(impl, dropout)] = (dataclasses.replace(gcfg, dropout=dropout), budget, 0)
+    if args.single_epoch:
+        runs[transformer_key(impl, 0.0, epoch=True)] = (gcfg, math.inf, math.ceil(len(train_w) / batch))
+    rows = {}
+    for key, (cfg, seconds, max_steps) in runs.items():
+        curve = None if max_steps else (seconds / 8, valid_ppl)
+        model, steps, spent, points, train_nll = train_gpt(cfg, train_w, best, seconds, batch, curve, prior, max_steps, impl)
+        row = transformer_row(cfg, model, steps, spent, batch, best, args.gpt_prior, impl) | {"curve": points}
+        row["model"] += ", 1 epoch" if max_steps else ""
+        row |= {
+            "lr_sweep": {f"{k:g}": v for k, v in sweep.items()},
+            "train_nll": train_nll,
+            "valid_nll": math.log(valid_ppl(model)),
+        }
+        row["epochs"] = row["targets_seen"] / (len(train_w) * C)
+        rows[key] = row | score_transformer(model, sets, C)
+    return rows
+
+
+def transformer_key(impl: str, dropout: float, epoch: bool = False) -> str:
+    """Result key of a transformer row; "transformer" is the nanoGPT-style one without dropout."""
+    if epoch:
+        return f"transformer {impl}, 1 epoch"
+    return "transformer" if (impl, dropout) == ("nanogpt", 0.0) else f"transformer {impl}, dropout {dropout:g}"
+
+
+def validation_scorer(valid_w, C: int):
+    """Perplexity of a model on 64 evenly spaced validation windows (the curve points)."""
+    import torch
+
+    ids = valid_w.evenly_spaced(64)
 
     def valid_ppl(model) -> float:
         model.eval()
         nll = sum(
-            -model.target_logprobs(torch.from_numpy(valid_w.batch(curve_ids[i : i + 16])), C).sum().item()
-            for i in range(0, len(curve_ids), 16)
+            -model.target_logprobs(torch.from_numpy(valid_w.batch(ids[i : i + 16])), C).sum().item()
+            for i in range(0, len(ids), 16)
         )
         model.train()
-        return math.exp(nll / (len(curve_ids) * C))
+        return math.exp(nll / (len(ids) * C))
 
-    sweep = (
-        {lr: valid_ppl(train_gpt(gcfg, train_w, lr, 60 * args.sweep_min, batch, None, prior)[0]) for lr in args.gpt_lrs}
-        if len(args.gpt_lrs) > 1
-        else {}
-    )
-    best = min(sweep, key=sweep.get) if sweep else args.gpt_lrs[0]
-    budget = 60 * args.budget_min
-    model, steps, spent, curve = train_gpt(gcfg, train_w, best, budget, batch, (budget / 8, valid_ppl), prior)
-    row = transformer_row(gcfg, model, steps, spent, batch, best, args.gpt_prior)
-    row |= {"lr_sweep": {f"{k:g}": v for k, v in sweep.items()}, "curve": curve}
-    return row | score_transformer(model, scored_sets(args, tok), C)
+    return valid_ppl
 
 
 def gpt_setup(preset: str, tok, gpt_prior: bool):
@@ -174,10 +213,11 @@ def gpt_setup(preset: str, tok, gpt_prior: bool):
     return gcfg, Windows(train, 0, C), Windows(valid, 0, C), cfg.batch_size, prior
 
 
-def transformer_row(gcfg, model, steps: int, spent: float, batch: int, lr: float, gpt_prior: bool) -> dict:
+def transformer_row(gcfg, model, steps: int, spent: float, batch: int, lr: float, gpt_prior: bool, impl: str = "nanogpt") -> dict:
     kind = ", unigram-initialised output bias" if gpt_prior else ""
+    drop = f", dropout {gcfg.dropout:g}" if gcfg.dropout else ""
     row = {
-        "model": f"transformer ({gcfg.n_layer} layers, d {gcfg.n_embd}, lr {lr:g}{kind})",
+        "model": f"transformer [{IMPLEMENTATIONS[impl]}] ({gcfg.n_layer} layers, d {gcfg.n_embd}, lr {lr:g}{drop}{kind})",
         "lr": lr,
         "steps": steps,
         "train_s": spent,
@@ -206,19 +246,21 @@ def score_transformer(model, sets: dict, C: int) -> dict:
     return row | {"peak_rss_mb": peak_rss_mb()}
 
 
-def train_gpt(gcfg, windows, lr: float, seconds: float, batch: int, curve_every, log_prior=None, max_steps: int = 0):
-    """AdamW, warm-up then a cosine to a tenth over the time budget (or over max_steps steps),
-    bf16 autocast where the CPU has it (as the EBM's heads); every position of each window is a
-    target. -> (model, steps, s, curve)"""
+def train_gpt(
+    gcfg, windows, lr: float, seconds: float, batch: int, curve_every, log_prior=None, max_steps: int = 0, impl: str = "nanogpt"
+):
+    """AdamW with nanoGPT's decay groups, warm-up then a cosine to a tenth over the time budget (or
+    over max_steps steps), bf16 autocast where the CPU has it (as the EBM's heads); every position
+    of each window is a target. -> (model, steps, s, curve, mean training NLL of the last tenth)"""
     import torch
 
-    from bench.transformer import GPT, lr_at
+    from bench.transformer import lr_at
     from ebm.ops import head_dtype
     from trainer.heap import release_free_heap
 
     torch.manual_seed(0)
     dtype = head_dtype("auto", torch.device("cpu"))
-    model = GPT(gcfg, log_prior)
+    model = make_gpt(impl, gcfg, log_prior)
     params = list(model.parameters())  # nanoGPT's groups: decay on matrices only
     groups = [
         {"params": [p for p in params if p.dim() >= 2], "weight_decay": 0.1},
@@ -226,7 +268,7 @@ def train_gpt(gcfg, windows, lr: float, seconds: float, batch: int, curve_every,
     ]
     opt = torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95))
     rng = np.random.default_rng(0)
-    spent, steps, curve = 0.0, 0, []
+    spent, steps, curve, losses = 0.0, 0, [], []
     next_point = curve_every[0] if curve_every else math.inf
     while (steps < max_steps) if max_steps else (spent < seconds):
         t = time.perf_counter()
@@ -243,24 +285,43 @@ def train_gpt(gcfg, windows, lr: float, seconds: float, batch: int, curve_every,
         release_free_heap()  # as the EBM's trainer does
         spent += time.perf_counter() - t
         steps += 1
+        losses.append(loss.item())
         if spent >= next_point:
             curve.append({"train_s": spent, "ppl": curve_every[1](model)})
             next_point += curve_every[0]
-    return model, steps, spent, curve
+    tail = losses[-max(len(losses) // 10, 1) :]  # as they trained, like the EBM's rows (read_run)
+    return model, steps, spent, curve, sum(tail) / len(tail)
+
+
+def make_gpt(impl: str, gcfg, log_prior=None):
+    from bench.transformer import GPT
+
+    if impl == "hf":
+        from bench.hf_gpt2 import HFGPT2
+
+        return HFGPT2(gcfg, log_prior)
+    return GPT(gcfg, log_prior)
 
 
 # ----------------------------------------------------------------------------- EBM
 
 
 def run_ebm(args, out: Path) -> dict:
-    """ebm-train per learning rate (the sweep at --sweep-min, then the best at the budget), then
-    ebm-evaluate on each scored text: exactly what a user runs."""
+    """ebm-train per learning rate (the sweep at --sweep-min, then the best at the budget, and with
+    --single-epoch for one epoch), then ebm-evaluate on each scored text: exactly what a user runs.
+    -> {result key: row}."""
     lrs = args.ebm_lrs if len(args.ebm_lrs) > 1 else []
     sweep = {lr: ebm_train(args, out, lr, minutes(args.sweep_min))["best_valid"] for lr in lrs}
     best = min(sweep, key=sweep.get) if sweep else args.ebm_lrs[0]
-    row = ebm_train(args, out, best, minutes(args.budget_min))
-    row["lr_sweep"] = {f"{k:g}": v for k, v in sweep.items()}
-    return row | score_ebm(args, row["ckpt"])
+    budgets = {"ebm": minutes(args.budget_min)} | ({"ebm, 1 epoch": ["--epochs", "1"]} if args.single_epoch else {})
+    rows = {}
+    for key, budget in budgets.items():
+        row = ebm_train(args, out, best, budget)
+        row["lr_sweep"] = {f"{k:g}": v for k, v in sweep.items()}
+        if key != "ebm":
+            row["model"] += ", 1 epoch"
+        rows[key] = row | score_ebm(args, row["ckpt"])
+    return rows
 
 
 def minutes(m: float) -> list[str]:
@@ -367,8 +428,8 @@ def report(results: dict, args) -> str:
         "",
         "| model | "
         + " | ".join(f"{s} ppl | {s} word ppl | {s} bits/byte" for s in sets)
-        + " | targets seen | targets/s | params |",
-        "|---|" + "---|" * (3 * len(sets) + 3),
+        + " | targets seen | epochs | train / valid NLL | targets/s | params |",
+        "|---|" + "---|" * (3 * len(sets) + 5),
     ]
     for r in results.values():
         if not isinstance(r, dict):
@@ -381,7 +442,10 @@ def report(results: dict, args) -> str:
                 for s in sets
             ]
             rate = f"{r['targets_per_s']:.0f}" if "targets_per_s" in r else "-"
-            lines.append(f"| {label} | {' | '.join(cells)} | {r.get('targets_seen', 0):,} | {rate} | {r.get('params', 0):,} |")
+            epochs = f"{r['epochs']:.2f}" if "epochs" in r else "-"
+            gap = f"{r['train_nll']:.3f} / {r['valid_nll']:.3f}" if r.get("valid_nll") is not None and not suffix else "-"
+            seen = f"{r.get('targets_seen', 0):,}"
+            lines.append(f"| {label} | {' | '.join(cells)} | {seen} | {epochs} | {gap} | {rate} | {r.get('params', 0):,} |")
     lines.append("")
     lines += ratios(results, sets[0])
     return "\n".join(lines) + "\n"
@@ -389,12 +453,15 @@ def report(results: dict, args) -> str:
 
 def ratios(results: dict, s: str) -> list[str]:
     out = []
-    ebm, gpt, uni = results.get("ebm"), results.get("transformer"), results.get("unigram")
+    ebm, uni = results.get("ebm"), results.get("unigram")
+    equal_budget = [r for k, r in results.items() if k.startswith("transformer") and "epoch" not in k]
+    gpt = min(equal_budget, key=lambda r: r[s]["ppl"], default=None)  # the strongest at the same budget
     kn = min((r for k, r in results.items() if k.startswith("kn")), key=lambda r: r[s]["ppl"], default=None)
     if ebm and uni:
         out.append(f"- {s}: unigram / EBM ppl = {uni[s]['ppl'] / ebm[s]['ppl']:.2f}x (target >= 2 at 10 minutes)")
     if ebm and gpt:
-        out.append(f"- {s}: EBM / transformer ppl = {ebm[s]['ppl'] / gpt[s]['ppl']:.3f} (target <= 0.9 at 30 minutes)")
+        out.append(f"- strongest transformer at the same budget: {gpt['model']}")
+        out.append(f"- {s}: EBM / that transformer ppl = {ebm[s]['ppl'] / gpt[s]['ppl']:.3f} (target <= 0.9 at 30 minutes)")
         out.append(f"- EBM / transformer targets/s = {ebm['targets_per_s'] / gpt['targets_per_s']:.3f} (target >= 1.0)")
     if ebm and kn:
         out.append(f"- {s}: EBM / best Kneser-Ney ppl = {ebm[s]['ppl'] / kn[s]['ppl']:.3f} (target < 1 at 30 minutes)")
@@ -442,10 +509,13 @@ def main() -> None:
     p.add_argument("--kn-orders", type=int, nargs="*", default=[3, 5])
     p.add_argument("--gpt-lrs", type=float, nargs="+", default=[3e-3, 1e-2], help="one value: no sweep")
     p.add_argument("--gpt-prior", action="store_true", help="start the transformer's output bias at the unigram")
+    p.add_argument("--gpt-impls", nargs="+", default=list(IMPLEMENTATIONS), choices=list(IMPLEMENTATIONS))
+    p.add_argument("--gpt-dropouts", type=float, nargs="+", default=[0.0, 0.1], help="one transformer row per value")
+    p.add_argument("--no-single-epoch", dest="single_epoch", action="store_false", help="leave out the one-epoch rows")
     p.add_argument("--ebm-lrs", type=float, nargs="+", default=[3e-3, 1e-2], help="one value: no sweep")
     p.add_argument("--ebm-set", action="append", default=[], metavar="KEY=VALUE", help="EBMConfig override")
     p.add_argument("--max-tokens", type=int, default=0, help="score only this many tokens of each text (0: all)")
-    p.add_argument("--worker", choices=["transformer", "ngrams"], help=argparse.SUPPRESS)
+    p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.wikitext and not Path(args.wikitext).is_file():
         sys.exit(f"bench/ppl.py: error: {args.wikitext} not found; pass --wikitext PATH/wiki.valid.tokens")
@@ -454,19 +524,19 @@ def main() -> None:
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     if args.worker:  # each baseline in a process of its own: its peak memory is its own
-        fn = run_transformer if args.worker == "transformer" else run_ngrams
-        (out / f"{args.worker}.json").write_text(json.dumps(fn(args), indent=2))
+        found = run_ngrams(args) if args.worker == "ngrams" else run_transformer(args, args.worker.split("-", 1)[1])
+        (out / f"{args.worker}.json").write_text(json.dumps(found, indent=2))
         return
     results = {"tokenizer": run_tokenizer(args).name}
+    workers = {"ngrams": ["ngrams"], "transformer": [f"transformer-{impl}" for impl in args.gpt_impls], "ebm": []}
     for name in args.models:
         t = time.perf_counter()
         print(f"[ppl] {name} ...", file=sys.stderr, flush=True)
         if name == "ebm":
-            results["ebm"] = run_ebm(args, out / "ebm")
-        else:
-            subprocess.run([sys.executable, __file__, *sys.argv[1:], "--worker", name], check=True, env=ENV)
-            found = json.loads((out / f"{name}.json").read_text())
-            results.update(found if name == "ngrams" else {name: found})
+            results.update(run_ebm(args, out / "ebm"))
+        for worker in workers[name]:
+            subprocess.run([sys.executable, __file__, *sys.argv[1:], "--worker", worker], check=True, env=ENV)
+            results.update(json.loads((out / f"{worker}.json").read_text()))
         print(f"[ppl] {name} done in {(time.perf_counter() - t) / 60:.1f} min", file=sys.stderr, flush=True)
     (out / "ppl.json").write_text(json.dumps(results, indent=2))
     text = report(results, args)

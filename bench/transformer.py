@@ -1,5 +1,6 @@
-"""The neural baseline of bench/ppl.py: a small causal transformer in the style of nanoGPT
-(pre-norm blocks, tied input/output embeddings, AdamW with warm-up and cosine decay)."""
+"""The neural baseline of bench/ppl.py that this project wrote: a small causal transformer in the
+style of nanoGPT (pre-norm blocks, tied input/output embeddings, dropout as nanoGPT places it,
+AdamW with warm-up and cosine decay). bench/hf_gpt2.py is the one it did not write."""
 
 from __future__ import annotations
 
@@ -28,15 +29,17 @@ class Block(nn.Module):
         self.qkv = nn.Linear(cfg.n_embd, 3 * cfg.n_embd)
         self.proj = nn.Linear(cfg.n_embd, cfg.n_embd)
         self.mlp = nn.Sequential(nn.Linear(cfg.n_embd, 4 * cfg.n_embd), nn.GELU(), nn.Linear(4 * cfg.n_embd, cfg.n_embd))
-        self.n_head = cfg.n_head
+        self.n_head, self.dropout = cfg.n_head, cfg.dropout
+        self.drop = nn.Dropout(cfg.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, L, C = x.shape
         q, k, v = self.qkv(self.ln1(x)).split(C, dim=2)
         q, k, v = (t.view(B, L, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2).reshape(B, L, C)
-        x = x + self.proj(y)
-        return x + self.mlp(self.ln2(x))
+        p = self.dropout if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True).transpose(1, 2).reshape(B, L, C)
+        x = x + self.drop(self.proj(y))
+        return x + self.drop(self.mlp(self.ln2(x)))
 
 
 class GPT(nn.Module):
@@ -49,6 +52,7 @@ class GPT(nn.Module):
         self.wpe = nn.Embedding(cfg.block_size, cfg.n_embd)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.ln_f = nn.LayerNorm(cfg.n_embd)
+        self.drop = nn.Dropout(cfg.dropout)
         self.apply(self._init)
 
     @staticmethod
@@ -64,7 +68,7 @@ class GPT(nn.Module):
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         """(B, L) ids -> (B, L, V) logits of the next token at each position."""
         pos = torch.arange(idx.shape[1], device=idx.device)
-        x = self.wte(idx) + self.wpe(pos)
+        x = self.drop(self.wte(idx) + self.wpe(pos))
         for block in self.blocks:
             x = block(x)
         logits = self.ln_f(x) @ self.wte.weight.T  # tied output embedding

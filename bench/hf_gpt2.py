@@ -1,0 +1,52 @@
+"""The baseline this project did not write: Hugging Face transformers' GPT2LMHeadModel, configured
+to the EBM's width, depth, heads and window, behind the same two methods as bench/transformer.py's
+GPT (loss, target_logprobs), so bench/ppl.py trains and scores both the same way."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bench.transformer import GPTConfig
+
+
+class HFGPT2(nn.Module):
+    def __init__(self, cfg: GPTConfig, log_prior: torch.Tensor | None = None):
+        """`log_prior` (V,): a learned output bias started there, else none (GPT-2 has no output bias)."""
+        from transformers import GPT2Config, GPT2LMHeadModel
+
+        super().__init__()
+        self.cfg = cfg
+        config = GPT2Config(
+            vocab_size=cfg.vocab_size,
+            n_positions=cfg.block_size,
+            n_embd=cfg.n_embd,
+            n_layer=cfg.n_layer,
+            n_head=cfg.n_head,
+            resid_pdrop=cfg.dropout,
+            embd_pdrop=cfg.dropout,
+            attn_pdrop=cfg.dropout,
+        )
+        self.gpt2 = GPT2LMHeadModel(config)
+        self.out_bias = nn.Parameter(log_prior.float().clone()) if log_prior is not None else None
+
+    def non_embedding_params(self) -> int:
+        embeddings = self.gpt2.transformer.wte.weight.numel() + self.gpt2.transformer.wpe.weight.numel()
+        return sum(p.numel() for p in self.parameters()) - embeddings
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        """(B, L) ids -> (B, L, V) logits of the next token at each position."""
+        logits = self.gpt2(input_ids=idx).logits
+        return logits if self.out_bias is None else logits + self.out_bias
+
+    def loss(self, window: torch.Tensor) -> torch.Tensor:
+        """Mean next-token cross-entropy over every position of (B, L + 1) windows."""
+        logits = self(window[:, :-1])
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), window[:, 1:].reshape(-1))
+
+    @torch.no_grad()
+    def target_logprobs(self, window: torch.Tensor, n_targets: int) -> torch.Tensor:
+        """log p(target) of the last n_targets tokens of (B, L + 1) windows: (B, n_targets)."""
+        logits = self(window[:, :-1])[:, -n_targets:].float()
+        return torch.log_softmax(logits, -1).gather(-1, window[:, -n_targets:, None]).squeeze(-1)
