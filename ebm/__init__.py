@@ -42,4 +42,4 @@ __all__ = [
     "token_logprobs",
     "training_loss",
 ]
-__version__ = "0.4.0"
+__version__ = "0.5.0"
