@@ -27,6 +27,8 @@ class HFGPT2(nn.Module):
             resid_pdrop=cfg.dropout,
             embd_pdrop=cfg.dropout,
             attn_pdrop=cfg.dropout,
+            bos_token_id=None,  # GPT-2's 50256 lies outside a smaller vocabulary; nothing here uses them
+            eos_token_id=None,
         )
         self.gpt2 = GPT2LMHeadModel(config)
         self.out_bias = nn.Parameter(log_prior.float().clone()) if log_prior is not None else None

@@ -7,7 +7,7 @@ bash scripts/setup.sh
 bash scripts/vulkan-setup.sh || echo "[setup] Vulkan backend not installed: its tests will be skipped"
 . .venv/bin/activate
 # the optional extras the suite exercises (the core install, scripts/setup.sh, stays without them)
-python -c "import wandb, mlflow, sqlalchemy, alembic" 2>/dev/null || python -m pip install -q -e ".[dev,wandb,mlflow]"
+python -c "import wandb, mlflow, sqlalchemy, alembic, lm_eval" 2>/dev/null || python -m pip install -q -e ".[dev,wandb,mlflow,lm-eval]"
 ruff check .
 ruff format --check .
 mypy
