@@ -7,6 +7,7 @@ word-level perplexity):
 
   full          as shipped: each retrieved splat a mixture component in probability space beside
                 the base softmax (splat_term=mixture, ebm.mixture)
+  mixture       splat_term=mixture named explicitly (the same as full since 0.4.0)
   context boost splat_term=context: splats as context-conditioned attractors that boost p_E
   splats off    splat_term=off: p_E is the base softmax with its learned token prior, which is
                 a free per-token bias, so this row is also "splats replaced by a free bias"
@@ -68,6 +69,7 @@ from ebm.sampler import SAMPLERS  # noqa: E402
 
 VARIANTS = {
     "full": [],
+    "mixture": ["splat_term=mixture"],  # = full since 0.4.0; kept so the earlier commands run as written
     "context boost": ["splat_term=context"],
     "splats off": ["splat_term=off"],
     "token splats": ["splat_term=token"],
