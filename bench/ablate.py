@@ -276,7 +276,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=400, help="optimiser steps per row")
     p.add_argument("--lr", type=float, default=1e-2)
     p.add_argument("--preset", default="cpu")
-    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    p.add_argument("--variants", nargs="+", default=[v for v in VARIANTS if v != "mixture"], choices=list(VARIANTS))
     p.add_argument("--ebm-set", action="append", default=[], metavar="KEY=VALUE", help="EBMConfig override for every row")
     p.add_argument("--wikitext", default=str(WIKITEXT) if WIKITEXT.exists() else None, help="wiki.valid.tokens (zero-shot)")
     p.add_argument("--max-tokens", type=int, default=0, help="score only this many tokens of each text (0: all)")
