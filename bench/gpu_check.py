@@ -326,6 +326,8 @@ def training(sizes: Sizes, minutes: float) -> tuple[dict, str]:
 
 # ----------------------------------------------------------------------------- main
 
+STAGES = ("cuda_tests", "throughput", "sampling", "training", "vulkan")
+
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -357,8 +359,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[gpu-check] wrote {report.out / 'gpu_check.md'}; failed stages: {', '.join(failed) or 'none'}")
     return 1 if failed else 0
 
-
-STAGES = ("cuda_tests", "throughput", "sampling", "training", "vulkan")
 
 if __name__ == "__main__":
     sys.exit(main())
