@@ -75,7 +75,7 @@ def setting(default, rule: Rule | None = None, help: str = ""):
 
 # Fields whose default changed the architecture when they were added, with the value that
 # checkpoints written before them mean.
-SAVED_BEFORE = {"context_encoder": "multiscale", "splat_term": "token", "aux_stride": 1}
+SAVED_BEFORE = {"context_encoder": "multiscale", "splat_term": "token"}
 CHAIN_KEYS = ("langevin_steps", "langevin_dt", "langevin_gamma")
 
 
