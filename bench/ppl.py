@@ -255,18 +255,10 @@ def train_gpt(
     import torch
 
     from bench.transformer import lr_at
-    from ebm.ops import head_dtype
-    from trainer.heap import release_free_heap
 
     torch.manual_seed(0)
-    dtype = head_dtype("auto", torch.device("cpu"))
     model = make_gpt(impl, gcfg, log_prior)
-    params = list(model.parameters())  # nanoGPT's groups: decay on matrices only
-    groups = [
-        {"params": [p for p in params if p.dim() >= 2], "weight_decay": 0.1},
-        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
-    ]
-    opt = torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95))
+    opt = gpt_optimizer(model, lr)
     rng = np.random.default_rng(0)
     spent, steps, curve, losses = 0.0, 0, [], []
     next_point = curve_every[0] if curve_every else math.inf
@@ -275,14 +267,7 @@ def train_gpt(
         done = steps / max_steps if max_steps else spent / seconds
         for group in opt.param_groups:
             group["lr"] = lr_at(int(1000 * done), 1000, lr, warmup=20)
-        rows = torch.from_numpy(windows.batch(rng.integers(len(windows), size=batch)))
-        with torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
-            loss = model.loss(rows)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        release_free_heap()  # as the EBM's trainer does
+        loss = gpt_step(model, opt, torch.from_numpy(windows.batch(rng.integers(len(windows), size=batch))))
         spent += time.perf_counter() - t
         steps += 1
         losses.append(loss.item())
@@ -291,6 +276,37 @@ def train_gpt(
             next_point += curve_every[0]
     tail = losses[-max(len(losses) // 10, 1) :]  # as they trained, like the EBM's rows (read_run)
     return model, steps, spent, curve, sum(tail) / len(tail)
+
+
+def gpt_optimizer(model, lr: float):
+    """AdamW with nanoGPT's groups: weight decay on matrices only."""
+    import torch
+
+    params = list(model.parameters())
+    groups = [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": 0.1},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95))
+
+
+def gpt_step(model, opt, rows):
+    """One transformer training step on (B, L + 1) windows, bf16 autocast where the CPU has it (as
+    the EBM's heads), gradients clipped at 1; -> the loss."""
+    import torch
+
+    from ebm.ops import head_dtype
+    from trainer.heap import release_free_heap
+
+    dtype = head_dtype("auto", torch.device("cpu"))
+    with torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
+        loss = model.loss(rows)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    release_free_heap()  # as the EBM's trainer does
+    return loss
 
 
 def make_gpt(impl: str, gcfg, log_prior=None):

@@ -20,6 +20,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.ppl import gpt_optimizer, gpt_step  # noqa: E402
 from bench.speed import step_on_fixed_batch  # noqa: E402
 from bench.transformer import GPT, GPTConfig  # noqa: E402
 from ebm import EBMConfig  # noqa: E402
@@ -41,21 +42,14 @@ def ebm_stepper(cfg: EBMConfig) -> tuple[Callable[[], float], int]:
 
 
 def transformer_stepper(cfg: EBMConfig) -> tuple[Callable[[], float], int]:
-    """The nanoGPT-style transformer of the EBM's width, depth, heads, window and batch (the baseline
-    of bench/ppl.py), one AdamW step on a fixed batch; it predicts every position of its window."""
+    """The transformer of bench/ppl.py at the EBM's width, depth, heads, window and batch, taking
+    the step it trains with there (gpt_step: bf16 autocast where the CPU has it, like the EBM's
+    heads) on a fixed batch; it predicts every position of its window."""
     torch.manual_seed(0)
-    gcfg = GPTConfig(cfg.vocab_size, cfg.context_global, cfg.context_layers, cfg.context_heads, cfg.latent_dim)
-    model = GPT(gcfg)
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    model = GPT(GPTConfig(cfg.vocab_size, cfg.context_global, cfg.context_layers, cfg.context_heads, cfg.latent_dim))
+    opt = gpt_optimizer(model, 3e-3)
     window = torch.randint(cfg.vocab_size, (cfg.batch_size, cfg.context_global + 1), generator=torch.Generator().manual_seed(0))
-
-    def full_step() -> None:
-        loss = model.loss(window)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-
-    return timed_step(full_step), cfg.batch_size * cfg.context_global
+    return timed_step(lambda: gpt_step(model, opt, window)), cfg.batch_size * cfg.context_global
 
 
 def main() -> None:

@@ -41,7 +41,7 @@ PRESETS = {
             "curriculum_capacities": (1000, 3000, 6000),
             "learning_rate": 1e-2,  # bench/lr_sweep.py: best of 1e-3 .. 4e-2 at 4 minutes
             "warmup_steps": 50,
-            # score matching and the decoder on half the targets: 0.66x -> 0.87x the same-size
+            # score matching and the decoder on half the targets: 0.47x -> 0.53x the same-size
             # transformer's targets/s, p_E's perplexity at equal steps +1.1% (docs/design-notes.md 17)
             "aux_stride": 2,
         },
