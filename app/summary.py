@@ -158,10 +158,10 @@ def run_summary(log: RunLog, folders: Folders, now: float | None = None) -> dict
     start = (log.meta or {}).get("t")
     end = now if state in ("running", "starting") else _last(batch, "t") or now
     alerts = open_alerts(log)
-    meta = log.meta or {}
+    meta, notes = log.meta or {}, read_notes(folders, log.run_id)
     return {
-        "name": read_notes(folders, log.run_id).get("name") or meta.get("name") or log.run_id,
-        "tags": ", ".join(run_tags(read_notes(folders, log.run_id))),
+        "name": notes.get("name") or meta.get("name") or log.run_id,
+        "tags": ", ".join(run_tags(notes)),
         "run": log.run_id,
         "state": state,
         "stop_reason": (status or {}).get("reason", "") if state in ("crashed", "stopped") else "",
