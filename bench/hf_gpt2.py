@@ -5,13 +5,12 @@ GPT (loss, target_logprobs), so bench/ppl.py trains and scores both the same way
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from bench.transformer import GPTConfig
+from bench.transformer import GPTConfig, NextTokenLM
 
 
-class HFGPT2(nn.Module):
+class HFGPT2(NextTokenLM):
     def __init__(self, cfg: GPTConfig, log_prior: torch.Tensor | None = None):
         """`log_prior` (V,): a learned output bias started there, else none (GPT-2 has no output bias)."""
         from transformers import GPT2Config, GPT2LMHeadModel
@@ -41,14 +40,3 @@ class HFGPT2(nn.Module):
         """(B, L) ids -> (B, L, V) logits of the next token at each position."""
         logits = self.gpt2(input_ids=idx).logits
         return logits if self.out_bias is None else logits + self.out_bias
-
-    def loss(self, window: torch.Tensor) -> torch.Tensor:
-        """Mean next-token cross-entropy over every position of (B, L + 1) windows."""
-        logits = self(window[:, :-1])
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), window[:, 1:].reshape(-1))
-
-    @torch.no_grad()
-    def target_logprobs(self, window: torch.Tensor, n_targets: int) -> torch.Tensor:
-        """log p(target) of the last n_targets tokens of (B, L + 1) windows: (B, n_targets)."""
-        logits = self(window[:, :-1])[:, -n_targets:].float()
-        return torch.log_softmax(logits, -1).gather(-1, window[:, -n_targets:, None]).squeeze(-1)

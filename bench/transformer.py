@@ -42,7 +42,23 @@ class Block(nn.Module):
         return x + self.drop(self.mlp(self.ln2(x)))
 
 
-class GPT(nn.Module):
+class NextTokenLM(nn.Module):
+    """What bench/ppl.py trains and scores: a module whose forward maps (B, L) ids to (B, L, V)
+    next-token logits. This project's GPT and bench/hf_gpt2.py's HFGPT2 share it."""
+
+    def loss(self, window: torch.Tensor) -> torch.Tensor:
+        """Mean next-token cross-entropy over every position of (B, L + 1) windows."""
+        logits = self(window[:, :-1])
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), window[:, 1:].reshape(-1))
+
+    @torch.no_grad()
+    def target_logprobs(self, window: torch.Tensor, n_targets: int) -> torch.Tensor:
+        """log p(target) of the last n_targets tokens of (B, L + 1) windows: (B, n_targets)."""
+        logits = self(window[:, :-1])[:, -n_targets:].float()
+        return torch.log_softmax(logits, -1).gather(-1, window[:, -n_targets:, None]).squeeze(-1)
+
+
+class GPT(NextTokenLM):
     def __init__(self, cfg: GPTConfig, log_prior: torch.Tensor | None = None):
         """`log_prior` (V,): a learned output bias started there (the EBM's token prior), else none."""
         super().__init__()
@@ -73,17 +89,6 @@ class GPT(nn.Module):
             x = block(x)
         logits = self.ln_f(x) @ self.wte.weight.T  # tied output embedding
         return logits if self.out_bias is None else logits + self.out_bias
-
-    def loss(self, window: torch.Tensor) -> torch.Tensor:
-        """Mean next-token cross-entropy over every position of (B, L + 1) windows."""
-        logits = self(window[:, :-1])
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), window[:, 1:].reshape(-1))
-
-    @torch.no_grad()
-    def target_logprobs(self, window: torch.Tensor, n_targets: int) -> torch.Tensor:
-        """log p(target) of the last n_targets tokens of (B, L + 1) windows: (B, n_targets)."""
-        logits = self(window[:, :-1])[:, -n_targets:]
-        return torch.log_softmax(logits, -1).gather(-1, window[:, -n_targets:, None]).squeeze(-1)
 
 
 def lr_at(step: int, total: int, peak: float, warmup: int = 100) -> float:
