@@ -38,9 +38,10 @@ PANELS = (
     Panel(
         "Loss components",
         ("batch",),
-        ("nll", "dsm", "dec", "balance"),
+        ("nll", "dsm", "dec", "balance", "mem_nll"),
         "nats per target: nll of p_E, dsm = score-matching error (1 = predicting zero scores), dec = decoder nll, "
-        "balance = expert load (1 = even); all should fall",
+        "balance = expert load (1 = even), mem_nll = nll of p_E mixed with the in-batch memory (lambda_mem > 0); "
+        "all should fall",
     ),
     Panel(
         "Energy at targets",

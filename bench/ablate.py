@@ -14,6 +14,8 @@ word-level perplexity):
   token splats  splat_term=token: splats as a context-free energy of each token (the earlier design)
   no DSM        lambda_dsm=0: no score matching
   decoder off   lambda_dec=0: the decoder head untrained, p_E alone
+  TRIME-trained lambda_mem=1: the loss also scores p_E mixed with the batch's other windows as
+                memory splats (ebm.objective.memory_nll), so contexts learn to be retrieved
 
 Beside them, scored the same way in the same invocation: the add-one unigram of the train split
 (the trivial baseline) and two transformers of the EBM's width, depth, heads, window and batch,
@@ -75,6 +77,7 @@ VARIANTS = {
     "token splats": ["splat_term=token"],
     "no DSM": ["lambda_dsm=0"],
     "decoder off": ["lambda_dec=0"],
+    "TRIME-trained": ["lambda_mem=1"],
 }
 
 

@@ -157,6 +157,9 @@ class EBMConfig:
     aux_stride: int = setting(
         1, positive, "score matching and the decoder train on every k-th target of a window (the offset turns with the window)"
     )
+    lambda_mem: float = setting(0.0, non_negative, "weight of the in-batch memory loss (TRIME): other windows as memory splats")
+    mem_kappa: float = setting(40.0, positive, "kernel concentration of that loss's memory (the fitted memory's)")
+    mem_weight: float = setting(0.3, open_unit_interval, "mixture weight lambda of that loss's memory")
 
     # --- Langevin sampling
     langevin_steps: int = setting(150, at_most(100_000, "a token would take hours; 150 mix"), "sampler steps per generated token")

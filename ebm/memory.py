@@ -54,6 +54,22 @@ def mix(log_p_model: Tensor, log_p_memory: Tensor, weight: float) -> Tensor:
     return torch.logaddexp(log_p_model + math.log1p(-weight), log_p_memory + math.log(weight))
 
 
+def in_batch_log_prob(keys: Tensor, tokens: Tensor, window: Tensor, kappa: float) -> Tensor:
+    """log sum_j r_j(c) [w_j = target] with the batch's other windows as the memory (TRIME's
+    in-batch memory, Zhong et al. 2022): keys (N, D) unit, tokens (N,), window (N,) the window of
+    each row -> (N,), -inf where no row of another window holds the target. Differentiable in
+    the keys on both sides, so training pulls contexts that share a next token together, which is
+    what retrieval from a written memory needs."""
+    sims = kappa * keys @ keys.T  # (N, N)
+    sims = sims.masked_fill(window[:, None] == window[None, :], -math.inf)
+    log_r = torch.log_softmax(sims, -1)
+    match = (tokens[:, None] == tokens[None, :]) & (window[:, None] != window[None, :])
+    found = match.any(-1)
+    # rows without a match take a finite stand-in, so that no -inf - -inf reaches the gradient
+    hits = torch.where(match, log_r, torch.where(found[:, None], -math.inf, 0.0))
+    return torch.where(found, torch.logsumexp(hits, -1), -math.inf)
+
+
 def fit_mixture(recall: Recall, targets: Tensor, log_p_model: Tensor) -> tuple[float, float, float]:
     """The (kappa, lambda) of the grid with the lowest mean nll on held-out contexts, and that nll."""
     best = (0.0, 0.0, -log_p_model.mean().item())

@@ -19,6 +19,7 @@ from .context import ContextOut
 from .energy import context_energies, context_grad, splat_energy_and_grad, vocab_logit_terms
 from .geometry import project
 from .losses import dsm_loss, noisy_targets, sample_noise_levels
+from .memory import in_batch_log_prob, mix
 from .mixture import mixture_energy_and_grad, target_log_prob
 from .model import EBMModel, Retrieval
 from .ops import gather_dot, head_dtype, linear_cross_entropy, linear_logsumexp, rounded, target_scores
@@ -81,12 +82,32 @@ def encode(model: EBMModel, inputs: Tensor, last: int, emb: Tensor) -> ContextOu
 def energy_nll(model: EBMModel, t: Targets) -> Tensor:
     """-log p_E(w | c), exact over the whole vocabulary, blockwise (no (N, V) logits held):
     the base softmax, times 1 + B_w(c) over its normaliser under the context term."""
+    return target_nll(model, t)[0].mean()
+
+
+def target_nll(model: EBMModel, t: Targets) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    """-log p_E(w | c) at each target (N,); under a retrieving splat term also what the splats
+    add to it and log Z_base(c) (retrieval_nll), else None for both."""
     cfg = model.cfg
     c, bias = vocab_logit_terms(t.beta * t.g + t.u, model.vocab_bias(t.splat_vocab), cfg.vocab_temperature)  # (N, D), (V,)
+    if t.retrieval is not None:
+        return retrieval_nll(model, t, c, bias)
     dtype = head_dtype(cfg.head_dtype, t.emb.device)
-    if t.retrieval is None:
-        return linear_cross_entropy(c, t.emb, t.ids, bias, dtype)
-    return retrieval_nll(model, t, c, bias)[0].mean()
+    return linear_logsumexp(c, t.emb, bias, dtype) - target_scores(c, t.emb, t.ids, bias, dtype), None, None
+
+
+def memory_nll(model: EBMModel, t: Targets, nll: Tensor, per_window: int) -> Tensor:
+    """TRIME's loss, -log((1 - lambda) p_E + lambda p_memory) with the batch's other windows as
+    memory splats keyed as ebm.memory keys them: the evaluation-time mixture, trained, so that
+    contexts sharing a next token point the same way (docs/design.md, "Memory splats").
+    nll (N,): -log p_E at each target. Windows are this process's (or micro-batch's) own."""
+    cfg = model.cfg
+    window = torch.arange(nll.shape[0], device=nll.device) // per_window  # (N,)
+    if nll.shape[0] <= per_window:  # one window: no memory to recall from
+        log_memory = torch.full_like(nll, -math.inf)
+    else:
+        log_memory = in_batch_log_prob(model.energy_direction(t.g, t.u), t.ids, window, cfg.mem_kappa)
+    return -mix(-nll, log_memory, cfg.mem_weight).mean()
 
 
 def retrieval_nll(model: EBMModel, t: Targets, c: Tensor, bias: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -195,23 +216,24 @@ def training_loss(
     global batch split over data-parallel processes (`shard`, ebm.shard)."""
     cfg = model.cfg
     t = targets_of(model, tokens, n_targets, backend)
-    if t.retrieval is None:
-        nll, splat_gain = energy_nll(model, t), None
-    else:
-        c, bias = vocab_logit_terms(t.beta * t.g + t.u, model.vocab_bias(None), cfg.vocab_temperature)
-        nll_t, splat_gain, lse = retrieval_nll(model, t, c, bias)
-        nll, t = nll_t.mean(), t._replace(base_lse=lse)
-    aux = thinned(t, cfg.aux_stride, cfg.targets_per_window if n_targets is None else n_targets, shard)
+    per_window = cfg.targets_per_window if n_targets is None else n_targets
+    nll_t, splat_gain, lse = target_nll(model, t)
+    nll, t = nll_t.mean(), t._replace(base_lse=lse)
+    aux = thinned(t, cfg.aux_stride, per_window, shard)
     noisy = noisy_targets_of(model, aux, generator, shard)
     dsm = score_matching(model, aux, noisy, shard)
     dec, balance = decoder_nll(model, aux, decoder_latents(noisy, aux, generator, shard), shard)
     loss = nll + cfg.lambda_dsm * dsm + cfg.lambda_dec * dec + cfg.lambda_bal * balance
+    extra = {}
+    if cfg.lambda_mem > 0:
+        extra["mem_nll"] = memory_nll(model, t, nll_t, per_window)
+        loss = loss + cfg.lambda_mem * extra["mem_nll"]
 
     e_t = t.emb[t.ids].detach()
     geo_t, comp_t = context_energies(e_t, t.g, t.beta, t.u)
     splat_t, points, nbr = splat_at_targets(model, t, e_t, splat_gain)
     total_t = (splat_t + geo_t + comp_t).detach()
-    terms = {"loss": loss, "nll": nll, "dsm": dsm, "dec": dec, "balance": balance, "beta": t.beta}
+    terms = {"loss": loss, "nll": nll, "dsm": dsm, "dec": dec, "balance": balance, "beta": t.beta} | extra
     means = {"energy": total_t, "energy_splat": splat_t, "energy_geo": geo_t, "energy_comp": comp_t}
     metrics = {k: v.detach() for k, v in terms.items()} | {k: v.detach().mean() for k, v in means.items()}
     return StepResult(loss, metrics, points, total_t, nbr)

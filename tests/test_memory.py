@@ -117,3 +117,69 @@ def test_ebm_evaluate_mixes_in_memory_splats_from_a_corpus(full_run):
     assert mixed["tokens"] == plain["tokens"] and mixed["ppl_decoder"] == pytest.approx(plain["ppl_decoder"])
     if fit["weight"] == 0:  # the memory did not help on held-out text: it stays off
         assert mixed["ppl_energy"] == pytest.approx(plain["ppl_energy"])
+
+
+def in_batch_reference(keys, tokens, window, kappa):
+    """log p_memory(target | c_i) row by row in float64, the other windows' rows as the memory."""
+    out = []
+    for i in range(keys.shape[0]):
+        others = window != window[i]
+        r = torch.softmax(kappa * keys[others].double() @ keys[i].double(), -1)
+        mass = r[tokens[others] == tokens[i]].sum()
+        out.append(torch.log(mass) if mass > 0 else torch.tensor(-math.inf, dtype=torch.float64))
+    return torch.stack(out)
+
+
+def test_in_batch_memory_matches_a_row_by_row_reference_and_its_gradient_is_finite(gen):
+    from ebm.memory import in_batch_log_prob
+
+    N, D, per_window = 24, 6, 4
+    keys = normalize(torch.randn(N, D, generator=gen, dtype=torch.float64)).requires_grad_()
+    tokens = torch.randint(0, 5, (N,), generator=gen)
+    tokens[0] = 99  # a target no other window holds
+    window = torch.arange(N) // per_window
+    log_p = in_batch_log_prob(keys, tokens, window, 9.0)
+    expected = in_batch_reference(keys.detach(), tokens, window, 9.0)
+    assert log_p[0].item() == -math.inf and torch.isfinite(log_p[1:]).all()
+    torch.testing.assert_close(log_p.detach(), expected)
+    mix(torch.full((N,), -2.0, dtype=torch.float64), log_p, 0.3).sum().backward()
+    assert torch.isfinite(keys.grad).all() and keys.grad.abs().sum() > 0
+
+
+def test_the_in_batch_memory_gradient_matches_finite_differences(gen):
+    from ebm.memory import in_batch_log_prob
+
+    tokens = torch.tensor([1, 2, 1, 2, 2, 1])
+    window = torch.tensor([0, 0, 1, 1, 2, 2])
+    keys = normalize(torch.randn(6, 3, generator=gen, dtype=torch.float64)).requires_grad_()
+    assert torch.autograd.gradcheck(lambda k: in_batch_log_prob(k, tokens, window, 4.0), (keys,))
+
+
+def test_training_with_the_in_batch_memory_adds_its_loss_and_pulls_shared_targets_together(gen):
+    """The loss gains lambda_mem times -log((1 - lambda) p_E + lambda p_memory); one window alone
+    has no memory, so its term is the NLL plus -log(1 - lambda); a descent step on the term raises
+    the memory's probability of the targets."""
+    from ebm import training_loss
+    from ebm.memory import in_batch_log_prob
+    from ebm.objective import memory_nll, target_nll, targets_of
+
+    model = small_model(lambda_mem=1.0, mem_weight=0.25, mem_kappa=10.0, head_dtype="float32")
+    cfg = model.cfg
+    tokens = torch.randint(0, 4, (6, cfg.context_global + 1), generator=gen)  # few tokens: shared targets
+    out = training_loss(model, tokens, torch.Generator().manual_seed(0))
+    same_start = small_model(lambda_mem=0.0, mem_weight=0.25, mem_kappa=10.0, head_dtype="float32")
+    plain = training_loss(same_start, tokens, torch.Generator().manual_seed(0))
+    assert "mem_nll" not in plain.metrics
+    assert out.loss.item() - plain.loss.item() == pytest.approx(out.metrics["mem_nll"].item(), rel=1e-5)
+    t = targets_of(model, tokens)
+    nll = target_nll(model, t)[0]
+    one = t._replace(g=t.g[:4], u=t.u[:4], ids=t.ids[:4])
+    assert memory_nll(model, one, nll[:4], 4).item() == pytest.approx(nll[:4].mean().item() - math.log(0.75), rel=1e-6)
+    window = torch.arange(t.ids.shape[0]) // cfg.targets_per_window
+    before = in_batch_log_prob(model.energy_direction(t.g, t.u), t.ids, window, 10.0)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    memory_nll(model, t, nll.detach(), cfg.targets_per_window).backward()
+    opt.step()
+    t2 = targets_of(model, tokens)
+    after = in_batch_log_prob(model.energy_direction(t2.g, t2.u), t2.ids, window, 10.0)
+    assert after.mean() > before.mean()
