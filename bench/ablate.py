@@ -1,6 +1,7 @@
 """Ablations: does each energy-based part help? One equal budget, one invocation.
 
-Rows are ebm-train runs of the preset (cpu by default) for the same number of optimiser steps,
+Rows are ebm-train runs of the preset (cpu by default) for the same number of optimiser steps
+(or, with --minutes, the same training time, so that each part's cost counts),
 with the same seed, data order and learning rate, scored like bench/ppl.py (whole texts, every
 token once, sliding window; in-domain test split and WikiText-2 valid zero-shot; token- and
 word-level perplexity):
@@ -87,9 +88,10 @@ def train_and_score(args, name: str, sets: list[str]) -> dict:
     runs = Path(args.out) / "runs"
     try:  # a run this invocation's budget already finished (an interrupted invocation): score it again
         row = read_run(run, runs, run_id, args.lr)
-        assert row["steps"] == args.steps
+        assert row["train_s"] >= 0.99 * 60 * args.minutes if args.minutes else row["steps"] == args.steps
     except (OSError, KeyError, ValueError, AssertionError):
-        row = ebm_train(run, runs, args.lr, ["--max-steps", str(args.steps)], run_id)
+        budget = ["--max-minutes", f"{args.minutes:g}"] if args.minutes else ["--max-steps", str(args.steps)]
+        row = ebm_train(run, runs, args.lr, budget, run_id)
     row["variant"], row["sets"] = name, sets
     return row | score_ebm(args, row["ckpt"])
 
@@ -114,7 +116,7 @@ def score_with_memory(args, checkpoint: str) -> dict:
 
 
 def baselines(args, tok) -> dict[str, dict]:
-    """The add-one unigram and the same-size transformer at the rows' step budget, scored alike."""
+    """The add-one unigram and the same-size transformer at the rows' budget, scored alike."""
     from trainer.data import default_cache_dir, load_corpus, tokenize_split
 
     sets = scored_sets(args, tok)
@@ -123,9 +125,10 @@ def baselines(args, tok) -> dict[str, dict]:
     gcfg, train_w, valid_w, batch, prior = gpt_setup(args.preset, tok, gpt_prior=True)
     valid_ppl = validation_scorer(valid_w, gcfg.block_size)
     for impl in args.gpt_impls:
-        print(f"[ablate] transformer ({impl}), {args.steps} steps ...", file=sys.stderr, flush=True)
+        print(f"[ablate] transformer ({impl}), {budget_text(args)} ...", file=sys.stderr, flush=True)
+        seconds, max_steps = (60 * args.minutes, 0) if args.minutes else (math.inf, args.steps)
         model, steps, spent, _, train_nll = train_gpt(
-            gcfg, train_w, args.gpt_lr, math.inf, batch, None, prior, max_steps=args.steps, impl=impl
+            gcfg, train_w, args.gpt_lr, seconds, batch, None, prior, max_steps=max_steps, impl=impl
         )
         row = transformer_row(gcfg, model, steps, spent, batch, args.gpt_lr, True, impl)
         row |= {"train_nll": train_nll, "valid_nll": math.log(valid_ppl(model))}
@@ -218,13 +221,13 @@ def report(results: dict, args) -> str:
     ref_name = "full" if "full" in rows else next(iter(rows))
     seed = next((s.split("=", 1)[1] for s in reversed(args.ebm_set) if s.startswith("seed=")), "0")
     lines = [
-        f"{args.steps} optimiser steps per row, {args.preset} preset, lr {args.lr:g}, seed {seed}; tokenizer "
+        f"{budget_text(args)} per row, {args.preset} preset, lr {args.lr:g}, seed {seed}; tokenizer "
         f"{results['tokenizer']}. Whole texts, every token once, sliding window of the context, stride half of it.",
         "",
         "| variant | "
         + " | ".join(f"{s} ppl | {s} word ppl" for s in sets)
-        + f" | epochs | train / valid nll | targets/s | vs {ref_name} |",
-        "|---|" + "---|" * (2 * len(sets) + 4),
+        + f" | steps | epochs | train / valid nll | targets/s | vs {ref_name} |",
+        "|---|" + "---|" * (2 * len(sets) + 5),
     ]
     full = rows[ref_name]
     for name, r in rows.items():
@@ -234,7 +237,7 @@ def report(results: dict, args) -> str:
         if "targets_per_s" in r:  # not a count model
             speed = f"{r['targets_per_s']:.0f}"
             ratio += f", {r['targets_per_s'] / full['targets_per_s']:.2f}x speed"
-        lines.append(f"| {name} | {cells} | {epochs_and_gap(r)} | {speed} | {ratio} |")
+        lines.append(f"| {name} | {cells} | {r.get('steps', '-')} | {epochs_and_gap(r)} | {speed} | {ratio} |")
     for name, r in results["rows"].items():
         if "memory" in r:
             m = r["memory"]
@@ -246,6 +249,10 @@ def report(results: dict, args) -> str:
     if results.get("generation"):
         lines += generation_table(results["generation"])
     return "\n".join(lines) + "\n"
+
+
+def budget_text(args) -> str:
+    return f"{args.minutes:g} minutes of training" if args.minutes else f"{args.steps} optimiser steps"
 
 
 def epochs_and_gap(row: dict) -> str:
@@ -277,6 +284,7 @@ def generation_table(rows: list[dict]) -> list[str]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--steps", type=int, default=400, help="optimiser steps per row")
+    p.add_argument("--minutes", type=float, default=0, help="training minutes per row instead of --steps (0: steps)")
     p.add_argument("--lr", type=float, default=1e-2)
     p.add_argument("--preset", default="cpu")
     p.add_argument("--variants", nargs="+", default=[v for v in VARIANTS if v != "mixture"], choices=list(VARIANTS))
