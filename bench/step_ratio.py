@@ -5,6 +5,7 @@ them alike; medians, targets/s, and the ratio of each to the first row.
 python bench/step_ratio.py                                     # cpu preset: transformer, then the preset
 python bench/step_ratio.py - aux_stride=2 aux_stride=4         # variants (comma-separated overrides; '-': as is)
 python bench/step_ratio.py --no-transformer splat_term=off splat_term=context splat_term=mixture
+python bench/step_ratio.py --compile-transformer - compile   # 'compile': the encoder through torch.compile
 """
 
 from __future__ import annotations
@@ -36,18 +37,23 @@ def timed_step(full_step: Callable[[], None]) -> Callable[[], float]:
     return step
 
 
-def ebm_stepper(cfg: EBMConfig) -> tuple[Callable[[], float], int]:
-    """One timed optimiser step of a fresh EBM on a fixed batch, and the targets a step trains."""
-    return timed_step(step_on_fixed_batch(cfg)[3]), cfg.batch_size * cfg.targets_per_window
+def ebm_stepper(cfg: EBMConfig, compiled: bool = False) -> tuple[Callable[[], float], int]:
+    """One timed optimiser step of a fresh EBM on a fixed batch (its context encoder through
+    torch.compile when `compiled`), and the targets a step trains."""
+    model, _, _, step = step_on_fixed_batch(cfg)
+    if compiled:
+        model.context.backbone = torch.compile(model.context.backbone)
+    return timed_step(step), cfg.batch_size * cfg.targets_per_window
 
 
-def transformer_stepper(cfg: EBMConfig) -> tuple[Callable[[], float], int]:
+def transformer_stepper(cfg: EBMConfig, compiled: bool = False) -> tuple[Callable[[], float], int]:
     """The transformer of bench/ppl.py at the EBM's width, depth, heads, window and batch, taking
     the step it trains with there (gpt_step: bf16 autocast where the CPU has it, like the EBM's
     heads) on a fixed batch; it predicts every position of its window."""
     torch.manual_seed(0)
     model = GPT(GPTConfig(cfg.vocab_size, cfg.context_global, cfg.context_layers, cfg.context_heads, cfg.latent_dim))
     opt = gpt_optimizer(model, 3e-3)
+    model = torch.compile(model) if compiled else model
     window = torch.randint(cfg.vocab_size, (cfg.batch_size, cfg.context_global + 1), generator=torch.Generator().manual_seed(0))
     return timed_step(lambda: gpt_step(model, opt, window)), cfg.batch_size * cfg.context_global
 
@@ -58,11 +64,16 @@ def main() -> None:
     p.add_argument("--preset", default="cpu", choices=sorted(PRESETS))
     p.add_argument("--steps", type=int, default=12, help="timed steps per row, after two warm-up steps")
     p.add_argument("--no-transformer", dest="transformer", action="store_false", help="leave out the transformer row")
+    p.add_argument("--compile-transformer", action="store_true", help="also a row of the transformer through torch.compile")
     args = p.parse_args()
     base = PRESETS[args.preset].model_config()
     rows = {"transformer (same size)": transformer_stepper(base)} if args.transformer else {}
+    if args.compile_transformer:
+        rows["transformer (same size), compiled"] = transformer_stepper(base, compiled=True)
     for variant in args.variants:
-        rows[f"EBM {variant}"] = ebm_stepper(base.with_overrides([kv for kv in variant.split(",") if kv not in ("", "-")]))
+        parts = variant.split(",")
+        overrides = [kv for kv in parts if kv not in ("", "-", "compile")]
+        rows[f"EBM {variant}"] = ebm_stepper(base.with_overrides(overrides), compiled="compile" in parts)
     times: dict[str, list[float]] = {name: [] for name in rows}
     for i in range(args.steps + 2):
         for name, (step, _) in rows.items():
