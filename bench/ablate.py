@@ -55,6 +55,7 @@ from bench.ppl import (  # noqa: E402
     WIKITEXT,
     ebm_train,
     gpt_setup,
+    minutes,
     read_run,
     run_tokenizer,
     score_ebm,
@@ -90,7 +91,7 @@ def train_and_score(args, name: str, sets: list[str]) -> dict:
         row = read_run(run, runs, run_id, args.lr)
         assert row["train_s"] >= 0.99 * 60 * args.minutes if args.minutes else row["steps"] == args.steps
     except (OSError, KeyError, ValueError, AssertionError):
-        budget = ["--max-minutes", f"{args.minutes:g}"] if args.minutes else ["--max-steps", str(args.steps)]
+        budget = minutes(args.minutes) if args.minutes else ["--max-steps", str(args.steps)]
         row = ebm_train(run, runs, args.lr, budget, run_id)
     row["variant"], row["sets"] = name, sets
     return row | score_ebm(args, row["ckpt"])
@@ -252,6 +253,7 @@ def report(results: dict, args) -> str:
 
 
 def budget_text(args) -> str:
+    """The rows' budget in words, for the progress lines and the table's heading."""
     return f"{args.minutes:g} minutes of training" if args.minutes else f"{args.steps} optimiser steps"
 
 
