@@ -1,9 +1,9 @@
 """The resource numbers the trainer logs: cores kept busy and resident memory."""
 
+import mmap
 import os
 import time
 
-import numpy as np
 import pytest
 
 from trainer.system import SystemMeter, interval_peak_mb, resident_mb
@@ -19,11 +19,20 @@ def test_busy_cpu_reads_as_about_one_core_and_sleep_as_none():
     assert meter.read()["cpu_cores"] < 0.3
 
 
+def _touched_mapping(mib: int) -> mmap.mmap:
+    """A fresh anonymous mapping with every page written, so all of it is resident. Not np.ones:
+    late in a long test process malloc can hand back pages that are already resident (and keep
+    them after a free), and then nothing grows or shrinks."""
+    block = mmap.mmap(-1, mib * 2**20)
+    for page in range(0, len(block), mmap.PAGESIZE):
+        block[page] = 1
+    return block
+
+
 def test_resident_memory_grows_by_what_is_allocated_and_touched():
     before = resident_mb()
-    block = np.ones(64 * 2**20 // 8)  # 64 MiB, written so the pages are resident
-    assert resident_mb() - before == pytest.approx(64, abs=16)
-    del block
+    with _touched_mapping(64):
+        assert resident_mb() - before == pytest.approx(64, abs=16)
 
 
 def test_cpu_runs_report_no_gpu_memory():
@@ -43,8 +52,7 @@ def test_the_peak_since_the_last_read_holds_memory_freed_before_the_read():
     """A step's activations are freed before the log reads: the peak still shows them, and the
     next interval's peak forgets them."""
     interval_peak_mb()
-    block = np.ones(256 * 2**20 // 8)  # 256 MiB, touched
-    del block
+    _touched_mapping(256).close()
     now, peak = resident_mb(), interval_peak_mb()
     assert peak - now >= 200
     if os.access("/proc/self/clear_refs", os.W_OK):  # where the kernel lets a process reset its peak
