@@ -118,6 +118,7 @@ def run_item(task: str, item: dict, method: str, model, tok, args, seconds: floa
         temperature=args.chain_temperature,
         strength=args.strength,
         draw_strength=args.draw_strength,
+        gradient_draw=args.gradient_draw,
     )
     s = compose(model, item["prompt"], n, cons, method, 1, budget, chain, args.temperature, args.top_k, seed)[0]
     out = {"tokens": s.tokens, "seconds": s.seconds, "drafts": s.drafts, "met": all(s.met.values())}
@@ -169,7 +170,7 @@ def run_task(task: str, items: list[dict], model, tok, kn, args) -> list[dict]:
 
     results: dict[str, list[dict]] = {m: [] for m in args.methods}
     for i, item in enumerate(tqdm(items, desc=task, unit="item", file=sys.stderr)):
-        lang = run_item(task, item, "langevin", model, tok, args, None, i) if "langevin" in args.methods else None
+        lang = run_item(task, item, "langevin", model, tok, args, args.seconds, i) if "langevin" in args.methods else None
         for method in args.methods:
             if method == "langevin":
                 results[method].append(lang)
@@ -200,6 +201,10 @@ def interval(row: dict, key: str, fmt: str) -> str:
     return f"{row[key if key != 'fluency' else 'fluency_ppl']:{fmt}} [{lo:{fmt}}, {hi:{fmt}}]"
 
 
+def rounds_text(seconds: float | None) -> str:
+    return "one round" if seconds is None else f"rounds until {seconds:g} s"
+
+
 def report(rows: list[dict], meta: dict) -> str:
     lines = [
         f"Checkpoint {meta['checkpoint']} (step {meta['step']}, {meta['epochs']:.2f} epochs seen, p_E perplexity "
@@ -207,7 +212,9 @@ def report(rows: list[dict], meta: dict) -> str:
         f"{meta['items']} items per task; "
         f"p_E at temperature {meta['temperature']:g}, top-k {meta['top_k']} plus the constraints' tokens; Langevin "
         f"{meta['chains']} chains x {meta['steps']} steps, chain temperature {meta['chain_temperature']:g}, strength "
-        f"{meta['strength']:g} (draw {meta['draw_strength']:g}); baselines get Langevin's seconds on each item. "
+        f"{meta['strength']:g} (draw {meta['draw_strength']:g}, gradient draw {meta['gradient_draw']:g}), "
+        f"{rounds_text(meta['seconds'])}; constraint weights {meta['weights'] or 'default'}; "
+        "baselines get Langevin's seconds on each item. "
         "[90% bootstrap intervals over items]",
         "",
         "| task | method | success | fluency (KN-5 ppl) | right-context NLL | distinct-2 | s/item | drafts/item |",
@@ -256,9 +263,13 @@ def main() -> None:
     p.add_argument("--chain-temperature", type=float, default=chain.temperature)
     p.add_argument("--strength", type=float, default=chain.strength)
     p.add_argument("--draw-strength", type=float, default=chain.draw_strength)
+    p.add_argument("--gradient-draw", type=float, default=chain.gradient_draw)
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--top-k", type=int, default=40)
     p.add_argument("--batch", type=int, default=16, help="drafts per batch of the baselines")
+    p.add_argument(
+        "--seconds", type=float, default=None, help="Langevin's budget per item: rounds until spent (default: one round)"
+    )
     p.add_argument("--weight", action="append", default=[], metavar="NAME=VALUE")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default="/tmp/bench/constrained")
@@ -279,7 +290,20 @@ def main() -> None:
         "avoid": lambda: avoid_items(docs, tok, args.items, rng),
     }
     rows = []
-    keys = ("checkpoint", "items", "temperature", "top_k", "chains", "steps", "chain_temperature", "strength", "draw_strength")
+    keys = (
+        "checkpoint",
+        "items",
+        "temperature",
+        "top_k",
+        "chains",
+        "steps",
+        "chain_temperature",
+        "strength",
+        "draw_strength",
+        "gradient_draw",
+        "seconds",
+        "weights",
+    )
     meta = {k: getattr(args, k) for k in keys} | {"step": state["step"]} | training_record(state, model, tok)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -210,10 +210,10 @@ def generate_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--temperature", type=float, default=1.0, help="sampling temperature of p_E")
     p.add_argument("--top-k", type=int, default=40, help="top-k filter of p_E (0: none); constraint tokens are always kept")
-    p.add_argument("--budget-seconds", type=float, default=None, help="baselines: seconds per sample")
-    p.add_argument("--budget-drafts", type=int, default=64, help="baselines: drafts of the span per sample")
+    p.add_argument("--budget-seconds", type=float, default=None, help="seconds per sample (langevin: rounds until spent)")
+    p.add_argument("--budget-drafts", type=int, default=64, help="drafts of the span per sample (langevin: 2 per chain)")
     p.add_argument("--chains", type=int, default=16, help="langevin: chains per sample")
-    p.add_argument("--steps", type=int, default=30, help="langevin: steps per chain")
+    p.add_argument("--steps", type=int, default=5, help="langevin: steps per chain")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     p.add_argument("--json", action="store_true", help="one JSON object per sample per line")
     return p
