@@ -119,6 +119,7 @@ def run_item(task: str, item: dict, method: str, model, tok, args, seconds: floa
         strength=args.strength,
         draw_strength=args.draw_strength,
         gradient_draw=args.gradient_draw,
+        defensive=args.defensive,
     )
     s = compose(model, item["prompt"], n, cons, method, 1, budget, chain, args.temperature, args.top_k, seed)[0]
     out = {"tokens": s.tokens, "seconds": s.seconds, "drafts": s.drafts, "met": all(s.met.values())}
@@ -212,7 +213,8 @@ def report(rows: list[dict], meta: dict) -> str:
         f"{meta['items']} items per task; "
         f"p_E at temperature {meta['temperature']:g}, top-k {meta['top_k']} plus the constraints' tokens; Langevin "
         f"{meta['chains']} chains x {meta['steps']} steps, chain temperature {meta['chain_temperature']:g}, strength "
-        f"{meta['strength']:g} (draw {meta['draw_strength']:g}, gradient draw {meta['gradient_draw']:g}), "
+        f"{meta['strength']:g} (draw {meta['draw_strength']:g}, gradient draw {meta['gradient_draw']:g}, defensive "
+        f"{meta['defensive']:g}), "
         f"{rounds_text(meta['seconds'])}; constraint weights {meta['weights'] or 'default'}; "
         "baselines get Langevin's seconds on each item. "
         "[90% bootstrap intervals over items]",
@@ -264,6 +266,7 @@ def main() -> None:
     p.add_argument("--strength", type=float, default=chain.strength)
     p.add_argument("--draw-strength", type=float, default=chain.draw_strength)
     p.add_argument("--gradient-draw", type=float, default=chain.gradient_draw)
+    p.add_argument("--defensive", type=float, default=chain.defensive, help="share of Langevin's drafts drawn untilted")
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--top-k", type=int, default=40)
     p.add_argument("--batch", type=int, default=16, help="drafts per batch of the baselines")
@@ -301,6 +304,7 @@ def main() -> None:
         "strength",
         "draw_strength",
         "gradient_draw",
+        "defensive",
         "seconds",
         "weights",
     )

@@ -118,6 +118,13 @@ class ChainSettings:
     strength: float = 3.0
     draw_strength: float = 1.0
     gradient_draw: float = 2.0
+    # A `defensive` share of chains draws from q0 untilted and every weight is taken against the
+    # mixture: weights are then at most potential / defensive, and spans every chain's points
+    # turn away from keep their draws. Undefended, 3,000 chains started at one toy span never
+    # wrote spans holding 43% of pi, and with the gradient draw the weights' ESS fell from 52 to
+    # 16 as the chains went from 3,000 to 12,000 (heavy tails; tests/test_composition.py). On
+    # infilling it costs: 0.25 took 5.5 nats of right-context NLL (design-notes, section 15).
+    defensive: float = 0.25
 
 
 @dataclass
@@ -177,22 +184,37 @@ def prompt_rows(problem: Problem, rows: int, device: torch.device) -> Tensor:
 Tilt = Callable[[int, Tensor], Tensor]  # (position t, span so far (K, t)) -> log factors (K, V)
 
 
-def draw_spans(problem: Problem, rows: int, gen: torch.Generator, tilt: Tilt | None = None) -> tuple[Tensor, Tensor, Tensor]:
+def draw_spans(
+    problem: Problem, rows: int, gen: torch.Generator, tilt: Tilt | None = None, defensive: float = 0.0
+) -> tuple[Tensor, Tensor, Tensor]:
     """Spans drawn left to right from q0 with banned tokens removed, each token's law tilted by
-    log factors when given: -> ids (K, n), log q0(x) (K,), log r(x) (K,) of the law drawn from."""
+    log factors when given, a `defensive` share of the rows drawn untilted: -> ids (K, n),
+    log q0(x) (K,), log r(x) (K,) of the law drawn from (the mixture, when defensive > 0)."""
     model = problem.model
     seqs = prompt_rows(problem, rows, model.embeddings.device)
-    log_q0 = log_r = seqs.new_zeros(rows, dtype=torch.float)
+    plain = torch.rand(rows, generator=gen, device=seqs.device) < defensive  # (K,)
+    log_q0 = log_r = log_plain = seqs.new_zeros(rows, dtype=torch.float)
     for t in range(problem.n):
         base = base_logprobs(problem, next_logits(model, seqs))
-        proposal = base if tilt is None else base + tilt(t, seqs[:, seqs.shape[1] - t :])
-        proposal = proposal.masked_fill(banned_mask(problem, seqs, base.shape[-1]), float("-inf"))
-        dead = torch.isinf(proposal).all(-1, keepdim=True)  # every allowed token banned: the draw fails later
-        proposal = torch.log_softmax(torch.where(dead, base, proposal), -1)
-        x = torch.multinomial(proposal.exp(), 1, generator=gen)  # (K, 1)
+        banned = banned_mask(problem, seqs, base.shape[-1])
+        untilted = _allowed(base, base, banned)
+        proposal = untilted if tilt is None else _allowed(base + tilt(t, seqs[:, seqs.shape[1] - t :]), base, banned)
+        law = torch.where(plain[:, None], untilted, proposal)
+        x = torch.multinomial(law.exp(), 1, generator=gen)  # (K, 1)
         log_q0, log_r = log_q0 + base.gather(-1, x)[:, 0], log_r + proposal.gather(-1, x)[:, 0]
+        log_plain = log_plain + untilted.gather(-1, x)[:, 0]
         seqs = torch.cat([seqs, x], 1)
+    if defensive > 0:
+        log_r = torch.logaddexp(math.log(defensive) + log_plain, math.log1p(-defensive) + log_r)
     return seqs[:, -problem.n :], log_q0, log_r
+
+
+def _allowed(logits: Tensor, base: Tensor, banned: Tensor) -> Tensor:
+    """log softmax of logits (K, V) with banned tokens removed; a row with every allowed token
+    banned falls back to base (the draw fails later)."""
+    allowed = logits.masked_fill(banned, float("-inf"))
+    dead = torch.isinf(allowed).all(-1, keepdim=True)
+    return torch.log_softmax(torch.where(dead, base, allowed), -1)
 
 
 def right_logits(problem: Problem, inputs: Tensor) -> Tensor | None:
@@ -439,7 +461,7 @@ def langevin_drafts(
     )
     grad = constraint_gradient(problem, run.z, chain.strength) if chain.gradient_draw else None
     with torch.no_grad():
-        tokens, log_q0, log_r = draw_spans(problem, K, gen, draw_tilt(problem, run.z, chain, grad))
+        tokens, log_q0, log_r = draw_spans(problem, K, gen, draw_tilt(problem, run.z, chain, grad), chain.defensive)
         scores = score(problem, tokens)
     return tokens, log_q0 - log_r + scores.log_potential, scores, run
 
