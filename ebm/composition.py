@@ -18,9 +18,12 @@ excluded by the filter). Methods differ in how they propose and correct:
 - "langevin": all n positions are points on the sphere, moved jointly by underdamped Riemannian
   Langevin (ebm.langevin) on the relaxed energy E(z) = sum_t U_t(z_t | z_<t) + sum_i lambda_i C_i(z),
   U_t the landscape energy of ebm.landscape with contexts read from the relaxed points themselves;
-  then each chain's tokens are drawn left to right from q0's law tilted towards its points,
-  r_t(w) ~ q0_t(w) exp(kappa e_w . z_t), and one chain is resampled with importance weights
-  pi(x) / r(x | z), so its output has pi as its stated target whatever the relaxation's bias.
+  then each chain's tokens are drawn left to right from q0's law tilted towards its points and
+  down the constraints' gradient, r_t(w) ~ q0_t(w) exp(kappa e_w . z_t - g grad_t C . e_w) (a
+  defensive share of chains draws from q0 itself), and one draft is resampled with importance
+  weights pi(x) / r(x | z), so its output has pi as its stated target whatever the relaxation's
+  bias. Rounds of chains, each started at drafts resampled from the pool, run until the budget
+  is spent.
 
 Notation: K rows (chains or draws), n span tokens, P prompt tokens, R right-context tokens,
 V vocabulary, D latent_dim.
