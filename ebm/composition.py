@@ -477,18 +477,16 @@ def langevin(problem: Problem, budget: Budget, chain: ChainSettings, gen: torch.
     by importance weight. Each round's chains start from drafts resampled from the pool so far
     (population Monte Carlo): a draft keeps the weight pi(x) / r(x | z) of the law it was drawn
     from, which is unbiased whatever the past chose z by, so the pool's target stays pi."""
-    started, drafts = time.perf_counter(), 0
-    tokens = log_w = scores = None
-    runs: list[tuple[LangevinResult, int]] = []  # each round's chains and its first row in the pool
-    while tokens is None or not budget.spent(started, drafts):
-        starts = None if tokens is None else tokens[_resampled(log_w, math.ceil(chain.chains / CHAINS_PER_START), gen)]
+    started = time.perf_counter()
+    tokens, log_w, scores, run = langevin_drafts(problem, chain, gen)
+    runs = [(run, 0)]  # each round's chains and its first row in the pool
+    drafts = 2 * chain.chains  # a chain and its draw
+    while not budget.spent(started, drafts):
+        starts = tokens[_resampled(log_w, math.ceil(chain.chains / CHAINS_PER_START), gen)]
         new_tokens, new_w, new_scores, run = langevin_drafts(problem, chain, gen, starts)
-        runs.append((run, 0 if tokens is None else len(tokens)))
-        if tokens is None:
-            tokens, log_w, scores = new_tokens, new_w, new_scores
-        else:
-            tokens, log_w = torch.cat([tokens, new_tokens]), torch.cat([log_w, new_w])
-            scores = Scores(*(torch.cat([a, b]) for a, b in zip(scores, new_scores)))
+        runs.append((run, len(tokens)))
+        tokens, log_w = torch.cat([tokens, new_tokens]), torch.cat([log_w, new_w])
+        scores = Scores(*(torch.cat([a, b]) for a, b in zip(scores, new_scores)))
         drafts += 2 * chain.chains
     row = resample_one(log_w, gen)
     sample = _sample(problem, tokens, scores, row, float(log_w[row] - torch.logsumexp(log_w, -1)), drafts, started)
