@@ -111,8 +111,9 @@ class ChainSettings:
     # lands; at 0.1 they stay near tokens. A weaker draw elsewhere (1 against 3) rewrites less of
     # the text around a keyword; 16 chains give the resampling a better choice than 8. On infilling
     # (section 15 there) 5 steps beat 15 and 30, and the gradient draw at 2 took the right
-    # context's NLL from a loss to a win against importance resampling at equal time; the chain
-    # alone moves the points too little for the encoder's reading of them to matter.
+    # context's NLL from a clear loss against importance resampling at equal time to a win on one
+    # checkpoint and a tie on another; the chain alone moves the points too little for the
+    # encoder's reading of them to matter.
     chains: int = 16
     steps: int = 5
     dt: float = 0.2
@@ -425,9 +426,10 @@ def constraint_gradient(problem: Problem, z: Tensor, strength: float) -> Tensor:
 
 
 def draw_tilt(problem: Problem, z: Tensor, chain: ChainSettings, grad: Tensor | None = None) -> Tilt:
-    """log factors kappa_w e_w . z_t that the final draw adds to q0 at position t: kappa from
-    `draw_strength`, and from `strength` at a keyword's tokens until the span holds that keyword
-    (so a keyword the chain pulled several points towards is not written several times)."""
+    """log factors kappa_w e_w . z_t - gradient_draw grad_t . e_w that the final draw adds to q0 at
+    position t: kappa from `draw_strength`, and from `strength` at a keyword's tokens until the
+    span holds that keyword (so a keyword the chain pulled several points towards is not written
+    several times); grad (K, n, D) from constraint_gradient, when given."""
     emb = problem.model.embeddings
     root = math.sqrt(max(emb.shape[1] - 1, 1))
     cos = torch.einsum("knd,vd->knv", z, emb)  # (K, n, V)
@@ -445,6 +447,9 @@ def draw_tilt(problem: Problem, z: Tensor, chain: ChainSettings, grad: Tensor | 
         return out
 
     return tilt
+
+
+CHAINS_PER_START = 4  # a start draft costs n model calls; chains from one start still spread
 
 
 def langevin_drafts(
@@ -467,9 +472,6 @@ def langevin_drafts(
         tokens, log_q0, log_r = draw_spans(problem, K, gen, draw_tilt(problem, run.z, chain, grad), chain.defensive)
         scores = score(problem, tokens)
     return tokens, log_q0 - log_r + scores.log_potential, scores, run
-
-
-CHAINS_PER_START = 4
 
 
 def langevin(problem: Problem, budget: Budget, chain: ChainSettings, gen: torch.Generator) -> ComposedSample:
