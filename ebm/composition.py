@@ -358,7 +358,7 @@ def smc_particles(problem: Problem, particles: int, gen: torch.Generator) -> tup
         log_w = log_w + log_mass - (now - missing)
         missing = now
         if _ess(log_w) < particles / 2:
-            keep = torch.multinomial(torch.softmax(log_w, -1), particles, replacement=True, generator=gen)
+            keep = _resampled(log_w, particles, gen)
             seqs, missing, log_w = seqs[keep], missing[keep], torch.full_like(log_w, float(torch.logsumexp(log_w, -1)))
     return seqs[:, -problem.n :], log_w + missing  # the potential comes off again at the end
 
@@ -415,13 +415,13 @@ def chain_energy(problem: Problem, strength: float):
 
 def constraint_gradient(problem: Problem, z: Tensor, strength: float) -> Tensor:
     """The constraints' summed energy's Euclidean gradient at relaxed spans: (K, n, D) -> (K, n, D)."""
+    if not problem.constraints:  # nothing to differentiate: skip the encoder's pass
+        return torch.zeros_like(z)
     z = z.detach().requires_grad_(True)
     with torch.enable_grad():
         terms = relaxed_energy(problem, z, strength)
-        total = sum(terms[c.label or c.kind] for c in problem.constraints)
-        if not torch.is_tensor(total):
-            return torch.zeros_like(z)
-        (grad,) = torch.autograd.grad(total.sum(), z)
+        total = torch.stack([terms[c.label or c.kind] for c in problem.constraints]).sum()
+        (grad,) = torch.autograd.grad(total, z)
     return grad
 
 
