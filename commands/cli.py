@@ -74,6 +74,12 @@ def add_budget_options(p: argparse.ArgumentParser) -> None:
         help="auto: the config's head_dtype (bf16 where native); bf16: encoder and heads in bf16; "
         "tf32: float32 with TF32 matmuls on CUDA; fp32: float32 throughout",
     )
+    g.add_argument(
+        "--compile",
+        action="store_true",
+        help="run the context encoder through torch.compile: about 20%% more targets/s on a CPU after a cold "
+        "compile of 5 to 60 s; needs a C compiler (triton on CUDA)",
+    )
     g.add_argument("--max-minutes", type=float, help="stop after this much training time (optimiser steps only, not evaluation)")
 
 

@@ -71,3 +71,9 @@ def test_a_preset_is_chosen_by_device_and_config_and_set_apply_on_top(tmp_path):
     assert seed == EBMConfig(vocab_size=50257)  # the seed preset is the specification's defaults
     with pytest.raises(UserError, match="unknown preset"):
         run_preset(dataclasses.replace(args, preset="nonsense"))
+
+
+def test_compile_where_it_cannot_run_is_refused_before_anything_is_written(tmp_path):
+    proc = cli("--compile", "--device", "vulkan", "--max-steps", "1", "--out", str(tmp_path), cwd=tmp_path)
+    assert proc.returncode != 0 and "leave out --compile" in proc.stderr and "Traceback" not in proc.stderr
+    assert not list(tmp_path.iterdir())

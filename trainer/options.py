@@ -21,6 +21,7 @@ class RunOptions:
     max_minutes: float | None = None  # optimiser-step time, evaluation not counted
     grad_accum: int = 1  # micro-batches per optimiser step and process
     precision: str = "auto"  # auto (the config's head_dtype), bf16, tf32 or fp32
+    compile: bool = False  # the context encoder through torch.compile (trainer.compiled)
     log_every: int = 1  # a batch record every N steps
     quiet: bool = False  # no progress bar
     name: str | None = None  # a human name for the run, shown by the dashboard

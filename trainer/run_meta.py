@@ -27,6 +27,7 @@ def meta_record(opts: RunOptions, model: EBMModel, tokenizer, sizes: dict, devic
         **context,
         "grad_accum": opts.grad_accum,
         "precision": opts.precision,
+        "compiled": opts.compile,
         "head_dtype": str(head_dtype(cfg.head_dtype, device)).removeprefix("torch."),
         "pid": os.getpid(),
         "n_params": sum(p.numel() for p in model.parameters()),

@@ -94,6 +94,7 @@ def run_options(spec: TrainSpec, plan: RunPlan, out: Path, data_fingerprint: str
         name=spec.name,
         grad_accum=spec.grad_accum,
         precision=spec.precision,
+        compile=spec.compile,
         report_to=spec.report_to,
         preset=plan.preset,
         quiet=spec.quiet,

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from runs.runfiles import RunFiles, run_exists, run_id_problem
 
+from .compiled import compile_problem
+
 
 @dataclass(frozen=True)
 class TrainSpec:
@@ -21,6 +23,7 @@ class TrainSpec:
     max_steps: int | None
     grad_accum: int
     precision: str
+    compile: bool
     max_minutes: float | None
     resume: str | None  # a run id, "latest", or None for a new run
     accept_changed_data: bool
@@ -57,6 +60,8 @@ class TrainSpec:
         for flag, value in counts:
             if value is not None and value < 1:
                 return f"{flag} {value}: give 1 or more (leave it out for the default)"
+        if self.compile and (problem := compile_problem(self.device)):
+            return problem
         main_rank = int(os.environ.get("RANK", "0")) == 0  # under torchrun rank 0 may have started the run already
         if main_rank and not self.resume and self.run_id and run_exists(RunFiles.under(self.out, self.run_id)):
             return (

@@ -22,6 +22,7 @@ from ebm.upkeep import Event, SplatUpkeep
 from runs.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 
 from . import alerts
+from .compiled import compile_encoder
 from .data import token_frequencies, windows_for
 from .device_spec import resolve_device
 from .evaluation import sample_log_records, score, windows_within
@@ -72,6 +73,8 @@ class Trainer:
         self.resumed_from = None if resume_state is None else resume_state.get("resumed_from", "latest.pt")
         self.model = self._fresh_model() if resume_state is None else model_from_checkpoint(resume_state).train()
         self.model.to(self.device)
+        if opts.compile:
+            compile_encoder(self.model.context)
         self.opt = torch.optim.AdamW(self.model.parameter_groups(), lr=cfg.learning_rate)
         self.budget = Budget(self.steps_per_epoch * cfg.epochs, opts.max_steps, opts.max_minutes)
         self.gen = torch.Generator(device=self.device).manual_seed(cfg.seed)
