@@ -26,6 +26,7 @@ from bench.speed import step_on_fixed_batch  # noqa: E402
 from bench.transformer import GPT, GPTConfig  # noqa: E402
 from ebm import EBMConfig  # noqa: E402
 from ebm.presets import PRESETS  # noqa: E402
+from trainer.compiled import compile_encoder  # noqa: E402
 
 
 def timed_step(full_step: Callable[[], None]) -> Callable[[], float]:
@@ -39,10 +40,10 @@ def timed_step(full_step: Callable[[], None]) -> Callable[[], float]:
 
 def ebm_stepper(cfg: EBMConfig, compiled: bool = False) -> tuple[Callable[[], float], int]:
     """One timed optimiser step of a fresh EBM on a fixed batch (its context encoder through
-    torch.compile when `compiled`), and the targets a step trains."""
+    torch.compile when `compiled`, as ebm-train --compile does), and the targets a step trains."""
     model, _, _, step = step_on_fixed_batch(cfg)
     if compiled:
-        model.context.backbone = torch.compile(model.context.backbone)
+        compile_encoder(model.context)
     return timed_step(step), cfg.batch_size * cfg.targets_per_window
 
 
