@@ -296,9 +296,10 @@ def train_until_done(trainer: Trainer, quiet: bool) -> str:
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
     if not quiet:
+        compiling = "; the encoder compiles in the first step (45 s or more)" if trainer.opts.compile else ""
         print(
             f"run {trainer.opts.run_id}: {len(trainer.train)} training windows, {trainer.total_steps} steps planned; "
-            f"log {trainer.files.log}",
+            f"log {trainer.files.log}{compiling}",
             file=sys.stderr,
         )
     state = trainer.fit()
