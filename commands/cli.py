@@ -78,7 +78,7 @@ def add_budget_options(p: argparse.ArgumentParser) -> None:
         "--compile",
         action="store_true",
         help="run the context encoder through torch.compile: about 20%% more targets/s on a CPU after a cold "
-        "compile of 5 to 60 s; needs a C compiler (triton on CUDA)",
+        "compile of about a minute in the first step; needs a C compiler (triton on CUDA)",
     )
     g.add_argument("--max-minutes", type=float, help="stop after this much training time (optimiser steps only, not evaluation)")
 

@@ -22,10 +22,10 @@ def test_compiled_encoder_keeps_its_keys_and_its_contexts(gen):
 
 
 def test_compile_is_refused_in_one_line_where_it_cannot_run(monkeypatch):
-    assert "Vulkan" in compile_problem("vulkan")
     monkeypatch.setenv("CC", "no-such-compiler-here")
-    problem = compile_problem("cpu")
-    assert problem is not None and "no-such-compiler-here" in problem and "\n" not in problem
+    for device in ("cpu", "vulkan"):  # with vulkan the encoder runs in torch on the CPU
+        problem = compile_problem(device)
+        assert problem is not None and "no-such-compiler-here" in problem and "\n" not in problem
 
 
 @pytest.mark.skipif(not any(__import__("shutil").which(c) for c in ("cc", "gcc", "clang")), reason="no C compiler")

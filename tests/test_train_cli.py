@@ -9,8 +9,8 @@ from conftest import child_env
 from ebm.config import EBMConfig
 
 
-def cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
-    env = child_env()
+def cli(*args: str, cwd=None, **env_extra: str) -> subprocess.CompletedProcess:
+    env = child_env(**env_extra)
     return subprocess.run(
         [sys.executable, "-m", "commands", "train", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
     )
@@ -74,6 +74,6 @@ def test_a_preset_is_chosen_by_device_and_config_and_set_apply_on_top(tmp_path):
 
 
 def test_compile_where_it_cannot_run_is_refused_before_anything_is_written(tmp_path):
-    proc = cli("--compile", "--device", "vulkan", "--max-steps", "1", "--out", str(tmp_path), cwd=tmp_path)
+    proc = cli("--compile", "--max-steps", "1", "--out", str(tmp_path), cwd=tmp_path, CC="no-such-compiler-here")
     assert proc.returncode != 0 and "leave out --compile" in proc.stderr and "Traceback" not in proc.stderr
     assert not list(tmp_path.iterdir())
