@@ -1,11 +1,13 @@
 """--compile: the encoder through torch.compile in place, with the same keys and the same
 contexts as eager, and a one-line refusal where it cannot work."""
 
+import shutil
+
 import pytest
 import torch
 from conftest import small_model
 
-from trainer.compiled import compile_encoder, compile_problem
+from trainer.compiled import C_COMPILERS, compile_encoder, compile_problem
 
 
 def test_compiled_encoder_keeps_its_keys_and_its_contexts(gen):
@@ -28,7 +30,7 @@ def test_compile_is_refused_in_one_line_where_it_cannot_run(monkeypatch):
         assert problem is not None and "no-such-compiler-here" in problem and "\n" not in problem
 
 
-@pytest.mark.skipif(not any(__import__("shutil").which(c) for c in ("cc", "gcc", "clang")), reason="no C compiler")
+@pytest.mark.skipif(not any(shutil.which(cc) for cc in C_COMPILERS), reason="no C compiler")
 def test_compile_problem_is_none_with_a_compiler(monkeypatch):
     monkeypatch.delenv("CC", raising=False)
     assert compile_problem("cpu") is None
