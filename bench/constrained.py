@@ -120,9 +120,12 @@ def run_item(task: str, item: dict, method: str, model, tok, args, seconds: floa
         draw_strength=args.draw_strength,
         gradient_draw=args.gradient_draw,
         defensive=args.defensive,
+        move_share=args.move_share,
+        move_chains=args.move_chains,
+        informed_moves=not args.plain_moves,
     )
     s = compose(model, item["prompt"], n, cons, method, 1, budget, chain, args.temperature, args.top_k, seed)[0]
-    out = {"tokens": s.tokens, "seconds": s.seconds, "drafts": s.drafts, "met": all(s.met.values())}
+    out = {"tokens": s.tokens, "seconds": s.seconds, "drafts": s.drafts, "met": all(s.met.values()), "accepted": s.accepted}
     if task == "infill":
         total, right = joined_nll(model, item["prompt"], s.tokens, item["right"])
         original, _ = joined_nll(model, item["prompt"], item["original"], item["right"])
@@ -160,6 +163,9 @@ def summarise(task: str, method: str, items: list[dict], results: list[dict], kn
         "seconds": float(np.median([r["seconds"] for r in results])),
         "drafts": float(np.median([r["drafts"] for r in results])),
     }
+    accepted = [r["accepted"] for r in results if r.get("accepted") is not None]
+    if accepted:
+        row["accepted"] = float(np.median(accepted))
     if task == "infill":
         right = np.asarray([r["right_nll"] for r in results])
         row |= {"right_nll": float(right.mean()), "right_nll_90": bootstrap(right, np.mean, rng)}
@@ -206,6 +212,13 @@ def rounds_text(seconds: float | None) -> str:
     return "one round" if seconds is None else f"rounds until {seconds:g} s"
 
 
+def moves_text(meta: dict) -> str:
+    if not meta.get("move_share") or meta["seconds"] is None:
+        return "no moves"
+    kind = "plain" if meta.get("plain_moves") else "gradient-informed"
+    return f"the last {meta['move_share']:.0%} of its time on {kind} Metropolis moves of {meta['move_chains']} drafts"
+
+
 def report(rows: list[dict], meta: dict) -> str:
     lines = [
         f"Checkpoint {meta['checkpoint']} (step {meta['step']}, {meta['epochs']:.2f} epochs seen, p_E perplexity "
@@ -215,6 +228,7 @@ def report(rows: list[dict], meta: dict) -> str:
         f"{meta['chains']} chains x {meta['steps']} steps, chain temperature {meta['chain_temperature']:g}, strength "
         f"{meta['strength']:g} (draw {meta['draw_strength']:g}, gradient draw {meta['gradient_draw']:g}, defensive "
         f"{meta['defensive']:g}), "
+        f"{moves_text(meta)}, "
         f"{rounds_text(meta['seconds'])}; constraint weights {meta['weights'] or 'default'}; "
         "baselines get Langevin's seconds on each item. "
         "[90% bootstrap intervals over items]",
@@ -267,6 +281,11 @@ def main() -> None:
     p.add_argument("--draw-strength", type=float, default=chain.draw_strength)
     p.add_argument("--gradient-draw", type=float, default=chain.gradient_draw)
     p.add_argument("--defensive", type=float, default=chain.defensive, help="share of Langevin's drafts drawn untilted")
+    p.add_argument(
+        "--move-share", type=float, default=chain.move_share, help="share of Langevin's budget spent on Metropolis moves"
+    )
+    p.add_argument("--move-chains", type=int, default=chain.move_chains, help="drafts moved side by side")
+    p.add_argument("--plain-moves", action="store_true", help="propose moves from q0 at a random position, not from the gradient")
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--top-k", type=int, default=40)
     p.add_argument("--batch", type=int, default=16, help="drafts per batch of the baselines")
@@ -305,6 +324,9 @@ def main() -> None:
         "draw_strength",
         "gradient_draw",
         "defensive",
+        "move_share",
+        "move_chains",
+        "plain_moves",
         "seconds",
         "weights",
     )

@@ -22,8 +22,10 @@ excluded by the filter). Methods differ in how they propose and correct:
   down the constraints' gradient, r_t(w) ~ q0_t(w) exp(kappa e_w . z_t - g grad_t C . e_w) (a
   defensive share of chains draws from q0 itself), and one draft is resampled with importance
   weights pi(x) / r(x | z), so its output has pi as its stated target whatever the relaxation's
-  bias. Rounds of chains, each started at drafts resampled from the pool, run until the budget
-  is spent.
+  bias. Rounds of chains, each started at drafts resampled from the pool, run until part of the
+  budget is spent; then drafts resampled from the pool are moved by Metropolis-Hastings on the
+  token sequence (`metropolis`), a kernel that leaves pi invariant, until the rest is spent
+  (resample-move: the moves can only bring the output's law closer to pi).
 
 Notation: K rows (chains or draws), n span tokens, P prompt tokens, R right-context tokens,
 V vocabulary, D latent_dim.
@@ -97,6 +99,18 @@ class Budget:
         late = self.seconds is not None and time.perf_counter() - started >= self.seconds
         return late or (self.drafts is not None and drafts >= self.drafts)
 
+    def share(self, fraction: float) -> Budget:
+        """The same limits scaled by `fraction` (a part of the budget for one stage)."""
+        return Budget(
+            None if self.seconds is None else self.seconds * fraction,
+            None if self.drafts is None else math.ceil(self.drafts * fraction),
+            self.batch,
+        )
+
+    @property
+    def limited(self) -> bool:
+        return self.seconds is not None or self.drafts is not None
+
 
 @dataclass(frozen=True)
 class ChainSettings:
@@ -129,6 +143,12 @@ class ChainSettings:
     # 16 as the chains went from 3,000 to 12,000 (heavy tails; tests/test_composition.py). On
     # infilling it costs: 0.25 took 5.5 nats of right-context NLL (design-notes, section 15).
     defensive: float = 0.25
+    # The share of the budget spent moving resampled drafts by Metropolis-Hastings, and how many
+    # drafts are moved side by side (one of them is the output). Without a budget limit no moves
+    # run. Measured in docs/design-notes.md, section 15, "Moves on the token sequence".
+    move_share: float = 0.5
+    move_chains: int = 4
+    informed_moves: bool = True  # proposals from the gradient (metropolis), not q0 at a random position
 
 
 @dataclass
@@ -140,6 +160,7 @@ class ComposedSample:
     drafts: int  # complete spans drawn for this sample
     seconds: float
     trace: dict[str, list[float]] = field(default_factory=dict)  # Langevin: term -> energy per chain step
+    accepted: float | None = None  # Langevin: the share of Metropolis-Hastings moves accepted (None: no moves)
 
 
 class Scores(NamedTuple):
@@ -244,10 +265,11 @@ def _logits(model: EBMModel, inputs: Tensor, last: int) -> Tensor:
 
 
 @torch.no_grad()
-def score(problem: Problem, tokens: Tensor) -> Scores:
-    """Every constraint's energy and verdict on finished spans (K, n)."""
+def score(problem: Problem, tokens: Tensor, right: Tensor | None = None) -> Scores:
+    """Every constraint's energy and verdict on finished spans (K, n); `right`, the right
+    context's logits (K, R, V) when already computed."""
     emb = problem.model.embeddings
-    view = SpanView(emb[tokens], right_logits(problem, emb[tokens]))
+    view = SpanView(emb[tokens], right if right is not None else right_logits(problem, emb[tokens]))
     if not problem.constraints:
         zeros = tokens.new_zeros(tokens.shape[0], dtype=torch.float)
         return Scores(zeros[:, None][:, :0], zeros[:, None][:, :0].bool(), zeros)
@@ -257,6 +279,133 @@ def score(problem: Problem, tokens: Tensor) -> Scores:
     ok = (met | ~hard).all(-1)
     soft = (energies * ~hard).sum(-1)
     return Scores(energies, met, torch.where(ok, -soft, torch.full_like(soft, float("-inf"))))
+
+
+def span_logprobs(problem: Problem, inputs: Tensor) -> tuple[Tensor, Tensor | None]:
+    """q0's law at every position of a span and the right context's logits, from one pass over
+    prompt, span and right context: the span's input embeddings (K, n, D) -> log q0_t (K, n, V),
+    (K, R, V) or None."""
+    n = problem.n
+    logits = _logits(problem.model, framed(problem, inputs)[:, :-1], n + len(problem.right))
+    K, _, V = logits.shape
+    logp = base_logprobs(problem, logits[:, :n].reshape(K * n, V)).view(K, n, V)
+    return logp, (logits[:, n:] if problem.right else None)
+
+
+class MoveState(NamedTuple):
+    """A span under Metropolis moves: log pi(x) up to its constant (K,), its scores, and the log
+    probabilities of the next proposal over (position, token) (K, n, V)."""
+
+    log_pi: Tensor
+    scores: Scores
+    proposal: Tensor
+
+
+def move_state(problem: Problem, tokens: Tensor, informed: bool) -> MoveState:
+    """One pass over prompt, span and right context (a backward pass too when informed). The
+    proposal picks a position t that holds no keyword's only occurrence, then w ~ q0_t(. | x_<t)
+    without banned tokens; informed, it picks (t, w) by softmax(d / 2) instead, d the change of
+    log pi if x_t became w: exact in q0_t's own factor, first order (the gradient at the span's
+    input embeddings) in the later tokens' factors and the soft energies (Grathwohl et al., 2021,
+    "Oops I took a gradient"): ids (K, n) -> MoveState."""
+    emb, n = problem.model.embeddings, problem.n
+    K, V = tokens.shape[0], emb.shape[0]
+    z = emb[tokens].detach().requires_grad_(informed)  # (K, n, D)
+    with torch.set_grad_enabled(informed):
+        logp, right = span_logprobs(problem, z)
+        view = SpanView(z, right)
+        soft = sum((c.energy(view) for c in problem.constraints if not c.hard), z.new_zeros(K))
+        picked = logp.gather(-1, tokens[..., None])[..., 0]  # (K, n)
+        if informed:
+            (grad,) = torch.autograd.grad((picked.sum(-1) - soft).sum(), z)
+    scores = score(problem, tokens, None if right is None else right.detach())
+    logp, picked = logp.detach(), picked.detach()
+    allowed = logp.masked_fill(_banned_everywhere(problem, tokens, V), float("-inf"))
+    fixed = _keyword_holders(problem, tokens)  # (K, n)
+    if informed:
+        first_order = torch.einsum("knd,vd->knv", grad, emb) - (grad * z.detach()).sum(-1, keepdim=True)
+        d = (allowed - picked[..., None] + first_order).scatter(-1, tokens[..., None], float("-inf"))
+        proposal = torch.log_softmax((d / 2).masked_fill(fixed[..., None], float("-inf")).flatten(1), -1).view(K, n, V)
+    else:
+        free = (~fixed).sum(-1, keepdim=True).clamp_min(1)  # (K, 1)
+        law = torch.log_softmax(allowed, -1) - free.log()[..., None]
+        proposal = law.masked_fill(fixed[..., None], float("-inf"))
+    return MoveState(picked.sum(-1) + scores.log_potential, scores, proposal)
+
+
+def _banned_everywhere(problem: Problem, tokens: Tensor, vocab: int) -> Tensor:
+    """Tokens that would complete an avoided word at each position, after the row's own prefix:
+    (K, n) -> (K, n, V) bool."""
+    mask = torch.zeros(*tokens.shape, vocab, dtype=torch.bool, device=tokens.device)
+    if any(c.kind == "avoid" for c in problem.constraints):
+        for row, span in enumerate(tokens.tolist()):
+            for t in range(len(span)):
+                for c in problem.constraints:
+                    mask[row, t, c.banned_next(list(problem.prompt) + span[:t])] = True
+    return mask
+
+
+def _keyword_holders(problem: Problem, tokens: Tensor) -> Tensor:
+    """Positions whose change would drop a keyword the span holds only there: (K, n) -> (K, n) bool."""
+    fixed = torch.zeros_like(tokens, dtype=torch.bool)
+    keywords = [c for c in problem.constraints if c.kind == "keyword"]
+    if keywords:
+        none = tokens.new_zeros(tokens.shape[0], dtype=torch.float)
+        held = [c.met(tokens, none) for c in keywords]
+        for t in range(tokens.shape[1]):
+            blanked = tokens.clone()
+            blanked[:, t] = -1
+            for c, was in zip(keywords, held):
+                fixed[:, t] |= was & ~c.met(blanked, none)
+    return fixed
+
+
+@torch.no_grad()
+def metropolis(
+    problem: Problem, tokens: Tensor, gen: torch.Generator, done: Callable[[int], bool], informed: bool = False
+) -> tuple[Tensor, Scores, int, float]:
+    """Metropolis-Hastings on token spans (K, n), each row its own chain, invariant for pi: a step
+    draws (t, w) from move_state's proposal and accepts x' (x with x_t = w) with probability
+    min(1, pi(x') q(t, x_t | x') / (pi(x) q(t, w | x))). Under the plain proposal, x_<t unchanged,
+    q0's factor at t cancels the proposal's, leaving [hard met] exp(-soft energy change)
+    prod_(s > t) q0_s(x'_s | x'_<s) / q0_s(x_s | x_<s): a word before a keyword changes when the
+    keyword reads better after the new one. Runs until done(steps taken): -> rows, their scores,
+    steps taken, share accepted. A row that breaks a hard constraint accepts any proposal that
+    does not."""
+    K, n = tokens.shape
+    rows = torch.arange(K, device=tokens.device)
+    state = move_state(problem, tokens, informed)
+    taken = accepted = 0
+    while not done(taken):
+        flat = torch.multinomial(_drawable(state.proposal.flatten(1)), 1, generator=gen)[:, 0]
+        t, w = flat // state.proposal.shape[-1], flat % state.proposal.shape[-1]
+        proposal = tokens.clone()
+        proposal[rows, t] = w
+        new = move_state(problem, proposal, informed)
+        log_alpha = new.log_pi - state.log_pi + new.proposal[rows, t, tokens[rows, t]] - state.proposal[rows, t, w]
+        stuck = torch.isneginf(state.log_pi) & ~torch.isneginf(new.log_pi)
+        u = torch.rand(K, generator=gen, device=tokens.device)
+        possible = torch.isfinite(state.proposal[rows, t, w])  # false where _drawable had nothing to draw
+        accept = possible & (stuck | (u.log() < log_alpha.nan_to_num(float("-inf"))))
+        tokens = torch.where(accept[:, None], proposal, tokens)
+        state = MoveState(*(_where_rows(accept, b, a) for a, b in zip(state, new)))
+        taken, accepted = taken + 1, accepted + int(accept.sum())
+    return tokens, state.scores, taken, accepted / max(taken * K, 1)
+
+
+def _drawable(log_p: Tensor) -> Tensor:
+    """Probabilities from log probabilities (K, M); a row with nothing to propose draws its first
+    entry, which metropolis then refuses."""
+    p = log_p.exp().nan_to_num(0.0)
+    p[p.sum(-1) == 0, 0] = 1.0
+    return p
+
+
+def _where_rows(pick: Tensor, new, old):
+    """Row-wise choice between two tensors, or two Scores, by pick (K,)."""
+    if isinstance(old, Scores):
+        return Scores(*(_where_rows(pick, b, a) for a, b in zip(old, new)))
+    return torch.where(pick.view(-1, *[1] * (old.ndim - 1)), new, old)
 
 
 def resample_one(log_w: Tensor, gen: torch.Generator) -> int:
@@ -475,23 +624,40 @@ def langevin_drafts(
 
 
 def langevin(problem: Problem, budget: Budget, chain: ChainSettings, gen: torch.Generator) -> ComposedSample:
-    """Rounds of Langevin drafts until the budget is spent, one output resampled from all of them
-    by importance weight. Each round's chains start from drafts resampled from the pool so far
-    (population Monte Carlo): a draft keeps the weight pi(x) / r(x | z) of the law it was drawn
-    from, which is unbiased whatever the past chose z by, so the pool's target stays pi."""
+    """Rounds of Langevin drafts until (1 - move_share) of the budget is spent, each round's chains
+    started at drafts resampled from the pool so far (population Monte Carlo: a draft keeps the
+    weight pi(x) / r(x | z) of the law it was drawn from, unbiased whatever the past chose z by,
+    so the pool's target stays pi). Then move_chains drafts resampled by weight are moved by
+    `metropolis` for the rest of the budget, and one of them is the output."""
     started = time.perf_counter()
+    moving = chain.move_share > 0 and chain.move_chains > 0 and budget.limited
+    rounds = budget.share(1 - chain.move_share) if moving else budget
     tokens, log_w, scores, run = langevin_drafts(problem, chain, gen)
     runs = [(run, 0)]  # each round's chains and its first row in the pool
     drafts = 2 * chain.chains  # a chain and its draw
-    while not budget.spent(started, drafts):
+    while not rounds.spent(started, drafts):
         starts = tokens[_resampled(log_w, math.ceil(chain.chains / CHAINS_PER_START), gen)]
         new_tokens, new_w, new_scores, run = langevin_drafts(problem, chain, gen, starts)
         runs.append((run, len(tokens)))
         tokens, log_w = torch.cat([tokens, new_tokens]), torch.cat([log_w, new_w])
         scores = Scores(*(torch.cat([a, b]) for a, b in zip(scores, new_scores)))
         drafts += 2 * chain.chains
-    row = resample_one(log_w, gen)
-    sample = _sample(problem, tokens, scores, row, float(log_w[row] - torch.logsumexp(log_w, -1)), drafts, started)
+    if not moving:
+        row = resample_one(log_w, gen)
+        sample = _sample(problem, tokens, scores, row, float(log_w[row] - torch.logsumexp(log_w, -1)), drafts, started)
+    else:
+        picked = _resampled(log_w, chain.move_chains, gen)
+        row = int(picked[0])  # the output's start; the chains are exchangeable
+        # a step scores move_chains spans in one pass: counted as that many drafts, which cost more
+        moved, moved_scores, steps, accepted = metropolis(
+            problem,
+            tokens[picked],
+            gen,
+            lambda taken: budget.spent(started, drafts + taken * chain.move_chains),
+            chain.informed_moves,
+        )
+        sample = _sample(problem, moved, moved_scores, 0, 0.0, drafts + steps * chain.move_chains, started)
+        sample.accepted = accepted
     run, first = next((r, f) for r, f in reversed(runs) if f <= row)
     sample.trace = {k: v[:, row - first].tolist() for k, v in run.energies.items()}
     return sample

@@ -17,10 +17,13 @@ from ebm.composition import (
     compose,
     constraint_gradient,
     langevin_drafts,
+    metropolis,
+    move_state,
     next_logits,
     relaxed_energy,
     score,
     smc_particles,
+    span_logprobs,
 )
 from ebm.constraints import Avoid, Keyword, RightContext
 from ebm.geometry import normalize
@@ -79,10 +82,10 @@ def test_the_toy_target_is_not_trivial(toy):
     assert tv(pi, unconstrained) > 0.3
 
 
-def noise_floor(pi, draws: int, gen) -> float:
-    """The 95th percentile of TV(empirical law of `draws` exact draws from pi, pi)."""
+def noise_floor(pi, draws: int, gen, quantile: float = 0.95) -> float:
+    """A high percentile of TV(empirical law of `draws` exact draws from pi, pi)."""
     tvs = [tv(law(ALL[torch.multinomial(pi, draws, True, generator=gen)]), pi) for _ in range(200)]
-    return float(torch.tensor(tvs).quantile(0.95))
+    return float(torch.tensor(tvs).quantile(quantile))
 
 
 @pytest.mark.parametrize(
@@ -135,12 +138,97 @@ def test_the_gradient_draw_reads_the_constraints_directional_derivative():
 
 def test_langevin_runs_rounds_until_its_budget_is_spent():
     """2 drafts a chain per round (a chain and its draw); rounds until the drafts budget is met,
-    one round without a limit."""
+    one round without a limit. With moves, rounds until half the budget, then each step of the
+    moves counts one draft per moved chain."""
     model = small_model().eval()
-    chain = ChainSettings(chains=4, steps=2)
-    drafts = {limit: compose(model, [1, 2], 3, [], "langevin", 1, Budget(drafts=limit), chain)[0].drafts for limit in (1, 8, 20)}
-    assert drafts == {1: 8, 8: 8, 20: 24}
-    assert compose(model, [1, 2], 3, [], "langevin", 1, Budget(), chain)[0].drafts == 8
+    limits = (1, 8, 20)
+
+    def drafts(chain: ChainSettings, budget: Budget) -> int:
+        return compose(model, [1, 2], 3, [], "langevin", 1, budget, chain)[0].drafts
+
+    rounds_only = ChainSettings(chains=4, steps=2, move_share=0.0)
+    assert {limit: drafts(rounds_only, Budget(drafts=limit)) for limit in limits} == {1: 8, 8: 8, 20: 24}
+    assert drafts(rounds_only, Budget()) == 8
+    moved = ChainSettings(chains=4, steps=2, move_share=0.5, move_chains=4)
+    # 20: rounds to 16 (>= 10), then 4 moves of 4 chains... stop at 20; 8 and 1: the first round spends it all
+    assert {limit: drafts(moved, Budget(drafts=limit)) for limit in limits} == {1: 8, 8: 8, 20: 20}
+    assert drafts(moved, Budget()) == 8  # no limit: one round, no moves
+    out = compose(model, [1, 2], 3, [], "langevin", 1, Budget(drafts=40), moved)[0]
+    assert out.drafts == 40 and out.accepted is not None and 0 < out.accepted <= 1
+
+
+def move_kernel(problem, informed: bool) -> torch.Tensor:
+    """The 25 x 25 transition matrix of one Metropolis move, from move_state's proposals and the
+    acceptance rule min(1, pi(y) q(x | y) / (pi(x) q(y | x))) written out here."""
+    with torch.no_grad():
+        state = move_state(problem, ALL, informed)
+    P = torch.zeros(25, 25, dtype=torch.float64)
+    for i, x in enumerate(ALL.tolist()):
+        for t, w in itertools.product(range(2), range(5)):
+            q = float(state.proposal[i, t, w].exp())
+            if q > 0:
+                y = list(x)
+                y[t] = w
+                j = 5 * y[0] + y[1]
+                log_ratio = state.log_pi[j] - state.log_pi[i] + state.proposal[j, t, x[t]] - state.proposal[i, t, w]
+                accept = float(log_ratio.nan_to_num(float("-inf")).clamp(max=0).exp())
+                P[i, j] += q * accept
+                P[i, i] += q * (1 - accept)
+    return P
+
+
+@pytest.mark.parametrize("informed", [False, True], ids=["plain", "gradient-informed"])
+def test_metropolis_moves_are_in_detailed_balance_with_the_target(toy, informed):
+    """Every state's proposal is a law over (position, token), and pi_x P(x, y) = pi_y P(y, x)
+    for every pair of the enumerated toy: pi is the kernel's invariant law, exactly."""
+    pi = target(toy).double()
+    P = move_kernel(toy, informed)
+    met = pi > 0
+    assert torch.allclose(P[met].sum(-1), torch.ones(int(met.sum()), dtype=torch.float64), atol=1e-5)
+    flow = pi[:, None] * P
+    assert torch.allclose(flow, flow.T, atol=1e-7)
+    assert torch.allclose(pi @ P, pi, atol=1e-6)
+    assert float(P[met][:, met].diagonal().min()) < 0.9  # it moves
+
+
+@pytest.mark.parametrize("informed", [False, True], ids=["plain", "gradient-informed"])
+def test_metropolis_takes_the_kernels_steps(toy, informed):
+    """The moves as metropolis runs them: 3,000 chains at each of three spans, one step each,
+    land where the kernel's rows say, within the noise of as many draws from those rows."""
+    gen = torch.Generator().manual_seed(5)
+    P = move_kernel(toy, informed).float()
+    starts = [4, 24, 19]  # (0, 4), (4, 4), (3, 4)
+    chains = ALL[torch.tensor(starts)].repeat_interleave(3000, 0)
+    moved, scores, steps, accepted = metropolis(toy, chains, gen, lambda taken: taken >= 1, informed)
+    assert steps == 1 and bool(scores.met[:, 0].all())  # a move that drops the keyword is never accepted
+    for i, row in enumerate(starts):
+        landed = law(moved[3000 * i : 3000 * (i + 1)])
+        draws = [torch.multinomial(P[row], 3000, True, generator=gen) for _ in range(100)]
+        floor = max(tv(torch.bincount(d, minlength=25) / 3000, P[row]) for d in draws)  # the worst of 100
+        assert tv(landed, P[row]) <= floor, (row, tv(landed, P[row]), floor)
+        assert float(P[row, row]) < 0.95  # it moves
+
+
+def test_metropolis_moves_head_for_the_target_from_one_span(toy):
+    """Every chain started at one span: far from pi at first, much closer after 40 moves. Spans
+    with the keyword at the front and at the back are joined only through (4, 4), 2% of pi, so
+    the moves mix slowly here (measured: TV 0.05 after 300 moves; docs/design-notes.md, section 15)."""
+    gen = torch.Generator().manual_seed(6)
+    pi = target(toy)
+    start = torch.tensor([[1, 4]]).expand(600, -1)
+    moved, _, _, _ = metropolis(toy, start, gen, lambda taken: taken >= 40)
+    print(f"TV to pi: start {tv(law(start), pi):.3f}, 40 moves {tv(law(moved), pi):.3f}")
+    assert tv(law(start), pi) > 0.9
+    assert tv(law(moved), pi) < 0.5
+
+
+def test_one_pass_reads_q0_as_the_left_to_right_draw_does(toy):
+    """span_logprobs reads every position's law in one pass over the span; the draw reads it one
+    token at a time: the same log q0 of every span."""
+    with torch.no_grad():
+        logp, right = span_logprobs(toy, toy.model.embeddings[ALL])
+    assert torch.allclose(logp.gather(-1, ALL[..., None])[..., 0].sum(-1), log_q0(toy, ALL), atol=1e-4)
+    assert right is not None and right.shape == (25, 1, 5)
 
 
 def test_smc_weighted_particles_give_back_the_target(toy):
