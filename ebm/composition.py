@@ -146,8 +146,8 @@ class ChainSettings:
     # The share of the budget spent moving resampled drafts by Metropolis-Hastings, and how many
     # drafts are moved side by side (one of them is the output). Without a budget limit no moves
     # run. Measured in docs/design-notes.md, section 15, "Moves on the token sequence".
-    move_share: float = 0.5
-    move_chains: int = 4
+    move_share: float = 0.75
+    move_chains: int = 1
     informed_moves: bool = True  # proposals from the gradient (metropolis), not q0 at a random position
 
 
