@@ -23,6 +23,7 @@ METHODS = {
     "Langevin on the span": "langevin",
     "Importance resampling": "importance",
     "Sequential Monte Carlo": "smc",
+    "Importance resampling, then moves": "resample-move",
     "Rejection": "rejection",
     "p_E directly (ignores them)": "direct",
 }
@@ -137,7 +138,14 @@ def generate_constrained(
         "labels": [(c.label or c.kind, c.kind) for c in constraints],
         "method": request.method,
         "samples": [
-            {"text": tokenizer.decode(s.tokens), "met": s.met, "energies": s.energies, "trace": s.trace, "seconds": s.seconds}
+            {
+                "text": tokenizer.decode(s.tokens),
+                "met": s.met,
+                "energies": s.energies,
+                "trace": s.trace,
+                "seconds": s.seconds,
+                "accepted": s.accepted,
+            }
             for s in samples
         ],
     }
@@ -162,9 +170,9 @@ def show_constrained(result: dict, key: str = "generation") -> None:
             f'<div class="constrained-sample">{badges}<div style="white-space:pre-wrap">{text}</div></div>',
             unsafe_allow_html=True,
         )
-        st.caption(
-            f"sample {i + 1} · {s['seconds']:.1f} s · energies: " + ", ".join(f"{k} {v:.2f}" for k, v in s["energies"].items())
-        )
+        moves = "" if s.get("accepted") is None else f" · {s['accepted']:.0%} of token moves accepted"
+        energies = ", ".join(f"{k} {v:.2f}" for k, v in s["energies"].items())
+        st.caption(f"sample {i + 1} · {s['seconds']:.1f} s{moves} · energies: {energies}")
     traces = [
         (i, term, step, e)
         for i, s in enumerate(result["samples"])

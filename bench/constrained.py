@@ -270,7 +270,10 @@ def main() -> None:
     p.add_argument("--items", type=int, default=200)
     p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
     p.add_argument(
-        "--methods", nargs="+", default=["langevin", "direct", "rejection", "importance", "smc"], choices=list(COMPOSERS)
+        "--methods",
+        nargs="+",
+        default=["langevin", "direct", "rejection", "importance", "smc", "resample-move"],
+        choices=list(COMPOSERS),
     )
     p.add_argument("--tokens", type=int, default=32)
     chain = ChainSettings()

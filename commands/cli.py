@@ -202,7 +202,7 @@ def generate_parser() -> argparse.ArgumentParser:
     p.add_argument("--tokens", type=int, default=32, help="tokens to generate per sample")
     p.add_argument("--samples", type=int, default=1, help="samples to generate")
     p.add_argument("--seed", type=int, default=0, help="random seed")
-    p.add_argument("--sampler", default="langevin", help="langevin, direct, rejection, importance or smc")
+    p.add_argument("--sampler", default="langevin", help="langevin, direct, rejection, importance, smc or resample-move")
     p.add_argument("--keywords", default="", metavar="W[,W...]", help="words or phrases that must appear somewhere")
     p.add_argument("--avoid", default="", metavar="W[,W...]", help="words that must not appear")
     p.add_argument("--right-context", default="", metavar="TEXT", help="text that must follow the generated span")
@@ -220,6 +220,12 @@ def generate_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget-drafts", type=int, default=64, help="drafts of the span per sample (langevin: 2 per chain)")
     p.add_argument("--chains", type=int, default=16, help="langevin: chains per sample")
     p.add_argument("--steps", type=int, default=5, help="langevin: steps per chain")
+    p.add_argument(
+        "--move-share",
+        type=float,
+        default=0.75,
+        help="langevin: share of the budget spent on Metropolis moves of the drawn text (0: none)",
+    )
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     p.add_argument("--json", action="store_true", help="one JSON object per sample per line")
     return p

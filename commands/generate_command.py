@@ -51,6 +51,8 @@ def check_args(args: GenerateSpec) -> None:
     for name in ("tokens", "samples", "chains", "steps", "budget_drafts"):
         if getattr(args, name) < 1:
             raise GenerateError(f"--{name.replace('_', '-')} must be at least 1")
+    if not 0 <= args.move_share < 1:
+        raise GenerateError("--move-share must be at least 0 and below 1 (the chains need part of the budget)")
     if args.budget_seconds is not None and not args.budget_seconds > 0:
         raise GenerateError("--budget-seconds must be above 0")
     if not args.temperature > 0:
@@ -86,7 +88,7 @@ def generate_records(args: GenerateSpec) -> list[dict]:
             f"ebm-generate: note: the prompt is {len(prompt)} tokens; only its last {window} condition the text", file=sys.stderr
         )
     budget = Budget(seconds=args.budget_seconds, drafts=None if args.budget_seconds else args.budget_drafts)
-    chain = ChainSettings(chains=args.chains, steps=args.steps)
+    chain = ChainSettings(chains=args.chains, steps=args.steps, move_share=args.move_share)
     try:
         samples = compose(
             model,
@@ -117,6 +119,7 @@ def sample_record(sample: ComposedSample, constraints: list, tok, method: str) -
         "sampler": method,
         "log_weight": sample.log_weight,
         "drafts": sample.drafts,
+        "moves_accepted": sample.accepted,
         "seconds": round(sample.seconds, 3),
     }
 

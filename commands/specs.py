@@ -62,6 +62,7 @@ class GenerateSpec:
     budget_drafts: int
     chains: int
     steps: int
+    move_share: float
     device: str
     json: bool
 

@@ -15,6 +15,8 @@ excluded by the filter). Methods differ in how they propose and correct:
 - "smc": sequential Monte Carlo, particles extended token by token; a token that would break an
   avoid constraint is never proposed (its mass enters the weight), a potential exp(-lambda
   missing keywords) lets particles that already hold a keyword multiply, resampling at ESS < N/2.
+- "resample-move": importance resampling of q0's drafts, then the Metropolis moves that end
+  "langevin" (below): what the moves do without the chains.
 - "langevin": all n positions are points on the sphere, moved jointly by underdamped Riemannian
   Langevin (ebm.langevin) on the relaxed energy E(z) = sum_t U_t(z_t | z_<t) + sum_i lambda_i C_i(z),
   U_t the landscape energy of ebm.landscape with contexts read from the relaxed points themselves;
@@ -461,16 +463,30 @@ def rejection(problem: Problem, budget: Budget, chain: ChainSettings, gen: torch
 
 def importance(problem: Problem, budget: Budget, chain: ChainSettings, gen: torch.Generator) -> ComposedSample:
     """Draws from q0 until the budget is spent, one resampled with weights exp(log potential)."""
-    started, drafts = time.perf_counter(), 0
-    pool: list[tuple[Tensor, Scores]] = []
+    started = time.perf_counter()
+    tokens, scores, drafts = _q0_pool(problem, budget, started, gen)
+    row = resample_one(scores.log_potential, gen)
+    return _sample(problem, tokens, scores, row, float(scores.log_potential[row]), drafts, started)
+
+
+def resample_move(problem: Problem, budget: Budget, chain: ChainSettings, gen: torch.Generator) -> ComposedSample:
+    """Importance resampling of q0's drafts for (1 - move_share) of the budget, then Langevin's
+    Metropolis moves for the rest: the moves without the chains, to tell what each part adds."""
+    started = time.perf_counter()
+    moving = _moving(budget, chain)
+    tokens, scores, drafts = _q0_pool(problem, budget.share(1 - chain.move_share) if moving else budget, started, gen)
+    sample, _ = _output(problem, tokens, scores.log_potential, scores, budget, chain, gen, started, drafts)
+    return sample
+
+
+def _q0_pool(problem: Problem, budget: Budget, started: float, gen: torch.Generator) -> tuple[Tensor, Scores, int]:
+    """Batches of drafts from q0 until the budget is spent (at least one): ids, scores, drafts."""
+    drafts, pool = 0, []
     while not pool or not budget.spent(started, drafts):
         tokens, _, _ = draw_spans(problem, budget.batch, gen)
         pool.append((tokens, score(problem, tokens)))
         drafts += budget.batch
-    tokens = torch.cat([p[0] for p in pool])
-    scores = Scores(*(torch.cat([p[1][i] for p in pool]) for i in range(3)))
-    row = resample_one(scores.log_potential, gen)
-    return _sample(problem, tokens, scores, row, float(scores.log_potential[row]), drafts, started)
+    return torch.cat([p[0] for p in pool]), Scores(*(torch.cat([p[1][i] for p in pool]) for i in range(3))), drafts
 
 
 def smc(problem: Problem, budget: Budget, chain: ChainSettings, gen: torch.Generator) -> ComposedSample:
@@ -628,39 +644,62 @@ def langevin(problem: Problem, budget: Budget, chain: ChainSettings, gen: torch.
     started at drafts resampled from the pool so far (population Monte Carlo: a draft keeps the
     weight pi(x) / r(x | z) of the law it was drawn from, unbiased whatever the past chose z by,
     so the pool's target stays pi). Then move_chains drafts resampled by weight are moved by
-    `metropolis` for the rest of the budget, and one of them is the output."""
+    `metropolis` for the rest of the budget, and one of them is the output. Rounds go on into the
+    moves' share while no draft meets the hard constraints: a move changes one token, so it
+    cannot write three missing keywords."""
     started = time.perf_counter()
-    moving = chain.move_share > 0 and chain.move_chains > 0 and budget.limited
-    rounds = budget.share(1 - chain.move_share) if moving else budget
+    rounds = budget.share(1 - chain.move_share) if _moving(budget, chain) else budget
     tokens, log_w, scores, run = langevin_drafts(problem, chain, gen)
     runs = [(run, 0)]  # each round's chains and its first row in the pool
     drafts = 2 * chain.chains  # a chain and its draw
-    while not rounds.spent(started, drafts):
+    while not rounds.spent(started, drafts) or (torch.isneginf(log_w).all() and not budget.spent(started, drafts)):
         starts = tokens[_resampled(log_w, math.ceil(chain.chains / CHAINS_PER_START), gen)]
         new_tokens, new_w, new_scores, run = langevin_drafts(problem, chain, gen, starts)
         runs.append((run, len(tokens)))
         tokens, log_w = torch.cat([tokens, new_tokens]), torch.cat([log_w, new_w])
         scores = Scores(*(torch.cat([a, b]) for a, b in zip(scores, new_scores)))
         drafts += 2 * chain.chains
-    if not moving:
-        row = resample_one(log_w, gen)
-        sample = _sample(problem, tokens, scores, row, float(log_w[row] - torch.logsumexp(log_w, -1)), drafts, started)
-    else:
-        picked = _resampled(log_w, chain.move_chains, gen)
-        row = int(picked[0])  # the output's start; the chains are exchangeable
-        # a step scores move_chains spans in one pass: counted as that many drafts, which cost more
-        moved, moved_scores, steps, accepted = metropolis(
-            problem,
-            tokens[picked],
-            gen,
-            lambda taken: budget.spent(started, drafts + taken * chain.move_chains),
-            chain.informed_moves,
-        )
-        sample = _sample(problem, moved, moved_scores, 0, 0.0, drafts + steps * chain.move_chains, started)
-        sample.accepted = accepted
+    sample, row = _output(problem, tokens, log_w, scores, budget, chain, gen, started, drafts)
     run, first = next((r, f) for r, f in reversed(runs) if f <= row)
     sample.trace = {k: v[:, row - first].tolist() for k, v in run.energies.items()}
     return sample
+
+
+def _moving(budget: Budget, chain: ChainSettings) -> bool:
+    return chain.move_share > 0 and chain.move_chains > 0 and budget.limited
+
+
+def _output(
+    problem: Problem,
+    tokens: Tensor,
+    log_w: Tensor,
+    scores: Scores,
+    budget: Budget,
+    chain: ChainSettings,
+    gen: torch.Generator,
+    started: float,
+    drafts: int,
+) -> tuple[ComposedSample, int]:
+    """The output of a weighted pool of drafts (K, n): one resampled by weight, or, when moving,
+    move_chains resampled and moved by `metropolis` for the rest of the budget, the first of them
+    the output; no moves where no draft meets the hard constraints. -> the sample and the pool
+    row it started from."""
+    if not _moving(budget, chain) or torch.isneginf(log_w).all():
+        row = resample_one(log_w, gen)
+        log_weight = float(log_w[row] - torch.logsumexp(log_w, -1))
+        return _sample(problem, tokens, scores, row, log_weight, drafts, started), row
+    picked = _resampled(log_w, chain.move_chains, gen)
+    # a step scores move_chains spans in one pass: counted as that many drafts, though a draft costs more
+    moved, moved_scores, steps, accepted = metropolis(
+        problem,
+        tokens[picked],
+        gen,
+        lambda taken: budget.spent(started, drafts + taken * chain.move_chains),
+        chain.informed_moves,
+    )
+    sample = _sample(problem, moved, moved_scores, 0, 0.0, drafts + steps * chain.move_chains, started)
+    sample.accepted = accepted
+    return sample, int(picked[0])
 
 
 def _resampled(log_w: Tensor, count: int, gen: torch.Generator) -> Tensor:
@@ -675,6 +714,7 @@ COMPOSERS: dict[str, Composer] = {
     "rejection": rejection,
     "importance": importance,
     "smc": smc,
+    "resample-move": resample_move,
 }
 
 

@@ -177,6 +177,19 @@ def move_kernel(problem, informed: bool) -> torch.Tensor:
     return P
 
 
+def test_rounds_go_on_while_no_draft_meets_the_hard_constraints():
+    """A keyword that is also avoided can never be met: the rounds take the whole budget (moves
+    could not write it), and no moves run; a problem that is met moves after its rounds' share."""
+    model = small_model().eval()
+    emb = model.embeddings.detach()
+    never = [Keyword(((7,),), emb, label="seven"), Avoid(((7,),), emb, label="no seven")]
+    chain = ChainSettings(chains=4, steps=2, move_share=0.75)
+    stuck = compose(model, [1, 2], 3, never, "langevin", 1, Budget(drafts=40), chain)[0]
+    assert (stuck.drafts, stuck.accepted, stuck.met["seven"]) == (40, None, False)
+    free = compose(model, [1, 2], 3, [], "langevin", 1, Budget(drafts=40), chain)[0]
+    assert free.drafts == 40 and free.accepted is not None  # rounds to 16 (>= 10), then 24 one-draft moves
+
+
 @pytest.mark.parametrize("informed", [False, True], ids=["plain", "gradient-informed"])
 def test_metropolis_moves_are_in_detailed_balance_with_the_target(toy, informed):
     """Every state's proposal is a law over (position, token), and pi_x P(x, y) = pi_y P(y, x)

@@ -46,6 +46,7 @@ def test_json_lines_carry_text_tokens_and_each_constraints_verdict(full_run):
         assert kinds == [("keyword", "the"), ("avoid", "of")]
         assert all(isinstance(c["met"], bool) and isinstance(c["energy"], float) for c in sample["constraints"])
         assert sample["constraints"][1]["met"]  # avoid is hard: the draw never writes it
+        assert 0 <= sample["moves_accepted"] <= 1  # the default budget leaves room for Metropolis moves
 
 
 def test_infilling_from_the_command_line(full_run):
@@ -78,6 +79,7 @@ def test_infilling_from_the_command_line(full_run):
         (["--right-context", "word " * 300], "does not fit the model's window"),
         (["--sampler", "magic"], "--sampler 'magic': choose one of langevin"),
         (["--tokens", "0"], "--tokens must be at least 1"),
+        (["--move-share", "1"], "--move-share must be at least 0 and below 1"),
         (["--device", "vulkan"], "use cpu or cuda"),
     ],
 )
@@ -94,4 +96,5 @@ def test_the_command_line_defaults_are_the_library_defaults():
     from ebm.composition import ChainSettings
 
     args = generate_parser().parse_args(["--checkpoint", "x"])
-    assert (args.chains, args.steps) == (ChainSettings().chains, ChainSettings().steps)
+    chain = ChainSettings()
+    assert (args.chains, args.steps, args.move_share) == (chain.chains, chain.steps, chain.move_share)
