@@ -481,7 +481,7 @@ def resample_move(problem: Problem, budget: Budget, chain: ChainSettings, gen: t
 
 def _q0_pool(problem: Problem, budget: Budget, started: float, gen: torch.Generator) -> tuple[Tensor, Scores, int]:
     """Batches of drafts from q0 until the budget is spent (at least one): ids, scores, drafts."""
-    drafts, pool = 0, []
+    drafts, pool = 0, list[tuple[Tensor, Scores]]()
     while not pool or not budget.spent(started, drafts):
         tokens, _, _ = draw_spans(problem, budget.batch, gen)
         pool.append((tokens, score(problem, tokens)))
