@@ -336,15 +336,12 @@ def move_state(problem: Problem, tokens: Tensor, informed: bool) -> MoveState:
 
 
 def _banned_everywhere(problem: Problem, tokens: Tensor, vocab: int) -> Tensor:
-    """Tokens that would complete an avoided word at each position, after the row's own prefix:
-    (K, n) -> (K, n, V) bool."""
-    mask = torch.zeros(*tokens.shape, vocab, dtype=torch.bool, device=tokens.device)
-    if any(c.kind == "avoid" for c in problem.constraints):
-        for row, span in enumerate(tokens.tolist()):
-            for t in range(len(span)):
-                for c in problem.constraints:
-                    mask[row, t, c.banned_next(list(problem.prompt) + span[:t])] = True
-    return mask
+    """banned_mask at each position, after the row's own prefix: (K, n) -> (K, n, V) bool."""
+    if not any(c.kind == "avoid" for c in problem.constraints):
+        return torch.zeros(*tokens.shape, vocab, dtype=torch.bool, device=tokens.device)
+    seqs = torch.cat([prompt_rows(problem, tokens.shape[0], tokens.device), tokens], 1)
+    P = len(problem.prompt)
+    return torch.stack([banned_mask(problem, seqs[:, : P + t], vocab) for t in range(tokens.shape[1])], 1)
 
 
 def _keyword_holders(problem: Problem, tokens: Tensor) -> Tensor:
