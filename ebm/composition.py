@@ -470,8 +470,7 @@ def resample_move(problem: Problem, budget: Budget, chain: ChainSettings, gen: t
     """Importance resampling of q0's drafts for (1 - move_share) of the budget, then Langevin's
     Metropolis moves for the rest: the moves without the chains, to tell what each part adds."""
     started = time.perf_counter()
-    moving = _moving(budget, chain)
-    tokens, scores, drafts = _q0_pool(problem, budget.share(1 - chain.move_share) if moving else budget, started, gen)
+    tokens, scores, drafts = _q0_pool(problem, _before_moves(budget, chain), started, gen)
     sample, _ = _output(problem, tokens, scores.log_potential, scores, budget, chain, gen, started, drafts)
     return sample
 
@@ -645,7 +644,7 @@ def langevin(problem: Problem, budget: Budget, chain: ChainSettings, gen: torch.
     moves' share while no draft meets the hard constraints: a move changes one token, so it
     cannot write three missing keywords."""
     started = time.perf_counter()
-    rounds = budget.share(1 - chain.move_share) if _moving(budget, chain) else budget
+    rounds = _before_moves(budget, chain)
     tokens, log_w, scores, run = langevin_drafts(problem, chain, gen)
     runs = [(run, 0)]  # each round's chains and its first row in the pool
     drafts = 2 * chain.chains  # a chain and its draw
@@ -664,6 +663,11 @@ def langevin(problem: Problem, budget: Budget, chain: ChainSettings, gen: torch.
 
 def _moving(budget: Budget, chain: ChainSettings) -> bool:
     return chain.move_share > 0 and chain.move_chains > 0 and budget.limited
+
+
+def _before_moves(budget: Budget, chain: ChainSettings) -> Budget:
+    """The part of the budget for drafting: all of it without moves."""
+    return budget.share(1 - chain.move_share) if _moving(budget, chain) else budget
 
 
 def _output(
